@@ -1,0 +1,281 @@
+//! ConversationService: create, read, update (status transitions, metadata)
+//! and delete conversations, each scoped to the caller's workspace.
+
+use chrono::{DateTime, Utc};
+use proto::chatbot::v1::{
+    Conversation, CreateConversationRequest, DeleteConversationRequest, DeleteConversationResponse,
+    GetConversationRequest, ListConversationsRequest, ListConversationsResponse, UpdateConversationRequest,
+    conversation_service_server::ConversationService,
+};
+use service_runtime::{pagination, principal::Principal};
+use sqlx::{PgPool, Postgres, Transaction};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::{Error, Result},
+    ids::{BotId, ConversationId},
+    model::{ConversationStatus, bounded_text, parse_channel, required_text},
+    proto_convert::{json_to_struct, metadata_to_json, timestamp},
+};
+
+const MAX_USER_ID_CHARS: usize = 256;
+
+pub struct Conversations {
+    pool: PgPool,
+}
+
+impl Conversations {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConversationRow {
+    id: String,
+    user_id: String,
+    channel: String,
+    status: String,
+    metadata: serde_json::Value,
+    bot_id: Option<String>,
+    message_count: i64,
+    created_at: DateTime<Utc>,
+    last_activity: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, user_id, channel, status, metadata, bot_id, message_count, created_at, last_activity";
+
+impl From<ConversationRow> for Conversation {
+    fn from(row: ConversationRow) -> Self {
+        Conversation {
+            id: row.id,
+            user_id: row.user_id,
+            channel: row.channel,
+            status: row.status,
+            metadata: Some(json_to_struct(row.metadata)),
+            bot_id: row.bot_id.unwrap_or_default(),
+            created_at: Some(timestamp(row.created_at)),
+            last_activity: Some(timestamp(row.last_activity)),
+            message_count: row.message_count,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ConversationService for Conversations {
+    async fn list_conversations(
+        &self,
+        request: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let limit = pagination::page_limit(req.limit)?;
+        let after = pagination::decode_cursor(&req.cursor)?
+            .map(|c| parse_position(&c))
+            .transpose()?;
+        let status = match req.status.as_str() {
+            "" => None,
+            s => Some(ConversationStatus::parse("status", s)?.as_str()),
+        };
+        let (after_time, after_id) = after.unzip();
+        let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM conversations
+             WHERE workspace_id = $1
+               AND ($2::text IS NULL OR status = $2)
+               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $5"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(status)
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let (rows, next_cursor) = pagination::finish_page(rows, limit, |r| {
+            format!("{}|{}", r.created_at.timestamp_micros(), r.id)
+        });
+        Ok(Response::new(ListConversationsResponse {
+            conversations: rows.into_iter().map(Conversation::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn create_conversation(
+        &self,
+        request: Request<CreateConversationRequest>,
+    ) -> Result<Response<Conversation>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let user_id = required_text("user_id", &req.user_id, MAX_USER_ID_CHARS)?;
+        let channel = parse_channel("channel", &req.channel)?;
+        let metadata = metadata_to_json("metadata", req.metadata)?;
+        let bot_id = match req.bot_id.as_str() {
+            "" => None,
+            id => Some(self.existing_bot(&principal.workspace_id, id).await?),
+        };
+        let row: ConversationRow = sqlx::query_as(&format!(
+            "INSERT INTO conversations (workspace_id, id, user_id, channel, status, metadata, bot_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(ConversationId::generate().as_str())
+        .bind(user_id)
+        .bind(channel)
+        .bind(ConversationStatus::Active.as_str())
+        .bind(metadata)
+        .bind(bot_id.as_ref().map(BotId::as_str))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<GetConversationRequest>,
+    ) -> Result<Response<Conversation>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id)?;
+        let row = fetch(&self.pool, &principal.workspace_id, &id).await?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn update_conversation(
+        &self,
+        request: Request<UpdateConversationRequest>,
+    ) -> Result<Response<Conversation>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let id = ConversationId::parse("conversation_id", &req.conversation_id)?;
+        let requested_status = req
+            .status
+            .as_deref()
+            .map(|s| ConversationStatus::parse("status", s))
+            .transpose()?;
+        let channel = req.channel.as_deref().map(|c| parse_channel("channel", c)).transpose()?;
+        let metadata = req
+            .metadata
+            .map(|m| metadata_to_json("metadata", Some(m)))
+            .transpose()?;
+
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let current = lock(&mut tx, &principal.workspace_id, &id).await?;
+        let current_status = ConversationStatus::parse("status", &current.status)?;
+        let status = match requested_status {
+            Some(next) => current_status.transition_to(next)?,
+            None => current_status,
+        };
+        if current_status == ConversationStatus::Ended && (channel.is_some() || metadata.is_some()) {
+            return Err(Error::FailedPrecondition("conversation is ended; it can no longer be changed".into()).into());
+        }
+        let row: ConversationRow = sqlx::query_as(&format!(
+            "UPDATE conversations
+             SET status = $3,
+                 channel = COALESCE($4, channel),
+                 metadata = COALESCE($5, metadata),
+                 last_activity = CASE WHEN status <> $3 THEN now() ELSE last_activity END
+             WHERE workspace_id = $1 AND id = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .bind(channel)
+        .bind(metadata)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn delete_conversation(
+        &self,
+        request: Request<DeleteConversationRequest>,
+    ) -> Result<Response<DeleteConversationResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id)?;
+        let deleted = sqlx::query("DELETE FROM conversations WHERE workspace_id = $1 AND id = $2")
+            .bind(&principal.workspace_id)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::not_found(ConversationId::KIND, id.into_string()).into());
+        }
+        Ok(Response::new(DeleteConversationResponse {
+            id: id.into_string(),
+            deleted: true,
+        }))
+    }
+}
+
+impl Conversations {
+    async fn existing_bot(&self, workspace_id: &str, id: &str) -> Result<BotId> {
+        let bot_id = BotId::parse("bot_id", id)
+            .map_err(|_| Error::invalid("bot_id", format!("no bot {id} in this workspace")))?;
+        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM bots WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(bot_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        found
+            .map(|_| bot_id)
+            .ok_or_else(|| Error::invalid("bot_id", format!("no bot {id} in this workspace")))
+    }
+}
+
+async fn fetch(pool: &PgPool, workspace_id: &str, id: &ConversationId) -> Result<ConversationRow> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM conversations WHERE workspace_id = $1 AND id = $2"
+    ))
+    .bind(workspace_id)
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
+}
+
+/// Reads the conversation and holds its row lock until the transaction ends,
+/// so concurrent updates and sends apply one after another.
+pub(crate) async fn lock(
+    tx: &mut Transaction<'_, Postgres>,
+    workspace_id: &str,
+    id: &ConversationId,
+) -> Result<ConversationRow> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM conversations WHERE workspace_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind(workspace_id)
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
+}
+
+impl ConversationRow {
+    pub(crate) fn status(&self) -> Result<ConversationStatus> {
+        ConversationStatus::parse("status", &self.status)
+    }
+
+    pub(crate) fn message_count(&self) -> i64 {
+        self.message_count
+    }
+}
+
+fn parse_position(position: &str) -> Result<(DateTime<Utc>, String)> {
+    let bad = || Error::invalid("cursor", "is not a cursor returned by this API");
+    let (micros, id) = position.split_once('|').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at, bounded_text("cursor", id, 128)?))
+}

@@ -1,0 +1,232 @@
+//! MessageService: append messages to a conversation in a stable order, with
+//! idempotent retries, and read them back.
+
+use chrono::{DateTime, Utc};
+use proto::chatbot::v1::{
+    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest,
+    SendMessageResponse, message_service_server::MessageService,
+};
+use service_runtime::{
+    pagination,
+    principal::{Principal, idempotency_key},
+};
+use sqlx::{PgPool, Postgres, Transaction};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    conversations,
+    error::{Error, Result},
+    ids::{ConversationId, MessageId},
+    model::{Role, bounded_text, required_text},
+    proto_convert::{json_to_struct, metadata_to_json, timestamp},
+};
+
+const MAX_CONTENT_CHARS: usize = 32 * 1024;
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+pub struct Messages {
+    pool: PgPool,
+}
+
+impl Messages {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    sequence: i64,
+    role: String,
+    content: String,
+    metadata: serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, conversation_id, sequence, role, content, metadata, created_at";
+
+impl From<MessageRow> for Message {
+    fn from(row: MessageRow) -> Self {
+        Message {
+            id: row.id,
+            conversation_id: row.conversation_id,
+            role: row.role,
+            content: row.content,
+            metadata: Some(json_to_struct(row.metadata)),
+            sequence: row.sequence,
+            created_at: Some(timestamp(row.created_at)),
+        }
+    }
+}
+
+/// A validated send request.
+struct NewMessage {
+    role: Role,
+    content: String,
+    metadata: serde_json::Value,
+    idempotency_key: Option<String>,
+}
+
+#[tonic::async_trait]
+impl MessageService for Messages {
+    async fn send_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let key = idempotency_key(request.metadata())
+            .map(|k| bounded_text("idempotency_key", &k, MAX_IDEMPOTENCY_KEY_CHARS))
+            .transpose()?;
+        let req = request.into_inner();
+        let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id)?;
+        let message = NewMessage {
+            role: Role::parse("role", &req.role)?,
+            content: required_text("content", &req.content, MAX_CONTENT_CHARS)?,
+            metadata: metadata_to_json("metadata", req.metadata)?,
+            idempotency_key: key,
+        };
+        let (row, replayed) = self.append(&principal.workspace_id, &conversation_id, message).await?;
+        Ok(Response::new(SendMessageResponse {
+            message: Some(row.into()),
+            replayed,
+        }))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<ListMessagesRequest>,
+    ) -> Result<Response<ListMessagesResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id)?;
+        let limit = pagination::page_limit(req.limit)?;
+        let after: i64 = match pagination::decode_cursor(&req.cursor)? {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| Error::invalid("cursor", "is not a cursor returned by this API"))?,
+        };
+        self.ensure_conversation(&principal.workspace_id, &conversation_id).await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE workspace_id = $1 AND conversation_id = $2 AND sequence > $3
+             ORDER BY sequence
+             LIMIT $4"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(conversation_id.as_str())
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let (rows, next_cursor) = pagination::finish_page(rows, limit, |r| r.sequence.to_string());
+        Ok(Response::new(ListMessagesResponse {
+            messages: rows.into_iter().map(Message::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn get_message(&self, request: Request<GetMessageRequest>) -> Result<Response<Message>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id)?;
+        let message_id = MessageId::parse("message_id", &req.message_id)?;
+        let row: MessageRow = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE workspace_id = $1 AND conversation_id = $2 AND id = $3"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(conversation_id.as_str())
+        .bind(message_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| Error::not_found(MessageId::KIND, message_id.as_str()))?;
+        Ok(Response::new(row.into()))
+    }
+}
+
+impl Messages {
+    /// Appends under the conversation's row lock, which serialises senders:
+    /// sequence numbers have no gaps and a retried key finds its first message.
+    async fn append(
+        &self,
+        workspace_id: &str,
+        conversation_id: &ConversationId,
+        message: NewMessage,
+    ) -> Result<(MessageRow, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let conversation = conversations::lock(&mut tx, workspace_id, conversation_id).await?;
+        if let Some(key) = &message.idempotency_key
+            && let Some(first) = find_by_key(&mut tx, workspace_id, conversation_id, key).await?
+        {
+            if first.role != message.role.as_str() || first.content != message.content {
+                return Err(Error::AlreadyExists(
+                    "Idempotency-Key was already used for a different message in this conversation".into(),
+                ));
+            }
+            return Ok((first, true));
+        }
+        if !conversation.status()?.accepts_messages() {
+            return Err(Error::FailedPrecondition(
+                "conversation is ended; it accepts no more messages".into(),
+            ));
+        }
+        let row: MessageRow = sqlx::query_as(&format!(
+            "INSERT INTO messages (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(workspace_id)
+        .bind(MessageId::generate().as_str())
+        .bind(conversation_id.as_str())
+        .bind(conversation.message_count() + 1)
+        .bind(message.role.as_str())
+        .bind(&message.content)
+        .bind(&message.metadata)
+        .bind(&message.idempotency_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE conversations SET message_count = message_count + 1, last_activity = $3
+             WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(workspace_id)
+        .bind(conversation_id.as_str())
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((row, false))
+    }
+
+    async fn ensure_conversation(&self, workspace_id: &str, id: &ConversationId) -> Result<()> {
+        let found: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM conversations WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
+    }
+}
+
+async fn find_by_key(
+    tx: &mut Transaction<'_, Postgres>,
+    workspace_id: &str,
+    conversation_id: &ConversationId,
+    key: &str,
+) -> Result<Option<MessageRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages
+         WHERE workspace_id = $1 AND conversation_id = $2 AND idempotency_key = $3"
+    ))
+    .bind(workspace_id)
+    .bind(conversation_id.as_str())
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?)
+}

@@ -1,0 +1,160 @@
+//! The platform operator's API (`/admin/v1`): creating workspaces and
+//! issuing their API keys. Guarded by the admin token from configuration.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+use rand::{Rng, distr::Alphanumeric};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    AppState,
+    auth::{api_keys, scopes},
+    problem::{Problem, ProblemContext, ProblemResponse},
+};
+
+/// Middleware: only the configured admin token passes. Both sides are hashed
+/// first so the comparison takes the same time whatever the lengths.
+pub async fn require_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let allowed = match (&state.admin_token_hash, presented) {
+        (Some(expected), Some(token)) => bool::from(Sha256::digest(token.as_bytes()).as_slice().ct_eq(expected)),
+        _ => false,
+    };
+    if allowed {
+        return next.run(request).await;
+    }
+    let (parts, _) = request.into_parts();
+    let detail = if state.admin_token_hash.is_none() {
+        "the admin API is disabled: set GATEWAY_ADMIN_TOKEN"
+    } else {
+        "send the platform admin token as `Authorization: Bearer <token>`"
+    };
+    Problem::unauthorized(detail).render(&ProblemContext::of(&parts))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+type AdminResult = Result<Response, ProblemResponse>;
+
+pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Request) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let ctx = ProblemContext::of(&parts);
+    let input: CreateWorkspace = read_json(&state, body, &ctx).await?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ProblemResponse(
+            Problem::bad_request("invalid-argument", "Invalid argument", "name: must be 1 to 100 characters").with_field("name"),
+            ctx,
+        ));
+    }
+    let id = format!("ws_{}", random_id());
+    let db_error = |e: sqlx::Error| {
+        tracing::error!(error = %e, "creating workspace");
+        ProblemResponse(Problem::internal(), ctx.clone())
+    };
+    let mut tx = state.pool.begin().await.map_err(db_error)?;
+    let created_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("INSERT INTO workspaces (id, name) VALUES ($1, $2) RETURNING created_at")
+            .bind(&id)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let key = api_keys::issue(&mut *tx, &id, "default", scopes::parse(&[]).expect("all scopes are known"))
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let body = json!({
+        "workspace": {"id": id, "name": name, "created_at": created_at},
+        "api_key": key,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn create_api_key(
+    State(state): State<Arc<AppState>>,
+    Path(workspace_id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let ctx = ProblemContext::of(&parts);
+    let input: CreateKey = read_json(&state, body, &ctx).await?;
+    let scopes = scopes::parse(&input.scopes).map_err(|reason| {
+        ProblemResponse(
+            Problem::bad_request("invalid-argument", "Invalid argument", format!("scopes: {reason}")).with_field("scopes"),
+            ctx.clone(),
+        )
+    })?;
+    let db_error = |e: sqlx::Error| {
+        tracing::error!(error = %e, "issuing API key");
+        ProblemResponse(Problem::internal(), ctx.clone())
+    };
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+        .bind(&workspace_id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(db_error)?;
+    if exists.is_none() {
+        return Err(ProblemResponse(
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found", format!("workspace {workspace_id} not found")),
+            ctx,
+        ));
+    }
+    let key = api_keys::issue(&state.pool, &workspace_id, input.name.trim(), scopes)
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(json!({"api_key": key}))).into_response())
+}
+
+async fn read_json<T: serde::de::DeserializeOwned + Default>(
+    state: &AppState,
+    body: axum::body::Body,
+    ctx: &ProblemContext,
+) -> Result<T, ProblemResponse> {
+    let bytes = crate::api::read_body(body, state.config.max_body_bytes)
+        .await
+        .map_err(|p| ProblemResponse(p, ctx.clone()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let kind = if e.is_syntax() || e.is_eof() { "malformed-json" } else { "invalid-argument" };
+        ProblemResponse(Problem::bad_request(kind, "Invalid request body", e.to_string()), ctx.clone())
+    })
+}
+
+fn random_id() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(20)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect()
+}

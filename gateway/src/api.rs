@@ -1,0 +1,120 @@
+//! The transcoded public API: resolve the route, build the request message,
+//! call the upstream with the principal in metadata, render the reply.
+//! There is no per-endpoint code; the route table says everything.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use service_runtime::principal as keys;
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::{
+    AppState,
+    auth::Principal,
+    problem::{Problem, ProblemContext},
+    request_id,
+    routes::Resolution,
+    transcode::{
+        request::{self, RequestError},
+        response::{self, Format},
+    },
+};
+
+/// Headers passed through to the services as gRPC metadata.
+const FORWARDED_HEADERS: &[&str] = &[keys::IDEMPOTENCY_KEY, "traceparent", "tracestate"];
+
+pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let ctx = ProblemContext::of(&parts);
+    match transcode(&state, &parts, body).await {
+        Ok(response) => response,
+        Err(problem) => problem.render(&ctx),
+    }
+}
+
+async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -> Result<Response, Problem> {
+    let path = parts.uri.path();
+    let (route, bindings) = match state.routes.resolve(&parts.method, path) {
+        Resolution::Found(route, bindings) => (route, bindings),
+        Resolution::MethodNotAllowed { allow } => return Err(Problem::method_not_allowed(&parts.method, &allow)),
+        Resolution::NotFound => return Err(Problem::not_found_route(path)),
+    };
+    let principal = parts.extensions.get::<Principal>().ok_or_else(Problem::internal)?;
+    let body = read_body(body, state.config.max_body_bytes).await?;
+    let message = request::build(route, bindings, parts.uri.query(), &body).map_err(request_problem)?;
+
+    let mut grpc_request = tonic::Request::new(message);
+    fill_metadata(grpc_request.metadata_mut(), principal, &parts.headers);
+    let reply = state
+        .upstreams
+        .call(route.upstream, route.grpc_path.clone(), grpc_request, route.method.output())
+        .await
+        .map_err(|status| {
+            if matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable) {
+                tracing::warn!(route = route.template.as_str(), code = ?status.code(), message = status.message(), "upstream call failed");
+            }
+            Problem::from_status(&status)
+        })?;
+
+    let format = Format::negotiate(&parts.headers, parts.uri.query());
+    let bytes = response::render(reply.get_ref(), &route.response_body, format).map_err(|error| {
+        tracing::error!(%error, "rendering upstream reply");
+        Problem::internal()
+    })?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (413) whether or
+/// not the client declared a Content-Length.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Problem::payload_too_large(limit)),
+        Err(error) => Err(Problem::bad_request(
+            "unreadable-body",
+            "Unreadable request body",
+            format!("the request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn request_problem(error: RequestError) -> Problem {
+    match error {
+        RequestError::MalformedJson(detail) => {
+            Problem::bad_request("malformed-json", "Malformed JSON", format!("the request body is not valid JSON: {detail}"))
+        }
+        RequestError::InvalidField { field, reason } => {
+            Problem::bad_request("invalid-argument", "Invalid argument", format!("{field}: {reason}")).with_field(field)
+        }
+        RequestError::UnknownParameter(name) => Problem::bad_request(
+            "unknown-parameter",
+            "Unknown query parameter",
+            format!("query parameter {name:?} is not a field of this request"),
+        )
+        .with_field(name),
+    }
+}
+
+fn fill_metadata(metadata: &mut MetadataMap, principal: &Principal, headers: &HeaderMap) {
+    let mut put = |key: &'static str, value: &str| {
+        if let Ok(value) = MetadataValue::try_from(value) {
+            metadata.insert(key, value);
+        }
+    };
+    put(keys::WORKSPACE_ID, &principal.workspace_id);
+    put(keys::PRINCIPAL_ID, &principal.principal_id);
+    put(keys::SCOPES, &principal.scopes.join(" "));
+    put(keys::REQUEST_ID, &request_id::of(headers));
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers.get(*name).and_then(|v: &HeaderValue| v.to_str().ok()) {
+            put(name, value);
+        }
+    }
+}

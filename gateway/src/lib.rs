@@ -1,0 +1,100 @@
+//! The public REST gateway: authenticates callers, and transcodes REST to
+//! gRPC by the `google.api.http` annotations of the descriptor set.
+//!
+//! Cross-cutting layers are stacked in [`router`], in one place.
+
+mod admin;
+mod api;
+mod auth;
+pub mod config;
+mod health;
+mod problem;
+mod request_id;
+pub mod routes;
+mod status_map;
+mod transcode;
+mod upstreams;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    middleware,
+    routing::{get, post},
+};
+use prost_reflect::DescriptorPool;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+pub use config::Config;
+use problem::{Problem, ProblemContext};
+use routes::RouteTable;
+use upstreams::Upstreams;
+
+static MIGRATIONS: Migrator = sqlx::migrate!();
+pub const SCHEMA: &str = "gateway";
+
+/// Shared, read-mostly state of the request path.
+pub struct AppState {
+    config: Config,
+    pool: PgPool,
+    routes: RouteTable,
+    upstreams: Upstreams,
+    admin_token_hash: Option<[u8; 32]>,
+}
+
+/// Connects, builds the route table from the descriptor set, and serves
+/// HTTP on `listener` until `shutdown` is cancelled.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
+    let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
+    let upstreams = Upstreams::new(&config.upstreams, &config.routes, config.upstream_timeout)?;
+    let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
+    tracing::info!(routes = routes.routes().count(), "route table built from google.api.http annotations");
+    let state = Arc::new(AppState {
+        admin_token_hash: config.admin_token.as_deref().map(|t| Sha256::digest(t.as_bytes()).into()),
+        config,
+        pool,
+        routes,
+        upstreams,
+    });
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .fallback(api::handle)
+        .layer(middleware::from_fn_with_state(state.pool.clone(), auth::require_principal));
+    let admin = Router::new()
+        .route("/workspaces", post(admin::create_workspace))
+        .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
+        .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/admin/v1", admin)
+        .nest("/api", api)
+        .fallback(not_found)
+        .with_state(state)
+        // Outermost last: the request id exists before tracing and every
+        // handler, and is copied onto every response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(30)))
+}
+
+async fn not_found(request: axum::extract::Request) -> axum::response::Response {
+    let (parts, _) = request.into_parts();
+    Problem::not_found_route(parts.uri.path()).render(&ProblemContext::of(&parts))
+}

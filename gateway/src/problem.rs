@@ -1,0 +1,177 @@
+//! RFC 9457 problem details: every error the gateway returns, as
+//! `application/problem+json` (or `application/problem+xml` for XML clients),
+//! carrying the request id.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+use crate::{request_id, status_map, transcode::response::Format};
+
+const TYPE_BASE: &str = "https://chatbot-platform.dev/problems/";
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// Short name, the last part of the problem `type` URI.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            field: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    pub fn bad_request(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, title, detail)
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    pub fn not_found_route(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "route-not-found", "No such route", format!("no API route matches {path}"))
+    }
+
+    pub fn method_not_allowed(method: &Method, allow: &[Method]) -> Self {
+        let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{method} is not allowed here; use {list}"),
+        )
+        .with_header(header::ALLOW, HeaderValue::from_str(&list).expect("method names are valid header text"))
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail).with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"api\""),
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request could not be completed")
+    }
+
+    /// The problem for a gRPC status from an upstream.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        let code = status.code();
+        let http = status_map::http_status(code);
+        let title = http.canonical_reason().unwrap_or("Error");
+        let detail = match code {
+            // Upstream transport errors can name internal hosts; say what
+            // happened without them.
+            tonic::Code::Unavailable => "the service behind this route is unavailable; retry later".to_owned(),
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+                "the request could not be completed".to_owned()
+            }
+            _ => status.message().to_owned(),
+        };
+        let mut problem = Self::new(http, status_map::slug(code), title, detail);
+        if let Some(field) = status
+            .metadata()
+            .get(service_runtime::field_error::ERROR_FIELD_KEY)
+            .and_then(|v| v.to_str().ok())
+        {
+            problem.field = Some(field.to_owned());
+        }
+        if code == tonic::Code::Unavailable {
+            problem = problem.with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        problem
+    }
+
+    fn body(&self, request_id: &str, instance: &str) -> Value {
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("{TYPE_BASE}{}", self.kind)));
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        body.insert("instance".into(), json!(instance));
+        body.insert("request_id".into(), json!(request_id));
+        if let Some(field) = &self.field {
+            body.insert("field".into(), json!(field));
+        }
+        Value::Object(body)
+    }
+
+    /// The response for a request, in the format the client asked for.
+    pub fn render(self, context: &ProblemContext) -> Response {
+        let body = self.body(&context.request_id, &context.instance);
+        let (content_type, bytes) = match context.format {
+            Format::Json => ("application/problem+json", serde_json::to_vec(&body).unwrap_or_default()),
+            Format::Xml => {
+                let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+                out.push_str("<problem xmlns=\"urn:ietf:rfc:7807\">");
+                if let Value::Object(map) = &body {
+                    for (k, v) in map {
+                        crate::transcode::xml_element(&mut out, k, v);
+                    }
+                }
+                out.push_str("</problem>");
+                ("application/problem+xml", out.into_bytes())
+            }
+        };
+        let mut response = (self.status, [(header::CONTENT_TYPE, content_type)], bytes).into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+/// What a problem response needs from its request.
+#[derive(Debug, Clone)]
+pub struct ProblemContext {
+    pub request_id: String,
+    pub instance: String,
+    pub format: Format,
+}
+
+impl ProblemContext {
+    pub fn of(parts: &http::request::Parts) -> Self {
+        Self {
+            request_id: request_id::of(&parts.headers),
+            instance: parts.uri.path().to_owned(),
+            format: Format::negotiate(&parts.headers, parts.uri.query()),
+        }
+    }
+}
+
+/// A problem that renders itself against the request it answers; handlers
+/// return `Result<_, ProblemResponse>`.
+pub struct ProblemResponse(pub Problem, pub ProblemContext);
+
+impl IntoResponse for ProblemResponse {
+    fn into_response(self) -> Response {
+        self.0.render(&self.1)
+    }
+}

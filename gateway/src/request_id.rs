@@ -1,0 +1,28 @@
+//! Request ids: accepted from the client's `X-Request-Id` or generated, set
+//! on the request before anything else runs, echoed on the response and
+//! passed upstream (tower-http does the setting and echoing).
+
+use http::HeaderMap;
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+pub const HEADER: &str = "x-request-id";
+
+/// Generates `req_` + 32 hex digits for requests that came without an id.
+#[derive(Clone, Copy, Default)]
+pub struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
+        let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+        Some(RequestId::new(id.parse().ok()?))
+    }
+}
+
+/// The request's id (always present once the layer ran).
+pub fn of(headers: &HeaderMap) -> String {
+    headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,99 @@
+//! Reading `google.api.http` options out of method descriptors.
+
+use http::Method;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
+use proto::google::api::{HttpRule, http_rule::Pattern};
+
+use super::path_template::{PathTemplate, TemplateError};
+
+const HTTP_EXTENSION: &str = "google.api.http";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("{method}: {reason}")]
+    Invalid { method: String, reason: String },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("no upstream is configured for route {path}; add its prefix to GATEWAY_ROUTES")]
+    NoUpstream { path: String },
+}
+
+pub struct Binding {
+    pub http_method: Method,
+    pub template: PathTemplate,
+    pub body: String,
+    pub response_body: String,
+}
+
+/// The REST bindings of `method`: its rule plus `additional_bindings`.
+/// Methods without the option are not public and get none.
+pub fn bindings(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Vec<Binding>, RouteError> {
+    let Some(extension) = pool.get_extension_by_name(HTTP_EXTENSION) else {
+        return Ok(Vec::new());
+    };
+    let options = method.options();
+    if !options.has_extension(&extension) {
+        return Ok(Vec::new());
+    }
+    let invalid = |reason: String| RouteError::Invalid {
+        method: method.full_name().to_owned(),
+        reason,
+    };
+    let rule: HttpRule = match options.get_extension(&extension).as_ref() {
+        Value::Message(message) => decode(message).map_err(invalid)?,
+        _ => return Err(invalid("google.api.http is not a message".into())),
+    };
+    let mut out = Vec::new();
+    collect(&rule, method, &mut out, true).map_err(|e| match e {
+        Ok(reason) => invalid(reason),
+        Err(template) => RouteError::Template(template),
+    })?;
+    Ok(out)
+}
+
+fn decode(message: &DynamicMessage) -> Result<HttpRule, String> {
+    message.transcode_to::<HttpRule>().map_err(|e| e.to_string())
+}
+
+type CollectError = Result<String, TemplateError>;
+
+fn collect(rule: &HttpRule, method: &MethodDescriptor, out: &mut Vec<Binding>, top: bool) -> Result<(), CollectError> {
+    let (http_method, path) = match &rule.pattern {
+        Some(Pattern::Get(p)) => (Method::GET, p),
+        Some(Pattern::Put(p)) => (Method::PUT, p),
+        Some(Pattern::Post(p)) => (Method::POST, p),
+        Some(Pattern::Delete(p)) => (Method::DELETE, p),
+        Some(Pattern::Patch(p)) => (Method::PATCH, p),
+        Some(Pattern::Custom(c)) => (
+            Method::from_bytes(c.kind.as_bytes()).map_err(|_| Ok(format!("bad custom method {:?}", c.kind)))?,
+            &c.path,
+        ),
+        None => return Err(Ok("google.api.http has no pattern".into())),
+    };
+    let template = PathTemplate::parse(path).map_err(Err)?;
+    check_field(method, &rule.body, true).map_err(Ok)?;
+    check_field(method, &rule.response_body, false).map_err(Ok)?;
+    out.push(Binding {
+        http_method,
+        template,
+        body: rule.body.clone(),
+        response_body: rule.response_body.clone(),
+    });
+    if top {
+        for extra in &rule.additional_bindings {
+            collect(extra, method, out, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_field(method: &MethodDescriptor, name: &str, input: bool) -> Result<(), String> {
+    if name.is_empty() || (input && name == "*") {
+        return Ok(());
+    }
+    let message = if input { method.input() } else { method.output() };
+    message
+        .get_field_by_name(name)
+        .map(|_| ())
+        .ok_or_else(|| format!("body field {name:?} is not a field of {}", message.full_name()))
+}

@@ -1,0 +1,60 @@
+//! Reading typed settings from environment variables, with errors that name
+//! the variable so a bad deployment says exactly what to fix.
+
+use std::{fmt::Display, str::FromStr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {name} is required{hint}")]
+    Missing { name: &'static str, hint: String },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The variable's value, or `default` when it is unset or empty.
+pub fn string(name: &'static str, default: &str) -> String {
+    optional(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// The variable's value when set and non-empty.
+pub fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A required variable; `hint` says how to obtain a value.
+pub fn required(name: &'static str, hint: &str) -> Result<String, ConfigError> {
+    optional(name).ok_or_else(|| ConfigError::Missing {
+        name,
+        hint: if hint.is_empty() {
+            String::new()
+        } else {
+            format!(" ({hint})")
+        },
+    })
+}
+
+/// The variable parsed as `T`, or `default` when unset.
+pub fn parsed<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match optional(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+/// Whether the process runs in production mode (`APP_ENV=production`), where
+/// a missing secret is a start-up error instead of a development default.
+pub fn is_production() -> bool {
+    matches!(optional("APP_ENV").as_deref(), Some("production" | "prod"))
+}

@@ -1,0 +1,94 @@
+//! Connecting a service to its own PostgreSQL schema and migrating it.
+//!
+//! Each service owns one schema (`chatbot`, `gateway`, …). Every pooled
+//! connection gets `search_path` set to that schema, so the service's SQL
+//! and its `_sqlx_migrations` table stay inside it and services sharing one
+//! database never see each other's tables.
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error(
+        "cannot reach PostgreSQL at {target}: {source}. Start it (e.g. `pg_ctlcluster 15 main start`) or set DATABASE_URL"
+    )]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("creating schema {schema}: {source}")]
+    Schema {
+        schema: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating schema {schema}: {source}")]
+    Migrate {
+        schema: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Opens a pool on `url` confined to `schema`, creating the schema and
+/// applying `migrator` first.
+pub async fn connect_and_migrate(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    migrator: &Migrator,
+) -> Result<PgPool, DatabaseError> {
+    debug_assert!(schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    let base: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
+    let target = format!("{}:{}", base.get_host(), base.get_port());
+    let options = base.options([("search_path", schema)]);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| DatabaseError::Connect { target, source })?;
+    create_schema(&pool, schema).await?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|source| DatabaseError::Migrate {
+            schema: schema.to_owned(),
+            source,
+        })?;
+    Ok(pool)
+}
+
+async fn create_schema(pool: &PgPool, schema: &str) -> Result<(), DatabaseError> {
+    // Replicas starting together race on CREATE SCHEMA IF NOT EXISTS (it can
+    // still fail with a unique violation); a transaction-scoped advisory lock
+    // serialises them. The schema name is a compile-time constant of the
+    // calling service, never user input, so formatting it in is safe.
+    let mut tx = pool.begin().await.map_err(|source| schema_error(schema, source))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("schema:{schema}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|source| schema_error(schema, source))?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|source| schema_error(schema, source))?;
+    tx.commit().await.map_err(|source| schema_error(schema, source))
+}
+
+fn schema_error(schema: &str, source: sqlx::Error) -> DatabaseError {
+    DatabaseError::Schema {
+        schema: schema.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,50 @@
+//! Serving a service's gRPC router on an already-bound listener, with the
+//! standard health and reflection services alongside, until shutdown.
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    server::NamedService,
+    transport::{Server, server::Router},
+};
+use tonic_health::server::HealthReporter;
+
+/// A router pre-loaded with gRPC health and reflection (over the shared
+/// descriptor set), plus the health reporter to mark services SERVING.
+pub fn base_router() -> (Router, HealthReporter) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor set is valid");
+    let router = Server::builder()
+        .add_service(health)
+        .add_service(reflection);
+    (router, reporter)
+}
+
+/// Marks `S` SERVING in the health service.
+pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
+    reporter.set_serving::<S>().await;
+}
+
+/// Runs `router` on `listener` until `shutdown` is cancelled, then lets
+/// in-flight calls finish. Health turns NOT_SERVING first so load balancers
+/// stop sending new calls while the server drains.
+pub async fn serve(
+    router: Router,
+    reporter: HealthReporter,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let drain = async move {
+        shutdown.cancelled().await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+        .await
+}

@@ -1,0 +1,91 @@
+//! Cursor pagination shared by every List RPC: `limit` (default 20, max 100)
+//! and an opaque `cursor` that encodes the sort key of the last row served.
+//!
+//! Cursors are keyset positions, not offsets, so rows inserted while a
+//! client pages never cause gaps or repeats.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use tonic::Status;
+
+use crate::field_error::invalid_argument;
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+
+/// Validates a requested page size; 0 means the default.
+pub fn page_limit(requested: i32) -> Result<i64, Status> {
+    match i64::from(requested) {
+        0 => Ok(DEFAULT_LIMIT),
+        n if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(invalid_argument(
+            "limit",
+            &format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// Encodes a keyset position as an opaque cursor.
+pub fn encode_cursor(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+/// Decodes a cursor made by [`encode_cursor`]; empty means the first page.
+pub fn decode_cursor(cursor: &str) -> Result<Option<String>, Status> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| invalid_argument("cursor", "is not a cursor returned by this API"))
+}
+
+/// A page of `rows` fetched with `limit + 1`: trims the probe row and returns
+/// the cursor for the next page, built from the last row kept.
+pub fn finish_page<T>(mut rows: Vec<T>, limit: i64, position: impl Fn(&T) -> String) -> (Vec<T>, String) {
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = match rows.last() {
+        Some(last) if has_more => encode_cursor(&position(last)),
+        _ => String::new(),
+    };
+    (rows, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_its_position() {
+        let cursor = encode_cursor("1700000000000000|conv_abc");
+        assert_eq!(decode_cursor(&cursor).unwrap().as_deref(), Some("1700000000000000|conv_abc"));
+    }
+
+    #[test]
+    fn a_forged_cursor_is_an_invalid_argument_naming_cursor() {
+        let err = decode_cursor("%%%").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().starts_with("cursor:"));
+    }
+
+    #[test]
+    fn limits_outside_one_to_a_hundred_are_rejected() {
+        assert_eq!(page_limit(0).unwrap(), 20);
+        assert_eq!(page_limit(100).unwrap(), 100);
+        assert!(page_limit(101).is_err());
+        assert!(page_limit(-1).is_err());
+    }
+
+    #[test]
+    fn the_last_page_has_no_next_cursor() {
+        let (rows, next) = finish_page(vec![1, 2, 3], 3, |n| n.to_string());
+        assert_eq!(rows, vec![1, 2, 3]);
+        assert!(next.is_empty());
+        let (rows, next) = finish_page(vec![1, 2, 3, 4], 3, |n| n.to_string());
+        assert_eq!(rows, vec![1, 2, 3]);
+        assert_eq!(decode_cursor(&next).unwrap().as_deref(), Some("3"));
+    }
+}
