@@ -91,18 +91,7 @@ impl BotService for Bots {
         let principal = Principal::from_metadata(request.metadata())?;
         let req = request.into_inner();
         let limit = pagination::page_limit(req.limit)?;
-        let after = pagination::decode_cursor(&req.cursor)?;
-        let (after_time, after_id) = match after.as_deref().map(|c| c.split_once('|')) {
-            None => (None, None),
-            Some(Some((micros, id))) => (
-                micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros),
-                Some(id.to_owned()),
-            ),
-            Some(None) => (None, None),
-        };
-        if after.is_some() && after_time.is_none() {
-            return Err(Error::invalid("cursor", "is not a cursor returned by this API").into());
-        }
+        let (after_time, after_id) = pagination::newest_first_after(&req.cursor)?.unzip();
         let rows: Vec<BotRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM bots
              WHERE workspace_id = $1
@@ -117,9 +106,8 @@ impl BotService for Bots {
         .fetch_all(&self.pool)
         .await
         .map_err(Error::from)?;
-        let (rows, next_cursor) = pagination::finish_page(rows, limit, |r| {
-            format!("{}|{}", r.created_at.timestamp_micros(), r.id)
-        });
+        let (rows, next_cursor) =
+            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
         let bots = rows.into_iter().map(Bot::try_from).collect::<Result<_>>()?;
         Ok(Response::new(ListBotsResponse { bots, next_cursor }))
     }

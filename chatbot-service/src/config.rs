@@ -1,23 +1,17 @@
 //! chatbot-service settings, from the environment.
 
-use service_runtime::config::{self, ConfigError};
+use service_runtime::config::{ConfigError, ServiceSettings};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DATABASE_URL`
-    pub database_url: String,
-    /// `CHATBOT_GRPC_ADDR`, where the binary listens.
-    pub listen_addr: String,
-    /// `CHATBOT_DB_MAX_CONNECTIONS`
-    pub max_db_connections: u32,
+    /// `DATABASE_URL`, `CHATBOT_GRPC_ADDR`, `CHATBOT_DB_MAX_CONNECTIONS`.
+    pub service: ServiceSettings,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: config::string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatbot_platform"),
-            listen_addr: config::string("CHATBOT_GRPC_ADDR", "127.0.0.1:50051"),
-            max_db_connections: config::parsed("CHATBOT_DB_MAX_CONNECTIONS", 10)?,
+            service: ServiceSettings::from_env("CHATBOT_GRPC_ADDR", "127.0.0.1:50051", "CHATBOT_DB_MAX_CONNECTIONS")?,
         })
     }
 }

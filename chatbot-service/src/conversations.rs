@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     error::{Error, Result},
     ids::{BotId, ConversationId},
-    model::{ConversationStatus, bounded_text, parse_channel, required_text},
+    model::{ConversationStatus, parse_channel, required_text},
     proto_convert::{json_to_struct, metadata_to_json, timestamp},
 };
 
@@ -70,9 +70,7 @@ impl ConversationService for Conversations {
         let principal = Principal::from_metadata(request.metadata())?;
         let req = request.into_inner();
         let limit = pagination::page_limit(req.limit)?;
-        let after = pagination::decode_cursor(&req.cursor)?
-            .map(|c| parse_position(&c))
-            .transpose()?;
+        let after = pagination::newest_first_after(&req.cursor)?;
         let status = match req.status.as_str() {
             "" => None,
             s => Some(ConversationStatus::parse("status", s)?.as_str()),
@@ -94,9 +92,8 @@ impl ConversationService for Conversations {
         .fetch_all(&self.pool)
         .await
         .map_err(Error::from)?;
-        let (rows, next_cursor) = pagination::finish_page(rows, limit, |r| {
-            format!("{}|{}", r.created_at.timestamp_micros(), r.id)
-        });
+        let (rows, next_cursor) =
+            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
         Ok(Response::new(ListConversationsResponse {
             conversations: rows.into_iter().map(Conversation::from).collect(),
             next_cursor,
@@ -267,15 +264,4 @@ impl ConversationRow {
     pub(crate) fn message_count(&self) -> i64 {
         self.message_count
     }
-}
-
-fn parse_position(position: &str) -> Result<(DateTime<Utc>, String)> {
-    let bad = || Error::invalid("cursor", "is not a cursor returned by this API");
-    let (micros, id) = position.split_once('|').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((at, bounded_text("cursor", id, 128)?))
 }

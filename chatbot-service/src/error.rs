@@ -40,12 +40,7 @@ impl From<Error> for Status {
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::AlreadyExists(message) => Status::already_exists(message),
-            Error::Database(source) => {
-                // The cause goes to the log, not to the caller: it can hold
-                // table names and values.
-                tracing::error!(error = %source, "database error");
-                Status::internal("internal error")
-            }
+            Error::Database(source) => service_runtime::database::internal_error(source),
         }
     }
 }

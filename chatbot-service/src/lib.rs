@@ -31,7 +31,7 @@ pub const SCHEMA: &str = "chatbot";
 /// Connects to PostgreSQL, migrates schema `chatbot`, and serves gRPC on
 /// `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = database::connect_and_migrate(&config.database_url, SCHEMA, config.max_db_connections, &MIGRATIONS).await?;
+    let pool = database::connect_and_migrate(&config.service.database_url, SCHEMA, config.service.max_db_connections, &MIGRATIONS).await?;
     serve_with_pool(pool, listener, shutdown).await
 }
 

@@ -1,21 +1,15 @@
 //! Conversions between stored values and their protobuf forms:
-//! `jsonb` <-> `google.protobuf.Struct`, `timestamptz` <-> `Timestamp`.
+//! `jsonb` <-> `google.protobuf.Struct` (times: `service_runtime::time`).
 
-use chrono::{DateTime, Utc};
-use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
+use prost_types::{ListValue, Struct, Value, value::Kind};
+
+pub use service_runtime::time::timestamp;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{Error, Result};
 
 /// Largest metadata object accepted, serialised.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-
-pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
 
 /// Metadata from a request, as a JSON object for storage (absent = `{}`).
 pub fn metadata_to_json(field: &'static str, metadata: Option<Struct>) -> Result<Json> {

@@ -58,7 +58,7 @@ impl Config {
             .collect();
         Ok(Self {
             listen_addr: config::string("GATEWAY_ADDR", "127.0.0.1:8080"),
-            database_url: config::string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatbot_platform"),
+            database_url: config::string("DATABASE_URL", config::DEFAULT_DATABASE_URL),
             admin_token,
             upstreams,
             routes: parse_routes(&config::string("GATEWAY_ROUTES", DEFAULT_ROUTES))?,

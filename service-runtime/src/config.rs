@@ -58,3 +58,31 @@ where
 pub fn is_production() -> bool {
     matches!(optional("APP_ENV").as_deref(), Some("production" | "prod"))
 }
+
+/// The settings every gRPC service has: its database, where it listens, and
+/// its connection pool size. `prefix` names the service's variables
+/// (`<PREFIX>_GRPC_ADDR`, `<PREFIX>_DB_MAX_CONNECTIONS`).
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// `DATABASE_URL`
+    pub database_url: String,
+    pub listen_addr: String,
+    pub max_db_connections: u32,
+}
+
+impl ServiceSettings {
+    pub fn from_env(
+        addr_var: &'static str,
+        default_addr: &str,
+        pool_var: &'static str,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
+            listen_addr: string(addr_var, default_addr),
+            max_db_connections: parsed(pool_var, 10)?,
+        })
+    }
+}
+
+/// The local development database, as the README's up command creates it.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatbot_platform";

@@ -92,3 +92,11 @@ fn schema_error(schema: &str, source: sqlx::Error) -> DatabaseError {
         source,
     }
 }
+
+/// A database failure as the caller sees it: logged here with its cause,
+/// INTERNAL with no detail on the wire (causes can hold table names and
+/// values).
+pub fn internal_error(error: sqlx::Error) -> tonic::Status {
+    tracing::error!(%error, "database error");
+    tonic::Status::internal("internal error")
+}

@@ -5,6 +5,7 @@
 //! client pages never cause gaps or repeats.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use tonic::Status;
 
 use crate::field_error::invalid_argument;
@@ -38,6 +39,27 @@ pub fn decode_cursor(cursor: &str) -> Result<Option<String>, Status> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| invalid_argument("cursor", "is not a cursor returned by this API"))
+}
+
+/// The position of a row in a newest-first list: its creation time, then
+/// its id to break ties between rows created in the same microsecond.
+pub fn newest_first_position(created_at: DateTime<Utc>, id: &str) -> String {
+    format!("{}|{id}", created_at.timestamp_micros())
+}
+
+/// Decodes a newest-first cursor into the (created_at, id) to continue after.
+pub fn newest_first_after(cursor: &str) -> Result<Option<(DateTime<Utc>, String)>, Status> {
+    let Some(position) = decode_cursor(cursor)? else {
+        return Ok(None);
+    };
+    position
+        .split_once('|')
+        .and_then(|(micros, id)| {
+            let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+            (!id.is_empty() && id.len() <= 128).then(|| (at, id.to_owned()))
+        })
         .map(Some)
         .ok_or_else(|| invalid_argument("cursor", "is not a cursor returned by this API"))
 }
@@ -77,6 +99,15 @@ mod tests {
         assert_eq!(page_limit(100).unwrap(), 100);
         assert!(page_limit(101).is_err());
         assert!(page_limit(-1).is_err());
+    }
+
+    #[test]
+    fn a_newest_first_cursor_round_trips() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let cursor = encode_cursor(&newest_first_position(at, "bot_x"));
+        assert_eq!(newest_first_after(&cursor).unwrap(), Some((at, "bot_x".to_owned())));
+        assert!(newest_first_after(&encode_cursor("12")).is_err());
+        assert_eq!(newest_first_after("").unwrap(), None);
     }
 
     #[test]

@@ -1,0 +1,68 @@
+//! IntegrationService: the caller's workspace's integrations, newest first.
+
+use chrono::{DateTime, Utc};
+use proto::integration::v1::{
+    Integration, ListIntegrationsRequest, ListIntegrationsResponse, integration_service_server::IntegrationService,
+};
+use service_runtime::{pagination, principal::Principal};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+pub struct Integrations {
+    pool: PgPool,
+}
+
+impl Integrations {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IntegrationRow {
+    id: String,
+    provider: String,
+    status: String,
+    created_at: DateTime<Utc>,
+}
+
+#[tonic::async_trait]
+impl IntegrationService for Integrations {
+    async fn list_integrations(
+        &self,
+        request: Request<ListIntegrationsRequest>,
+    ) -> Result<Response<ListIntegrationsResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let limit = pagination::page_limit(req.limit)?;
+        let (after_time, after_id) = pagination::newest_first_after(&req.cursor)?.unzip();
+        let rows: Vec<IntegrationRow> = sqlx::query_as(
+            "SELECT id, provider, status, created_at FROM integrations
+             WHERE workspace_id = $1
+               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $4",
+        )
+        .bind(&principal.workspace_id)
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(service_runtime::database::internal_error)?;
+        let (rows, next_cursor) =
+            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
+        Ok(Response::new(ListIntegrationsResponse {
+            integrations: rows
+                .into_iter()
+                .map(|r| Integration {
+                    id: r.id,
+                    provider: r.provider,
+                    status: r.status,
+                    created_at: Some(service_runtime::time::timestamp(r.created_at)),
+                })
+                .collect(),
+            next_cursor,
+        }))
+    }
+}
