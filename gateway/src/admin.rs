@@ -71,7 +71,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ProblemResponse(
-            Problem::bad_request("invalid-argument", "Invalid argument", "name: must be 1 to 100 characters").with_field("name"),
+            Problem::invalid_argument("name", "must be 1 to 100 characters"),
             ctx,
         ));
     }
@@ -109,7 +109,7 @@ pub async fn create_api_key(
     let input: CreateKey = read_json(&state, body, &ctx).await?;
     let scopes = scopes::parse(&input.scopes).map_err(|reason| {
         ProblemResponse(
-            Problem::bad_request("invalid-argument", "Invalid argument", format!("scopes: {reason}")).with_field("scopes"),
+            Problem::invalid_argument("scopes", reason),
             ctx.clone(),
         )
     })?;
@@ -124,7 +124,7 @@ pub async fn create_api_key(
         .map_err(db_error)?;
     if exists.is_none() {
         return Err(ProblemResponse(
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found", format!("workspace {workspace_id} not found")),
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("workspace {workspace_id} not found")),
             ctx,
         ));
     }

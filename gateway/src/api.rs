@@ -90,9 +90,7 @@ fn request_problem(error: RequestError) -> Problem {
         RequestError::MalformedJson(detail) => {
             Problem::bad_request("malformed-json", "Malformed JSON", format!("the request body is not valid JSON: {detail}"))
         }
-        RequestError::InvalidField { field, reason } => {
-            Problem::bad_request("invalid-argument", "Invalid argument", format!("{field}: {reason}")).with_field(field)
-        }
+        RequestError::InvalidField { field, reason } => Problem::invalid_argument(field, reason),
         RequestError::UnknownParameter(name) => Problem::bad_request(
             "unknown-parameter",
             "Unknown query parameter",
@@ -116,5 +114,32 @@ fn fill_metadata(metadata: &mut MetadataMap, principal: &Principal, headers: &He
         if let Some(value) = headers.get(*name).and_then(|v: &HeaderValue| v.to_str().ok()) {
             put(name, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_principal_request_id_and_idempotency_key_travel_as_metadata() {
+        let principal = Principal {
+            workspace_id: "ws_1".into(),
+            principal_id: "key_1".into(),
+            scopes: vec!["read:bots".into(), "write:bots".into()],
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("req_abc"));
+        headers.insert("idempotency-key", HeaderValue::from_static("k-1"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer secret"));
+        let mut metadata = MetadataMap::new();
+        fill_metadata(&mut metadata, &principal, &headers);
+        let get = |k: &str| metadata.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(get("x-workspace-id").as_deref(), Some("ws_1"));
+        assert_eq!(get("x-principal-id").as_deref(), Some("key_1"));
+        assert_eq!(get("x-scopes").as_deref(), Some("read:bots write:bots"));
+        assert_eq!(get("x-request-id").as_deref(), Some("req_abc"));
+        assert_eq!(get("idempotency-key").as_deref(), Some("k-1"));
+        assert_eq!(get("authorization"), None, "credentials never cross the gateway");
     }
 }

@@ -20,7 +20,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     middleware,
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use prost_reflect::DescriptorPool;
 use sha2::{Digest, Sha256};
@@ -72,9 +72,11 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    // Every /api path goes to the transcoder, which resolves it against the
+    // route table (and answers 404/405 itself).
     let api = Router::new()
-        .fallback(api::handle)
-        .layer(middleware::from_fn_with_state(state.pool.clone(), auth::require_principal));
+        .route("/api/{*path}", any(api::handle))
+        .route_layer(middleware::from_fn_with_state(state.pool.clone(), auth::require_principal));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
@@ -83,7 +85,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/admin/v1", admin)
-        .nest("/api", api)
+        .merge(api)
         .fallback(not_found)
         .with_state(state)
         // Outermost last: the request id exists before tracing and every

@@ -83,11 +83,16 @@ impl Problem {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request could not be completed")
     }
 
+    pub fn invalid_argument(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self::bad_request("invalid-argument", "Invalid argument", format!("{field}: {reason}")).with_field(field)
+    }
+
     /// The problem for a gRPC status from an upstream.
     pub fn from_status(status: &tonic::Status) -> Self {
         let code = status.code();
         let http = status_map::http_status(code);
-        let title = http.canonical_reason().unwrap_or("Error");
+        let title = status_map::title(code);
         let detail = match code {
             // Upstream transport errors can name internal hosts; say what
             // happened without them.

@@ -41,6 +41,26 @@ pub fn slug(code: Code) -> &'static str {
     }
 }
 
+/// The problem `title` for a code: one fixed phrase per kind of problem.
+pub fn title(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::InvalidArgument | Code::OutOfRange => "Invalid argument",
+        Code::FailedPrecondition => "Not allowed in the current state",
+        Code::Unauthenticated => "Authentication required",
+        Code::PermissionDenied => "Permission denied",
+        Code::NotFound => "Not found",
+        Code::AlreadyExists => "Already exists",
+        Code::Aborted => "Conflict",
+        Code::ResourceExhausted => "Too many requests",
+        Code::Unimplemented => "Not implemented",
+        Code::Unavailable => "Service unavailable",
+        Code::DeadlineExceeded => "Upstream timeout",
+        Code::Cancelled => "Request cancelled",
+        Code::Unknown | Code::Internal | Code::DataLoss => "Internal error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
