@@ -22,7 +22,8 @@ pub fn config_from_env() -> Result<Config, service_runtime::config::ConfigError>
 }
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = database::connect_and_migrate(&config.database_url, SCHEMA, config.max_db_connections, &MIGRATIONS).await?;
+    let pool =
+        database::connect_and_migrate(&config.database_url, SCHEMA, config.max_db_connections, &MIGRATIONS).await?;
     let (router, health) = grpc_server::base_router();
     let service = AnalyticsServiceServer::new(request_metrics::RequestMetricsService::new(pool));
     grpc_server::mark_serving::<AnalyticsServiceServer<request_metrics::RequestMetricsService>>(&health).await;

@@ -44,7 +44,10 @@ impl AnalyticsService for RequestMetricsService {
             return Err(invalid_argument("since", "must not be after until"));
         }
         if until - since > Duration::days(MAX_WINDOW_DAYS) {
-            return Err(invalid_argument("since", &format!("the window may span at most {MAX_WINDOW_DAYS} days")));
+            return Err(invalid_argument(
+                "since",
+                &format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+            ));
         }
         let (total, errors): (i64, i64) = sqlx::query_as(
             "SELECT COALESCE(SUM(requests), 0)::bigint, COALESCE(SUM(errors), 0)::bigint

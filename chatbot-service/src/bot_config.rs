@@ -40,7 +40,12 @@ pub fn normalise(mut config: BotConfig) -> Result<BotConfig> {
     config.language = match config.language.as_str() {
         "" => "en".into(),
         tag if is_language_tag(tag) => tag.to_owned(),
-        _ => return Err(Error::invalid("config.language", "must be a BCP 47 tag such as en or pt-BR")),
+        _ => {
+            return Err(Error::invalid(
+                "config.language",
+                "must be a BCP 47 tag such as en or pt-BR",
+            ));
+        }
     };
     config.llm = match (config.engine.as_str(), config.llm.take()) {
         ("llm", None) => return Err(Error::invalid("config.llm", "is required when engine is llm")),
@@ -54,7 +59,10 @@ fn normalise_llm(mut llm: LlmConfig) -> Result<LlmConfig> {
     let url = llm.base_url.trim();
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
     if !scheme_ok || url.len() < "http://x".len() || url.contains(char::is_whitespace) {
-        return Err(Error::invalid("config.llm.base_url", "must be an http:// or https:// URL"));
+        return Err(Error::invalid(
+            "config.llm.base_url",
+            "must be an http:// or https:// URL",
+        ));
     }
     llm.base_url = url.trim_end_matches('/').to_owned();
     if llm.model.trim().is_empty() {

@@ -45,9 +45,8 @@ impl TryFrom<BotRow> for Bot {
     type Error = Error;
 
     fn try_from(row: BotRow) -> Result<Self> {
-        let config = BotConfig::decode(row.config.as_slice()).map_err(|e| {
-            Error::Database(sqlx::Error::Decode(format!("bot {} config: {e}", row.id).into()))
-        })?;
+        let config = BotConfig::decode(row.config.as_slice())
+            .map_err(|e| Error::Database(sqlx::Error::Decode(format!("bot {} config: {e}", row.id).into())))?;
         Ok(Bot {
             id: row.id,
             name: row.name,
@@ -140,13 +139,15 @@ impl BotService for Bots {
     async fn get_bot(&self, request: Request<GetBotRequest>) -> Result<Response<Bot>, Status> {
         let principal = Principal::from_metadata(request.metadata())?;
         let id = BotId::parse("bot_id", &request.get_ref().bot_id)?;
-        let row: BotRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM bots WHERE workspace_id = $1 AND id = $2"))
-            .bind(&principal.workspace_id)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(BotId::KIND, id.as_str()))?;
+        let row: BotRow = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM bots WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| Error::not_found(BotId::KIND, id.as_str()))?;
         Ok(Response::new(row.try_into()?))
     }
 

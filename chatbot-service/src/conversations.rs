@@ -153,7 +153,11 @@ impl ConversationService for Conversations {
             .as_deref()
             .map(|s| ConversationStatus::parse("status", s))
             .transpose()?;
-        let channel = req.channel.as_deref().map(|c| parse_channel("channel", c)).transpose()?;
+        let channel = req
+            .channel
+            .as_deref()
+            .map(|c| parse_channel("channel", c))
+            .transpose()?;
         let metadata = req
             .metadata
             .map(|m| metadata_to_json("metadata", Some(m)))

@@ -34,9 +34,7 @@ impl Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
-            Error::InvalidArgument { field, reason } => {
-                service_runtime::field_error::invalid_argument(field, &reason)
-            }
+            Error::InvalidArgument { field, reason } => service_runtime::field_error::invalid_argument(field, &reason),
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::AlreadyExists(message) => Status::already_exists(message),

@@ -60,11 +60,11 @@ prefixed_id!(BotId, "bot_", "bot");
 prefixed_id!(JobId, "job_", "training job");
 
 fn generate(prefix: &str) -> String {
-    let mut rng = rand::rng();
+    let mut rng = rand::thread_rng();
     let mut id = String::with_capacity(prefix.len() + RANDOM_LEN);
     id.push_str(prefix);
     for _ in 0..RANDOM_LEN {
-        id.push(ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char);
+        id.push(ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())] as char);
     }
     id
 }
@@ -99,7 +99,10 @@ mod tests {
     fn an_empty_id_is_an_invalid_argument() {
         assert!(matches!(
             MessageId::parse("message_id", ""),
-            Err(Error::InvalidArgument { field: "message_id", .. })
+            Err(Error::InvalidArgument {
+                field: "message_id",
+                ..
+            })
         ));
     }
 }

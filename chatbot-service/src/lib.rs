@@ -31,7 +31,13 @@ pub const SCHEMA: &str = "chatbot";
 /// Connects to PostgreSQL, migrates schema `chatbot`, and serves gRPC on
 /// `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = database::connect_and_migrate(&config.service.database_url, SCHEMA, config.service.max_db_connections, &MIGRATIONS).await?;
+    let pool = database::connect_and_migrate(
+        &config.service.database_url,
+        SCHEMA,
+        config.service.max_db_connections,
+        &MIGRATIONS,
+    )
+    .await?;
     serve_with_pool(pool, listener, shutdown).await
 }
 
@@ -43,7 +49,10 @@ async fn serve_with_pool(pool: PgPool, listener: TcpListener, shutdown: Cancella
     grpc_server::mark_serving::<ConversationServiceServer<conversations::Conversations>>(&health).await;
     grpc_server::mark_serving::<MessageServiceServer<messages::Messages>>(&health).await;
     grpc_server::mark_serving::<BotServiceServer<bots::Bots>>(&health).await;
-    let router = router.add_service(conversations).add_service(messages).add_service(bots);
+    let router = router
+        .add_service(conversations)
+        .add_service(messages)
+        .add_service(bots);
     tracing::info!(addr = %listener.local_addr()?, "chatbot-service listening");
     grpc_server::serve(router, health, listener, shutdown).await?;
     Ok(())

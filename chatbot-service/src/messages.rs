@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use proto::chatbot::v1::{
-    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest,
-    SendMessageResponse, message_service_server::MessageService,
+    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
+    message_service_server::MessageService,
 };
 use service_runtime::{
     pagination,
@@ -108,7 +108,8 @@ impl MessageService for Messages {
                 .parse()
                 .map_err(|_| Error::invalid("cursor", "is not a cursor returned by this API"))?,
         };
-        self.ensure_conversation(&principal.workspace_id, &conversation_id).await?;
+        self.ensure_conversation(&principal.workspace_id, &conversation_id)
+            .await?;
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM messages
              WHERE workspace_id = $1 AND conversation_id = $2 AND sequence > $3

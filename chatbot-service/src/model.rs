@@ -80,13 +80,24 @@ impl Role {
 }
 
 pub const CHANNELS: &[&str] = &[
-    "web", "whatsapp", "sms", "email", "api", "messenger", "slack", "telegram", "voice",
+    "web",
+    "whatsapp",
+    "sms",
+    "email",
+    "api",
+    "messenger",
+    "slack",
+    "telegram",
+    "voice",
 ];
 
 /// Validates a channel name against the supported set.
 pub fn parse_channel(field: &'static str, value: &str) -> Result<String> {
     if value.is_empty() {
-        return Err(Error::invalid(field, format!("is required (one of {})", CHANNELS.join(", "))));
+        return Err(Error::invalid(
+            field,
+            format!("is required (one of {})", CHANNELS.join(", ")),
+        ));
     }
     if CHANNELS.contains(&value) {
         Ok(value.to_owned())
@@ -128,14 +139,23 @@ mod tests {
     #[test]
     fn an_ended_conversation_never_reopens() {
         assert!(matches!(Ended.transition_to(Active), Err(Error::FailedPrecondition(_))));
-        assert!(matches!(Ended.transition_to(Waiting), Err(Error::FailedPrecondition(_))));
+        assert!(matches!(
+            Ended.transition_to(Waiting),
+            Err(Error::FailedPrecondition(_))
+        ));
         assert_eq!(Ended.transition_to(Ended).unwrap(), Ended);
         assert!(!Ended.accepts_messages());
     }
 
     #[test]
     fn unknown_roles_and_channels_name_the_field() {
-        assert!(matches!(Role::parse("role", "robot"), Err(Error::InvalidArgument { field: "role", .. })));
-        assert!(matches!(parse_channel("channel", "fax"), Err(Error::InvalidArgument { field: "channel", .. })));
+        assert!(matches!(
+            Role::parse("role", "robot"),
+            Err(Error::InvalidArgument { field: "role", .. })
+        ));
+        assert!(matches!(
+            parse_channel("channel", "fax"),
+            Err(Error::InvalidArgument { field: "channel", .. })
+        ));
     }
 }

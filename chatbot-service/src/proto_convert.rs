@@ -3,8 +3,8 @@
 
 use prost_types::{ListValue, Struct, Value, value::Kind};
 
-pub use service_runtime::time::timestamp;
 use serde_json::{Map, Number, Value as Json};
+pub use service_runtime::time::timestamp;
 
 use crate::error::{Error, Result};
 

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
-use rand::{Rng, distr::Alphanumeric};
+use rand::{Rng, distributions::Alphanumeric};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -88,9 +88,14 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
-    let key = api_keys::issue(&mut *tx, &id, "default", scopes::parse(&[]).expect("all scopes are known"))
-        .await
-        .map_err(db_error)?;
+    let key = api_keys::issue(
+        &mut *tx,
+        &id,
+        "default",
+        scopes::parse(&[]).expect("all scopes are known"),
+    )
+    .await
+    .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     let body = json!({
         "workspace": {"id": id, "name": name, "created_at": created_at},
@@ -107,12 +112,8 @@ pub async fn create_api_key(
     let (parts, body) = request.into_parts();
     let ctx = ProblemContext::of(&parts);
     let input: CreateKey = read_json(&state, body, &ctx).await?;
-    let scopes = scopes::parse(&input.scopes).map_err(|reason| {
-        ProblemResponse(
-            Problem::invalid_argument("scopes", reason),
-            ctx.clone(),
-        )
-    })?;
+    let scopes = scopes::parse(&input.scopes)
+        .map_err(|reason| ProblemResponse(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
     let db_error = |e: sqlx::Error| {
         tracing::error!(error = %e, "issuing API key");
         ProblemResponse(Problem::internal(), ctx.clone())
@@ -124,7 +125,12 @@ pub async fn create_api_key(
         .map_err(db_error)?;
     if exists.is_none() {
         return Err(ProblemResponse(
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("workspace {workspace_id} not found")),
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("workspace {workspace_id} not found"),
+            ),
             ctx,
         ));
     }
@@ -146,13 +152,20 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| {
-        let kind = if e.is_syntax() || e.is_eof() { "malformed-json" } else { "invalid-argument" };
-        ProblemResponse(Problem::bad_request(kind, "Invalid request body", e.to_string()), ctx.clone())
+        let kind = if e.is_syntax() || e.is_eof() {
+            "malformed-json"
+        } else {
+            "invalid-argument"
+        };
+        ProblemResponse(
+            Problem::bad_request(kind, "Invalid request body", e.to_string()),
+            ctx.clone(),
+        )
     })
 }
 
 fn random_id() -> String {
-    rand::rng()
+    rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(20)
         .map(|c| char::from(c).to_ascii_lowercase())

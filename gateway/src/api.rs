@@ -87,9 +87,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
 
 fn request_problem(error: RequestError) -> Problem {
     match error {
-        RequestError::MalformedJson(detail) => {
-            Problem::bad_request("malformed-json", "Malformed JSON", format!("the request body is not valid JSON: {detail}"))
-        }
+        RequestError::MalformedJson(detail) => Problem::bad_request(
+            "malformed-json",
+            "Malformed JSON",
+            format!("the request body is not valid JSON: {detail}"),
+        ),
         RequestError::InvalidField { field, reason } => Problem::invalid_argument(field, reason),
         RequestError::UnknownParameter(name) => Problem::bad_request(
             "unknown-parameter",

@@ -45,7 +45,10 @@ const UPSTREAMS: &[(&str, &str, &str)] = &[
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let admin_token = if config::is_production() {
-            Some(config::required("GATEWAY_ADMIN_TOKEN", "generate one with `openssl rand -hex 32`")?)
+            Some(config::required(
+                "GATEWAY_ADMIN_TOKEN",
+                "generate one with `openssl rand -hex 32`",
+            )?)
         } else {
             config::optional("GATEWAY_ADMIN_TOKEN")
         };
@@ -53,7 +56,10 @@ impl Config {
             .iter()
             .map(|(name, var, default)| UpstreamConfig {
                 name: (*name).to_owned(),
-                urls: config::string(var, default).split(',').map(|u| u.trim().to_owned()).collect(),
+                urls: config::string(var, default)
+                    .split(',')
+                    .map(|u| u.trim().to_owned())
+                    .collect(),
             })
             .collect();
         Ok(Self {

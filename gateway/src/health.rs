@@ -20,10 +20,17 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let mut report = Map::new();
     for (upstream, serving) in upstreams.iter().zip(&results) {
-        report.insert(upstream.name.clone(), json!(if *serving { "SERVING" } else { "NOT_SERVING" }));
+        report.insert(
+            upstream.name.clone(),
+            json!(if *serving { "SERVING" } else { "NOT_SERVING" }),
+        );
     }
     let ready = database && results.iter().all(|ok| *ok);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": if database { "ok" } else { "unreachable" },

@@ -18,8 +18,7 @@ mod upstreams;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
-    middleware,
+    Router, middleware,
     routing::{any, get, post},
 };
 use prost_reflect::DescriptorPool;
@@ -56,9 +55,15 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
     let upstreams = Upstreams::new(&config.upstreams, &config.routes, config.upstream_timeout)?;
     let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
-    tracing::info!(routes = routes.routes().count(), "route table built from google.api.http annotations");
+    tracing::info!(
+        routes = routes.routes().count(),
+        "route table built from google.api.http annotations"
+    );
     let state = Arc::new(AppState {
-        admin_token_hash: config.admin_token.as_deref().map(|t| Sha256::digest(t.as_bytes()).into()),
+        admin_token_hash: config
+            .admin_token
+            .as_deref()
+            .map(|t| Sha256::digest(t.as_bytes()).into()),
         config,
         pool,
         routes,
@@ -76,7 +81,10 @@ fn router(state: Arc<AppState>) -> Router {
     // route table (and answers 404/405 itself).
     let api = Router::new()
         .route("/api/{*path}", any(api::handle))
-        .route_layer(middleware::from_fn_with_state(state.pool.clone(), auth::require_principal));
+        .route_layer(middleware::from_fn_with_state(
+            state.pool.clone(),
+            auth::require_principal,
+        ));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
@@ -93,7 +101,9 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(30)))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(
+            30,
+        )))
 }
 
 async fn not_found(request: axum::extract::Request) -> axum::response::Response {

@@ -49,7 +49,12 @@ impl Problem {
     }
 
     pub fn not_found_route(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "route-not-found", "No such route", format!("no API route matches {path}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "route-not-found",
+            "No such route",
+            format!("no API route matches {path}"),
+        )
     }
 
     pub fn method_not_allowed(method: &Method, allow: &[Method]) -> Self {
@@ -60,7 +65,10 @@ impl Problem {
             "Method not allowed",
             format!("{method} is not allowed here; use {list}"),
         )
-        .with_header(header::ALLOW, HeaderValue::from_str(&list).expect("method names are valid header text"))
+        .with_header(
+            header::ALLOW,
+            HeaderValue::from_str(&list).expect("method names are valid header text"),
+        )
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -73,14 +81,25 @@ impl Problem {
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail).with_header(
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
+        .with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"api\""),
         )
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request could not be completed")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the request could not be completed",
+        )
     }
 
     pub fn invalid_argument(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
@@ -134,7 +153,10 @@ impl Problem {
     pub fn render(self, context: &ProblemContext) -> Response {
         let body = self.body(&context.request_id, &context.instance);
         let (content_type, bytes) = match context.format {
-            Format::Json => ("application/problem+json", serde_json::to_vec(&body).unwrap_or_default()),
+            Format::Json => (
+                "application/problem+json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            ),
             Format::Xml => {
                 let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
                 out.push_str("<problem xmlns=\"urn:ietf:rfc:7807\">");

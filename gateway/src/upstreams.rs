@@ -32,7 +32,11 @@ pub struct Upstreams {
 impl Upstreams {
     /// Channels connect lazily: the gateway starts (and answers 503 for that
     /// upstream) even while a service is still coming up.
-    pub fn new(configs: &[UpstreamConfig], routes: &[(String, String)], timeout: Duration) -> Result<Self, UpstreamError> {
+    pub fn new(
+        configs: &[UpstreamConfig],
+        routes: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
         let list = configs
             .iter()
             .map(|config| {
@@ -59,7 +63,11 @@ impl Upstreams {
             .filter_map(|(prefix, name)| list.iter().position(|u| &u.name == name).map(|i| (prefix.clone(), i)))
             .collect();
         prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        Ok(Self { list, prefixes, timeout })
+        Ok(Self {
+            list,
+            prefixes,
+            timeout,
+        })
     }
 
     /// The upstream serving `path`, by longest segment-aligned prefix.

@@ -18,11 +18,16 @@ pub type Config = ServiceSettings;
 
 /// `INTEGRATION_GRPC_ADDR`, `INTEGRATION_DB_MAX_CONNECTIONS`, `DATABASE_URL`.
 pub fn config_from_env() -> Result<Config, service_runtime::config::ConfigError> {
-    ServiceSettings::from_env("INTEGRATION_GRPC_ADDR", "127.0.0.1:50052", "INTEGRATION_DB_MAX_CONNECTIONS")
+    ServiceSettings::from_env(
+        "INTEGRATION_GRPC_ADDR",
+        "127.0.0.1:50052",
+        "INTEGRATION_DB_MAX_CONNECTIONS",
+    )
 }
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = database::connect_and_migrate(&config.database_url, SCHEMA, config.max_db_connections, &MIGRATIONS).await?;
+    let pool =
+        database::connect_and_migrate(&config.database_url, SCHEMA, config.max_db_connections, &MIGRATIONS).await?;
     let (router, health) = grpc_server::base_router();
     let service = IntegrationServiceServer::new(integrations::Integrations::new(pool));
     grpc_server::mark_serving::<IntegrationServiceServer<integrations::Integrations>>(&health).await;

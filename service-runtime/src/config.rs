@@ -71,11 +71,7 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
-    pub fn from_env(
-        addr_var: &'static str,
-        default_addr: &str,
-        pool_var: &'static str,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_env(addr_var: &'static str, default_addr: &str, pool_var: &'static str) -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
             listen_addr: string(addr_var, default_addr),

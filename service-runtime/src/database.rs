@@ -58,13 +58,10 @@ pub async fn connect_and_migrate(
         .await
         .map_err(|source| DatabaseError::Connect { target, source })?;
     create_schema(&pool, schema).await?;
-    migrator
-        .run(&pool)
-        .await
-        .map_err(|source| DatabaseError::Migrate {
-            schema: schema.to_owned(),
-            source,
-        })?;
+    migrator.run(&pool).await.map_err(|source| DatabaseError::Migrate {
+        schema: schema.to_owned(),
+        source,
+    })?;
     Ok(pool)
 }
 

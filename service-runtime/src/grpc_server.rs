@@ -18,9 +18,7 @@ pub fn base_router() -> (Router, HealthReporter) {
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor set is valid");
-    let router = Server::builder()
-        .add_service(health)
-        .add_service(reflection);
+    let router = Server::builder().add_service(health).add_service(reflection);
     (router, reporter)
 }
 

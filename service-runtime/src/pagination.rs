@@ -18,10 +18,7 @@ pub fn page_limit(requested: i32) -> Result<i64, Status> {
     match i64::from(requested) {
         0 => Ok(DEFAULT_LIMIT),
         n if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(invalid_argument(
-            "limit",
-            &format!("must be between 1 and {MAX_LIMIT}"),
-        )),
+        _ => Err(invalid_argument("limit", &format!("must be between 1 and {MAX_LIMIT}"))),
     }
 }
 
@@ -83,7 +80,10 @@ mod tests {
     #[test]
     fn a_cursor_round_trips_its_position() {
         let cursor = encode_cursor("1700000000000000|conv_abc");
-        assert_eq!(decode_cursor(&cursor).unwrap().as_deref(), Some("1700000000000000|conv_abc"));
+        assert_eq!(
+            decode_cursor(&cursor).unwrap().as_deref(),
+            Some("1700000000000000|conv_abc")
+        );
     }
 
     #[test]

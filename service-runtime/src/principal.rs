@@ -32,8 +32,8 @@ impl Principal {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        let workspace_id = text(WORKSPACE_ID)
-            .ok_or_else(|| Status::unauthenticated("missing x-workspace-id metadata"))?;
+        let workspace_id =
+            text(WORKSPACE_ID).ok_or_else(|| Status::unauthenticated("missing x-workspace-id metadata"))?;
         Ok(Self {
             principal_id: text(PRINCIPAL_ID).unwrap_or_default(),
             scopes: text(SCOPES)

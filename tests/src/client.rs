@@ -34,7 +34,10 @@ impl Reply {
             self.text
         );
         let problem_type = self.json["type"].as_str().unwrap_or_default();
-        assert!(problem_type.ends_with(&format!("/{kind}")), "problem type {problem_type} is not {kind}");
+        assert!(
+            problem_type.ends_with(&format!("/{kind}")),
+            "problem type {problem_type} is not {kind}"
+        );
         assert_eq!(self.json["status"], status, "status member matches");
         assert!(self.json["title"].is_string() && self.json["detail"].is_string());
         assert!(
@@ -75,7 +78,12 @@ impl Client {
         let headers = response.headers().clone();
         let text = response.text().await.expect("reading the body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -88,7 +96,12 @@ impl Client {
         let headers = response.headers().clone();
         let text = response.text().await.ok()?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Some(Reply { status, headers, text, json })
+        Some(Reply {
+            status,
+            headers,
+            text,
+            json,
+        })
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
@@ -110,7 +123,10 @@ impl Client {
     /// Creates a conversation and returns its id.
     pub async fn create_conversation(&self, user_id: &str) -> String {
         let reply = self
-            .post("/api/v1/conversations", serde_json::json!({"user_id": user_id, "channel": "web"}))
+            .post(
+                "/api/v1/conversations",
+                serde_json::json!({"user_id": user_id, "channel": "web"}),
+            )
             .await;
         assert_eq!(reply.status, 200, "creating a conversation: {}", reply.text);
         reply.json["id"].as_str().expect("conversation id").to_owned()

@@ -2,7 +2,7 @@
 //! database and a RabbitMQ exchange name of its own.
 
 use lapin::{Connection, ConnectionProperties, options::ExchangeDeleteOptions};
-use rand::{Rng, distr::Alphanumeric};
+use rand::{Rng, distributions::Alphanumeric};
 use sqlx::{Connection as _, PgConnection};
 
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -16,7 +16,7 @@ pub struct Infra {
 
 impl Infra {
     pub async fn create() -> Self {
-        let suffix: String = rand::rng()
+        let suffix: String = rand::thread_rng()
             .sample_iter(&Alphanumeric)
             .take(12)
             .map(|c| char::from(c).to_ascii_lowercase())

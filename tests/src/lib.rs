@@ -54,9 +54,14 @@ impl TestStack {
         };
 
         let (chatbot, addr) = bind().await;
-        let config = chatbot_service::Config { service: settings(addr.clone()) };
+        let config = chatbot_service::Config {
+            service: settings(addr.clone()),
+        };
         let mut upstreams = vec![("chatbot", addr)];
-        tasks.push(("chatbot-service", tokio::spawn(chatbot_service::serve(config, chatbot, shutdown.clone()))));
+        tasks.push((
+            "chatbot-service",
+            tokio::spawn(chatbot_service::serve(config, chatbot, shutdown.clone())),
+        ));
 
         let (listener, addr) = bind().await;
         upstreams.push(("integration", addr.clone()));
@@ -104,7 +109,10 @@ impl TestStack {
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
         };
         let (listener, addr) = bind().await;
-        tasks.push(("gateway", tokio::spawn(gateway::serve(gateway_config, listener, shutdown.clone()))));
+        tasks.push((
+            "gateway",
+            tokio::spawn(gateway::serve(gateway_config, listener, shutdown.clone())),
+        ));
         let base_url = format!("http://{addr}");
 
         let mut stack = Self {
@@ -126,14 +134,23 @@ impl TestStack {
             .post("/admin/v1/workspaces", serde_json::json!({ "name": name }))
             .await;
         assert_eq!(reply.status, 201, "creating a workspace: {}", reply.text);
-        let key = reply.json["api_key"]["key"].as_str().expect("the new key is returned").to_owned();
+        let key = reply.json["api_key"]["key"]
+            .as_str()
+            .expect("the new key is returned")
+            .to_owned();
         Client::with_key(&self.base_url, &key)
     }
 
     /// The API key of [`TestStack::client`]'s workspace, freshly issued.
     pub async fn client_key(&self) -> String {
-        let reply = self.admin().post("/admin/v1/workspaces", serde_json::json!({"name": "keyed"})).await;
-        reply.json["api_key"]["key"].as_str().expect("the new key is returned").to_owned()
+        let reply = self
+            .admin()
+            .post("/admin/v1/workspaces", serde_json::json!({"name": "keyed"}))
+            .await;
+        reply.json["api_key"]["key"]
+            .as_str()
+            .expect("the new key is returned")
+            .to_owned()
     }
 
     /// A client holding the platform admin token.
@@ -158,7 +175,10 @@ impl TestStack {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the stack was not ready within 30 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stack was not ready within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -201,6 +221,9 @@ impl Drop for TestStack {
 
 async fn bind() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
-    let addr = listener.local_addr().expect("bound listener has an address").to_string();
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address")
+        .to_string();
     (listener, addr)
 }

@@ -9,11 +9,19 @@ async fn a_bot_is_created_configured_and_trained() {
     let stack = TestStack::start().await;
     let api = &stack.client;
 
-    let created = api.post("/api/v1/bots", json!({"name": "Support", "description": "Answers order questions"})).await;
+    let created = api
+        .post(
+            "/api/v1/bots",
+            json!({"name": "Support", "description": "Answers order questions"}),
+        )
+        .await;
     assert_eq!(created.status, 200, "{}", created.text);
     let id = created.json["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("bot_"));
-    assert_eq!(created.json["config"]["engine"], "knowledge", "a new bot gets the default engine");
+    assert_eq!(
+        created.json["config"]["engine"], "knowledge",
+        "a new bot gets the default engine"
+    );
     assert_eq!(created.json["config"]["language"], "en");
     assert!(!created.json["config"]["fallback_message"].as_str().unwrap().is_empty());
     assert_eq!(created.json["latest_version"], 0);
@@ -35,13 +43,19 @@ async fn a_bot_is_created_configured_and_trained() {
     let config = &configured.json["config"];
     assert_eq!(config["engine"], "llm");
     assert_eq!(config["language"], "pt-BR");
-    assert_eq!(config["llm"]["base_url"], "http://localhost:11434/v1", "trailing slash normalised");
+    assert_eq!(
+        config["llm"]["base_url"], "http://localhost:11434/v1",
+        "trailing slash normalised"
+    );
     assert_eq!(config["llm"]["max_tokens"], 512, "default filled in");
     assert!((config["handoff_threshold"].as_f64().unwrap() - 0.6).abs() < 1e-6);
     assert_ne!(configured.json["updated_at"], created.json["updated_at"]);
 
     let fetched = api.get(&format!("/api/v1/bots/{id}")).await;
-    assert_eq!(fetched.json["config"], configured.json["config"], "the config is stored as sent");
+    assert_eq!(
+        fetched.json["config"], configured.json["config"],
+        "the config is stored as sent"
+    );
 
     let first = api.post(&format!("/api/v1/bots/{id}/train"), json!({})).await;
     assert_eq!(first.status, 200, "{}", first.text);
@@ -53,7 +67,9 @@ async fn a_bot_is_created_configured_and_trained() {
     assert_eq!(second.json["version"], 2, "each training makes a new version");
     assert_eq!(api.get(&format!("/api/v1/bots/{id}")).await.json["latest_version"], 2);
 
-    api.post("/api/v1/bots/bot_nope/train", json!({})).await.assert_problem(404, "not-found");
+    api.post("/api/v1/bots/bot_nope/train", json!({}))
+        .await
+        .assert_problem(404, "not-found");
     stack.stop().await;
 }
 
@@ -61,17 +77,32 @@ async fn a_bot_is_created_configured_and_trained() {
 async fn invalid_bot_configs_name_the_field() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    let id = api.post("/api/v1/bots", json!({"name": "b"})).await.json["id"].as_str().unwrap().to_owned();
+    let id = api.post("/api/v1/bots", json!({"name": "b"})).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/api/v1/bots/{id}/config");
     for (config, field) in [
         (json!({"engine": "magic"}), "config.engine"),
         (json!({"handoff_threshold": 2}), "config.handoff_threshold"),
         (json!({"language": "not a language"}), "config.language"),
         (json!({"engine": "llm"}), "config.llm"),
-        (json!({"engine": "llm", "llm": {"base_url": "file:///etc", "model": "m"}}), "config.llm.base_url"),
-        (json!({"engine": "llm", "llm": {"base_url": "http://m", "model": ""}}), "config.llm.model"),
-        (json!({"engine": "llm", "llm": {"base_url": "http://m", "model": "m", "temperature": 3}}), "config.llm.temperature"),
-        (json!({"engine": "llm", "llm": {"base_url": "http://m", "model": "m", "max_tokens": 100000}}), "config.llm.max_tokens"),
+        (
+            json!({"engine": "llm", "llm": {"base_url": "file:///etc", "model": "m"}}),
+            "config.llm.base_url",
+        ),
+        (
+            json!({"engine": "llm", "llm": {"base_url": "http://m", "model": ""}}),
+            "config.llm.model",
+        ),
+        (
+            json!({"engine": "llm", "llm": {"base_url": "http://m", "model": "m", "temperature": 3}}),
+            "config.llm.temperature",
+        ),
+        (
+            json!({"engine": "llm", "llm": {"base_url": "http://m", "model": "m", "max_tokens": 100000}}),
+            "config.llm.max_tokens",
+        ),
     ] {
         let reply = api.put(&path, config).await;
         reply.assert_problem(400, "invalid-argument");
@@ -85,7 +116,11 @@ async fn invalid_bot_configs_name_the_field() {
         reply.assert_problem(400, "invalid-argument");
         assert_eq!(reply.json["field"], field);
     }
-    assert_eq!(api.get(&format!("/api/v1/bots/{id}")).await.json["config"]["engine"], "knowledge", "nothing changed");
+    assert_eq!(
+        api.get(&format!("/api/v1/bots/{id}")).await.json["config"]["engine"],
+        "knowledge",
+        "nothing changed"
+    );
     stack.stop().await;
 }
 
@@ -99,8 +134,18 @@ async fn bots_are_listed_newest_first_in_pages() {
     }
     ids.reverse();
     let first = api.get("/api/v1/bots?limit=4").await;
-    let second = api.get(&format!("/api/v1/bots?limit=4&cursor={}", first.json["next_cursor"].as_str().unwrap())).await;
-    let mut seen: Vec<_> = first.json["bots"].as_array().unwrap().iter().map(|b| b["id"].clone()).collect();
+    let second = api
+        .get(&format!(
+            "/api/v1/bots?limit=4&cursor={}",
+            first.json["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    let mut seen: Vec<_> = first.json["bots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].clone())
+        .collect();
     seen.extend(second.json["bots"].as_array().unwrap().iter().map(|b| b["id"].clone()));
     assert_eq!(seen, ids);
     assert_eq!(second.json["next_cursor"], "");
@@ -112,7 +157,12 @@ async fn a_conversation_can_belong_to_a_bot_of_its_workspace() {
     let stack = TestStack::start().await;
     let api = &stack.client;
     let bot = api.post("/api/v1/bots", json!({"name": "b"})).await.json["id"].clone();
-    let conv = api.post("/api/v1/conversations", json!({"user_id": "u", "channel": "sms", "bot_id": bot})).await;
+    let conv = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "u", "channel": "sms", "bot_id": bot}),
+        )
+        .await;
     assert_eq!(conv.status, 200, "{}", conv.text);
     assert_eq!(conv.json["bot_id"], bot);
     stack.stop().await;

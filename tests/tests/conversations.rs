@@ -31,7 +31,10 @@ async fn a_conversation_is_created_read_updated_and_deleted() {
     assert_eq!(fetched.json, created.json);
 
     let updated = api
-        .patch(&format!("/api/v1/conversations/{id}"), json!({"metadata": {"plan": "enterprise"}}))
+        .patch(
+            &format!("/api/v1/conversations/{id}"),
+            json!({"metadata": {"plan": "enterprise"}}),
+        )
         .await;
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.json["metadata"], json!({"plan": "enterprise"}));
@@ -41,8 +44,12 @@ async fn a_conversation_is_created_read_updated_and_deleted() {
     let deleted = api.delete(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.json, json!({"id": id, "deleted": true}));
-    api.get(&format!("/api/v1/conversations/{id}")).await.assert_problem(404, "not-found");
-    api.delete(&format!("/api/v1/conversations/{id}")).await.assert_problem(404, "not-found");
+    api.get(&format!("/api/v1/conversations/{id}"))
+        .await
+        .assert_problem(404, "not-found");
+    api.delete(&format!("/api/v1/conversations/{id}"))
+        .await
+        .assert_problem(404, "not-found");
     stack.stop().await;
 }
 
@@ -102,9 +109,15 @@ async fn pages_of_conversations_are_newest_first_without_gaps_or_repeats() {
     assert_eq!(seen, created, "every conversation exactly once, newest first");
 
     let default_page = api.get("/api/v1/conversations").await;
-    assert_eq!(default_page.json["conversations"].as_array().unwrap().len(), 20, "default limit is 20");
+    assert_eq!(
+        default_page.json["conversations"].as_array().unwrap().len(),
+        20,
+        "default limit is 20"
+    );
 
-    api.get("/api/v1/conversations?limit=101").await.assert_problem(400, "invalid-argument");
+    api.get("/api/v1/conversations?limit=101")
+        .await
+        .assert_problem(400, "invalid-argument");
     let bad_cursor = api.get("/api/v1/conversations?cursor=not-a-cursor").await;
     bad_cursor.assert_problem(400, "invalid-argument");
     assert_eq!(bad_cursor.json["field"], "cursor");
@@ -117,9 +130,15 @@ async fn listing_can_filter_by_status() {
     let api = &stack.client;
     let a = api.create_conversation("a").await;
     let _b = api.create_conversation("b").await;
-    api.patch(&format!("/api/v1/conversations/{a}"), json!({"status": "waiting"})).await;
+    api.patch(&format!("/api/v1/conversations/{a}"), json!({"status": "waiting"}))
+        .await;
     let waiting = api.get("/api/v1/conversations?status=waiting").await;
-    let ids: Vec<_> = waiting.json["conversations"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect();
+    let ids: Vec<_> = waiting.json["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!(a)]);
     stack.stop().await;
 }
@@ -134,27 +153,45 @@ async fn one_workspace_never_sees_another_workspaces_data() {
     let bot = alice.post("/api/v1/bots", json!({"name": "alice bot"})).await.json["id"].clone();
     let bot = bot.as_str().unwrap();
 
-    bob.get(&format!("/api/v1/conversations/{conv}")).await.assert_problem(404, "not-found");
-    bob.get(&format!("/api/v1/conversations/{conv}/messages")).await.assert_problem(404, "not-found");
+    bob.get(&format!("/api/v1/conversations/{conv}"))
+        .await
+        .assert_problem(404, "not-found");
+    bob.get(&format!("/api/v1/conversations/{conv}/messages"))
+        .await
+        .assert_problem(404, "not-found");
     bob.patch(&format!("/api/v1/conversations/{conv}"), json!({"status": "ended"}))
         .await
         .assert_problem(404, "not-found");
-    bob.delete(&format!("/api/v1/conversations/{conv}")).await.assert_problem(404, "not-found");
-    bob.post(&format!("/api/v1/conversations/{conv}/messages"), json!({"role": "user", "content": "hi"}))
+    bob.delete(&format!("/api/v1/conversations/{conv}"))
         .await
         .assert_problem(404, "not-found");
-    bob.get(&format!("/api/v1/bots/{bot}")).await.assert_problem(404, "not-found");
+    bob.post(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        json!({"role": "user", "content": "hi"}),
+    )
+    .await
+    .assert_problem(404, "not-found");
+    bob.get(&format!("/api/v1/bots/{bot}"))
+        .await
+        .assert_problem(404, "not-found");
     let bob_list = bob.get("/api/v1/conversations").await;
     assert_eq!(bob_list.json["conversations"], json!([]));
     let bob_bots = bob.get("/api/v1/bots").await;
     assert_eq!(bob_bots.json["bots"], json!([]));
     let with_alice_bot = bob
-        .post("/api/v1/conversations", json!({"user_id": "u", "channel": "web", "bot_id": bot}))
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "u", "channel": "web", "bot_id": bot}),
+        )
         .await;
     with_alice_bot.assert_problem(400, "invalid-argument");
     assert_eq!(with_alice_bot.json["field"], "bot_id");
 
-    assert_eq!(alice.get(&format!("/api/v1/conversations/{conv}")).await.status, 200, "the owner still sees it");
+    assert_eq!(
+        alice.get(&format!("/api/v1/conversations/{conv}")).await.status,
+        200,
+        "the owner still sees it"
+    );
     stack.stop().await;
 }
 
@@ -167,7 +204,10 @@ async fn invalid_conversation_fields_are_named() {
         (json!({"user_id": "   ", "channel": "web"}), "user_id"),
         (json!({"user_id": "u"}), "channel"),
         (json!({"user_id": "u", "channel": "fax"}), "channel"),
-        (json!({"user_id": "u", "channel": "web", "metadata": {"big": "x".repeat(17 * 1024)}}), "metadata"),
+        (
+            json!({"user_id": "u", "channel": "web", "metadata": {"big": "x".repeat(17 * 1024)}}),
+            "metadata",
+        ),
     ];
     for (body, field) in cases {
         let reply = api.post("/api/v1/conversations", body).await;

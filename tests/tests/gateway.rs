@@ -13,10 +13,19 @@ async fn requests_without_a_valid_api_key_are_refused() {
     missing.assert_problem(401, "unauthenticated");
     assert!(missing.header("www-authenticate").unwrap().starts_with("Bearer"));
 
-    let forged = Client::with_key(&stack.base_url, "cbk_AAAAAAAAAAAABBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
-    forged.get("/api/v1/conversations").await.assert_problem(401, "unauthenticated");
+    let forged = Client::with_key(
+        &stack.base_url,
+        "cbk_AAAAAAAAAAAABBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+    );
+    forged
+        .get("/api/v1/conversations")
+        .await
+        .assert_problem(401, "unauthenticated");
     let garbage = Client::with_key(&stack.base_url, "hello");
-    garbage.get("/api/v1/conversations").await.assert_problem(401, "unauthenticated");
+    garbage
+        .get("/api/v1/conversations")
+        .await
+        .assert_problem(401, "unauthenticated");
 
     // X-API-Key works as well as Authorization: Bearer.
     let key_header = Client::send(
@@ -38,7 +47,11 @@ async fn only_the_platform_admin_creates_workspaces_and_keys() {
         .await
         .assert_problem(401, "unauthenticated");
     // A workspace API key is not an admin token.
-    stack.client.post("/admin/v1/workspaces", json!({"name": "x"})).await.assert_problem(401, "unauthenticated");
+    stack
+        .client
+        .post("/admin/v1/workspaces", json!({"name": "x"}))
+        .await
+        .assert_problem(401, "unauthenticated");
 
     let admin = stack.admin();
     let created = admin.post("/admin/v1/workspaces", json!({"name": "Acme"})).await;
@@ -48,7 +61,12 @@ async fn only_the_platform_admin_creates_workspaces_and_keys() {
     let key = created.json["api_key"]["key"].as_str().unwrap();
     assert!(key.starts_with(created.json["api_key"]["prefix"].as_str().unwrap()));
 
-    let second = admin.post(&format!("/admin/v1/workspaces/{workspace}/api-keys"), json!({"name": "ci"})).await;
+    let second = admin
+        .post(
+            &format!("/admin/v1/workspaces/{workspace}/api-keys"),
+            json!({"name": "ci"}),
+        )
+        .await;
     assert_eq!(second.status, 201, "{}", second.text);
     let second_key = second.json["api_key"]["key"].as_str().unwrap();
     assert_ne!(second_key, key);
@@ -63,9 +81,17 @@ async fn only_the_platform_admin_creates_workspaces_and_keys() {
         .post("/admin/v1/workspaces/ws_missing/api-keys", json!({}))
         .await
         .assert_problem(404, "not-found");
-    let bad_scope = admin.post(&format!("/admin/v1/workspaces/{workspace}/api-keys"), json!({"scopes": ["root"]})).await;
+    let bad_scope = admin
+        .post(
+            &format!("/admin/v1/workspaces/{workspace}/api-keys"),
+            json!({"scopes": ["root"]}),
+        )
+        .await;
     bad_scope.assert_problem(400, "invalid-argument");
-    admin.post("/admin/v1/workspaces", json!({"name": ""})).await.assert_problem(400, "invalid-argument");
+    admin
+        .post("/admin/v1/workspaces", json!({"name": ""}))
+        .await
+        .assert_problem(400, "invalid-argument");
     stack.stop().await;
 }
 
@@ -73,7 +99,9 @@ async fn only_the_platform_admin_creates_workspaces_and_keys() {
 async fn routing_errors_are_problems_with_their_own_status() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    api.get("/api/v1/nothing-here").await.assert_problem(404, "route-not-found");
+    api.get("/api/v1/nothing-here")
+        .await
+        .assert_problem(404, "route-not-found");
     api.get("/elsewhere").await.assert_problem(404, "route-not-found");
 
     let wrong_method = api.put("/api/v1/conversations", json!({})).await;
@@ -88,11 +116,15 @@ async fn routing_errors_are_problems_with_their_own_status() {
     .await;
     malformed.assert_problem(400, "malformed-json");
 
-    let wrong_type = api.post("/api/v1/conversations", json!({"user_id": 42, "channel": "web"})).await;
+    let wrong_type = api
+        .post("/api/v1/conversations", json!({"user_id": 42, "channel": "web"}))
+        .await;
     wrong_type.assert_problem(400, "invalid-argument");
     assert_eq!(wrong_type.json["field"], "user_id");
 
-    let unknown_field = api.post("/api/v1/conversations", json!({"user": "u", "channel": "web"})).await;
+    let unknown_field = api
+        .post("/api/v1/conversations", json!({"user": "u", "channel": "web"}))
+        .await;
     unknown_field.assert_problem(400, "invalid-argument");
     assert_eq!(unknown_field.json["field"], "user");
 
@@ -123,7 +155,9 @@ async fn a_body_over_the_limit_is_413() {
     let chunked = Client::send(api.request(Method::POST, "/api/v1/conversations").body(stream)).await;
     chunked.assert_problem(413, "payload-too-large");
 
-    let small = api.post("/api/v1/conversations", json!({"user_id": "u", "channel": "web"})).await;
+    let small = api
+        .post("/api/v1/conversations", json!({"user_id": "u", "channel": "web"}))
+        .await;
     assert_eq!(small.status, 200);
     stack.stop().await;
 }
@@ -133,12 +167,16 @@ async fn xml_is_returned_on_request_with_the_same_content() {
     let stack = TestStack::start().await;
     let api = &stack.client;
     let conv = api
-        .post("/api/v1/conversations", json!({"user_id": "a<b&c", "channel": "email", "metadata": {"order id": "7"}}))
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "a<b&c", "channel": "email", "metadata": {"order id": "7"}}),
+        )
         .await;
     let id = conv.json["id"].as_str().unwrap();
 
     let by_accept = Client::send(
-        api.request(Method::GET, &format!("/api/v1/conversations/{id}")).header("accept", "application/xml"),
+        api.request(Method::GET, &format!("/api/v1/conversations/{id}"))
+            .header("accept", "application/xml"),
     )
     .await;
     assert_eq!(by_accept.status, 200);
@@ -162,7 +200,11 @@ async fn xml_is_returned_on_request_with_the_same_content() {
 async fn request_ids_are_accepted_or_generated_and_returned() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    let given = Client::send(api.request(Method::GET, "/api/v1/conversations").header("X-Request-Id", "trace-me-123")).await;
+    let given = Client::send(
+        api.request(Method::GET, "/api/v1/conversations")
+            .header("X-Request-Id", "trace-me-123"),
+    )
+    .await;
     assert_eq!(given.header("x-request-id"), Some("trace-me-123"));
 
     let generated = api.get("/api/v1/conversations").await;
@@ -170,7 +212,8 @@ async fn request_ids_are_accepted_or_generated_and_returned() {
     assert!(id.starts_with("req_") && id.len() > 20);
 
     let problem = Client::send(
-        api.request(Method::GET, "/api/v1/conversations/conv_nope").header("X-Request-Id", "trace-problem"),
+        api.request(Method::GET, "/api/v1/conversations/conv_nope")
+            .header("X-Request-Id", "trace-problem"),
     )
     .await;
     assert_eq!(problem.json["request_id"], "trace-problem");
@@ -190,8 +233,14 @@ async fn health_and_readiness_report_every_upstream() {
         json!({"chatbot": "SERVING", "integration": "SERVING", "analytics": "SERVING", "webhooks": "SERVING"})
     );
     // The skeleton services answer through their routes.
-    assert_eq!(stack.client.get("/api/v1/integrations").await.json, json!({"integrations": [], "next_cursor": ""}));
-    assert_eq!(stack.client.get("/api/v1/webhooks/endpoints").await.json, json!({"endpoints": [], "next_cursor": ""}));
+    assert_eq!(
+        stack.client.get("/api/v1/integrations").await.json,
+        json!({"integrations": [], "next_cursor": ""})
+    );
+    assert_eq!(
+        stack.client.get("/api/v1/webhooks/endpoints").await.json,
+        json!({"endpoints": [], "next_cursor": ""})
+    );
     let metrics = stack.client.get("/api/v1/analytics/requests").await;
     assert_eq!(metrics.json["total_requests"], "0", "{}", metrics.text);
     stack.stop().await;
@@ -213,6 +262,10 @@ async fn an_upstream_that_is_down_gives_503_and_not_ready() {
     assert_eq!(ready.status, 503);
     assert_eq!(ready.json["upstreams"]["analytics"], "NOT_SERVING");
     assert_eq!(ready.json["upstreams"]["chatbot"], "SERVING");
-    assert_eq!(stack.client.get("/api/v1/conversations").await.status, 200, "other routes keep working");
+    assert_eq!(
+        stack.client.get("/api/v1/conversations").await.status,
+        200,
+        "other routes keep working"
+    );
     stack.stop().await;
 }

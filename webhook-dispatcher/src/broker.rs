@@ -2,17 +2,11 @@
 
 use std::time::Duration;
 
-use lapin::{
-    Connection, ConnectionProperties, ExchangeKind,
-    options::ExchangeDeclareOptions,
-    types::FieldTable,
-};
+use lapin::{Connection, ConnectionProperties, ExchangeKind, options::ExchangeDeclareOptions, types::FieldTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error(
-        "cannot reach RabbitMQ at {target}: {source}. Start it (e.g. `rabbitmq-server -detached`) or set AMQP_URL"
-    )]
+    #[error("cannot reach RabbitMQ at {target}: {source}. Start it (e.g. `rabbitmq-server -detached`) or set AMQP_URL")]
     Connect {
         target: String,
         #[source]
@@ -93,7 +87,10 @@ fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_never_reach_error_messages() {
-        assert_eq!(super::redact("amqp://guest:secret@host:5672/%2f"), "amqp://host:5672/%2f");
+        assert_eq!(
+            super::redact("amqp://guest:secret@host:5672/%2f"),
+            "amqp://host:5672/%2f"
+        );
         assert_eq!(super::redact("amqp://host:5672"), "amqp://host:5672");
     }
 }

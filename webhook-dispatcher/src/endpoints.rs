@@ -1,7 +1,9 @@
 //! WebhookService.ListEndpoints: the caller's workspace's endpoints.
 
 use chrono::{DateTime, Utc};
-use proto::webhooks::v1::{Endpoint, ListEndpointsRequest, ListEndpointsResponse, webhook_service_server::WebhookService};
+use proto::webhooks::v1::{
+    Endpoint, ListEndpointsRequest, ListEndpointsResponse, webhook_service_server::WebhookService,
+};
 use service_runtime::{pagination, principal::Principal, time::timestamp};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};

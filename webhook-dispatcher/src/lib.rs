@@ -21,7 +21,8 @@ pub const SCHEMA: &str = "webhooks";
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = &config.service;
-    let pool = database::connect_and_migrate(&service.database_url, SCHEMA, service.max_db_connections, &MIGRATIONS).await?;
+    let pool =
+        database::connect_and_migrate(&service.database_url, SCHEMA, service.max_db_connections, &MIGRATIONS).await?;
     let broker = broker::Broker::connect(&config.amqp_url, &config.exchange).await?;
     let (router, health) = grpc_server::base_router();
     let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool));

@@ -6,7 +6,7 @@
 //! time whether or not its lookup id exists.
 
 use chrono::{DateTime, Utc};
-use rand::{Rng, distr::Alphanumeric};
+use rand::{Rng, distributions::Alphanumeric};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
@@ -29,7 +29,11 @@ pub struct IssuedKey {
 }
 
 fn random_text(len: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 fn hash(key: &str) -> [u8; 32] {

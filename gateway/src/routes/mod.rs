@@ -33,7 +33,9 @@ pub struct Route {
 pub enum Resolution<'a> {
     Found(&'a Route, Vec<Binding>),
     /// The path exists, but not for this method; `allow` lists the methods.
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
     NotFound,
 }
 
@@ -45,10 +47,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// Reads every annotated method of `pool`; `upstream_for` picks the
     /// upstream of a route from its literal path prefix.
-    pub fn build(
-        pool: &DescriptorPool,
-        upstream_for: impl Fn(&str) -> Option<usize>,
-    ) -> Result<Self, RouteError> {
+    pub fn build(pool: &DescriptorPool, upstream_for: impl Fn(&str) -> Option<usize>) -> Result<Self, RouteError> {
         let mut routes = Vec::new();
         for service in pool.services() {
             for method in service.methods() {

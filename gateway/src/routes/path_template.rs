@@ -99,7 +99,10 @@ impl PathTemplate {
 
     /// How many literal segments the template has: more is more specific.
     pub fn specificity(&self) -> usize {
-        self.segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count()
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
     }
 
     /// Matches a request path (without query); on success returns the
@@ -110,7 +113,11 @@ impl PathTemplate {
             Some(verb) => body.strip_suffix(verb.as_str())?.strip_suffix(':')?,
             None => body,
         };
-        let parts: Vec<&str> = if body.is_empty() { Vec::new() } else { body.split('/').collect() };
+        let parts: Vec<&str> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split('/').collect()
+        };
         let consumed = self.match_segments(&parts)?;
         let mut bindings = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
@@ -188,31 +195,38 @@ impl Parser {
     }
 
     fn parse_segment(&mut self, segment: &str, in_variable: Option<&str>) -> Result<(), &'static str> {
-        match segment {
-            "" => Err("empty segment"),
-            "*" => Ok(self.segments.push(Segment::One)),
-            "**" => Ok(self.segments.push(Segment::Rest)),
-            s if s.starts_with('{') => {
-                if in_variable.is_some() {
-                    return Err("variables cannot nest");
-                }
-                let inner = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')).ok_or("unclosed variable")?;
-                let (field_path, pattern) = inner.split_once('=').unwrap_or((inner, "*"));
-                if field_path.is_empty() || !field_path.split('.').all(is_ident) {
-                    return Err("variable names must be field paths");
-                }
-                let start = self.segments.len();
-                self.parse_segments(pattern, Some(field_path))?;
-                self.variables.push(Variable {
-                    field_path: field_path.to_owned(),
-                    start,
-                    end: self.segments.len(),
-                });
-                Ok(())
-            }
-            s if s.contains(['{', '}', '*']) => Err("misplaced {, } or *"),
-            s => Ok(self.segments.push(Segment::Literal(s.to_owned()))),
+        let parsed = match segment {
+            "" => return Err("empty segment"),
+            "*" => Segment::One,
+            "**" => Segment::Rest,
+            s if s.starts_with('{') => return self.parse_variable(s, in_variable),
+            s if s.contains(['{', '}', '*']) => return Err("misplaced {, } or *"),
+            s => Segment::Literal(s.to_owned()),
+        };
+        self.segments.push(parsed);
+        Ok(())
+    }
+
+    fn parse_variable(&mut self, segment: &str, in_variable: Option<&str>) -> Result<(), &'static str> {
+        if in_variable.is_some() {
+            return Err("variables cannot nest");
         }
+        let inner = segment
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .ok_or("unclosed variable")?;
+        let (field_path, pattern) = inner.split_once('=').unwrap_or((inner, "*"));
+        if field_path.is_empty() || !field_path.split('.').all(is_ident) {
+            return Err("variable names must be field paths");
+        }
+        let start = self.segments.len();
+        self.parse_segments(pattern, Some(field_path))?;
+        self.variables.push(Variable {
+            field_path: field_path.to_owned(),
+            start,
+            end: self.segments.len(),
+        });
+        Ok(())
     }
 }
 
@@ -256,11 +270,20 @@ mod tests {
     #[test]
     fn a_variable_binds_one_decoded_segment() {
         assert_eq!(
-            bind("/api/v1/conversations/{conversation_id}/messages", "/api/v1/conversations/conv_a%20b/messages"),
+            bind(
+                "/api/v1/conversations/{conversation_id}/messages",
+                "/api/v1/conversations/conv_a%20b/messages"
+            ),
             Some(vec![("conversation_id".into(), "conv_a b".into())])
         );
-        assert_eq!(bind("/api/v1/conversations/{conversation_id}", "/api/v1/conversations/"), None);
-        assert_eq!(bind("/api/v1/conversations/{conversation_id}", "/api/v1/conversations/a/b"), None);
+        assert_eq!(
+            bind("/api/v1/conversations/{conversation_id}", "/api/v1/conversations/"),
+            None
+        );
+        assert_eq!(
+            bind("/api/v1/conversations/{conversation_id}", "/api/v1/conversations/a/b"),
+            None
+        );
     }
 
     #[test]
@@ -300,7 +323,15 @@ mod tests {
 
     #[test]
     fn malformed_templates_are_rejected() {
-        for bad in ["api/v1", "/v1/{unclosed", "/v1/**/x", "/v1/a{b}", "/v1/{a={b}}", "/v1//x", "/v1/{1x}"] {
+        for bad in [
+            "api/v1",
+            "/v1/{unclosed",
+            "/v1/**/x",
+            "/v1/a{b}",
+            "/v1/{a={b}}",
+            "/v1//x",
+            "/v1/{1x}",
+        ] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

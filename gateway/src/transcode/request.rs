@@ -59,8 +59,7 @@ fn body_document(body_field: &str, body: &[u8]) -> Result<Map<String, Value>, Re
     if body_field.is_empty() || body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
     match (body_field, value) {
         ("*", Value::Object(map)) => Ok(map),
         ("*", _) => Err(RequestError::InvalidField {
@@ -88,7 +87,9 @@ fn set_path(
     let key = field.name().to_owned();
     match rest {
         Some(rest) => {
-            let Kind::Message(inner) = field.kind() else { return None };
+            let Kind::Message(inner) = field.kind() else {
+                return None;
+            };
             if field.is_list() || field.is_map() {
                 return None;
             }
@@ -136,10 +137,12 @@ fn parse(input: &MessageDescriptor, document: Map<String, Value>) -> Result<Dyna
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     match DynamicMessage::deserialize_with_options(input.clone(), Value::Object(document.clone()), &options) {
         Ok(message) => Ok(message),
-        Err(error) => Err(blame_field(input, document, &options).unwrap_or_else(|| RequestError::InvalidField {
-            field: "body".into(),
-            reason: error.to_string(),
-        })),
+        Err(error) => Err(
+            blame_field(input, document, &options).unwrap_or_else(|| RequestError::InvalidField {
+                field: "body".into(),
+                reason: error.to_string(),
+            }),
+        ),
     }
 }
 
@@ -184,7 +187,10 @@ mod tests {
         let t = table();
         let (r, b) = route(&t, http::Method::GET, "/api/v1/conversations/conv_1/messages");
         let msg = build(r, b, Some("limit=5&cursor=abc"), b"").unwrap();
-        assert_eq!(msg.get_field_by_name("conversation_id").unwrap().as_str(), Some("conv_1"));
+        assert_eq!(
+            msg.get_field_by_name("conversation_id").unwrap().as_str(),
+            Some("conv_1")
+        );
         assert_eq!(msg.get_field_by_name("limit").unwrap().as_i32(), Some(5));
         assert_eq!(msg.get_field_by_name("cursor").unwrap().as_str(), Some("abc"));
     }
@@ -205,7 +211,10 @@ mod tests {
     fn bad_json_wrong_types_and_unknown_names_are_told_apart() {
         let t = table();
         let (r, b) = route(&t, http::Method::POST, "/api/v1/conversations");
-        assert!(matches!(build(r, b.clone(), None, b"{\"user_id\":"), Err(RequestError::MalformedJson(_))));
+        assert!(matches!(
+            build(r, b.clone(), None, b"{\"user_id\":"),
+            Err(RequestError::MalformedJson(_))
+        ));
         match build(r, b.clone(), None, br#"{"user_id": 42, "channel": "web"}"#) {
             Err(RequestError::InvalidField { field, .. }) => assert_eq!(field, "user_id"),
             other => panic!("expected a field error, got {other:?}"),
@@ -226,6 +235,9 @@ mod tests {
         let t = table();
         let (r, b) = route(&t, http::Method::PATCH, "/api/v1/conversations/conv_path");
         let msg = build(r, b, None, br#"{"conversation_id":"conv_body","status":"ended"}"#).unwrap();
-        assert_eq!(msg.get_field_by_name("conversation_id").unwrap().as_str(), Some("conv_path"));
+        assert_eq!(
+            msg.get_field_by_name("conversation_id").unwrap().as_str(),
+            Some("conv_path")
+        );
     }
 }

@@ -20,7 +20,11 @@ impl Format {
         if let Some(query) = query
             && let Some((_, v)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "format")
         {
-            return if v.eq_ignore_ascii_case("xml") { Self::Xml } else { Self::Json };
+            return if v.eq_ignore_ascii_case("xml") {
+                Self::Xml
+            } else {
+                Self::Json
+            };
         }
         let accept = headers
             .get(http::header::ACCEPT)
@@ -86,7 +90,10 @@ mod tests {
     fn xml_is_chosen_by_accept_or_by_query() {
         assert_eq!(Format::negotiate(&headers("application/xml"), None), Format::Xml);
         assert_eq!(Format::negotiate(&headers("*/*"), Some("format=xml")), Format::Xml);
-        assert_eq!(Format::negotiate(&headers("application/json, application/xml"), None), Format::Json);
+        assert_eq!(
+            Format::negotiate(&headers("application/json, application/xml"), None),
+            Format::Json
+        );
         assert_eq!(Format::negotiate(&HeaderMap::new(), None), Format::Json);
     }
 }

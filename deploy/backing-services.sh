@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Sourced by up.sh and test.sh: makes sure PostgreSQL (127.0.0.1:5432, user
+# postgres, trust auth) and RabbitMQ (127.0.0.1:5672, guest/guest) answer.
+# Starts them when installed, installs them from Debian packages when run as
+# root, and otherwise says exactly what to do.
+
+PG_HOST=127.0.0.1 PG_PORT=5432 AMQP_PORT=5672
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds
+  local deadline=$((SECONDS + $3))
+  until port_open "$1" "$2"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+apt_install() {
+  say "installing $* from Debian packages"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+ensure_postgres() {
+  if port_open "$PG_HOST" "$PG_PORT"; then
+    check_postgres_login
+    return
+  fi
+  if [ -z "$(pg_version)" ]; then
+    is_root || die "PostgreSQL is not running on $PG_HOST:$PG_PORT and not installed.
+  Install it:  sudo apt-get install -y postgresql
+  then run this command again (or run it as root and it installs PostgreSQL itself)."
+    command -v apt-get >/dev/null || die "PostgreSQL is missing and this is not a Debian system: install PostgreSQL 14+ listening on $PG_HOST:$PG_PORT with trust auth for user postgres"
+    apt_install postgresql
+    trust_loopback "$(pg_version)"
+  fi
+  say "starting PostgreSQL $(pg_version)"
+  if is_root; then
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main start 2>/dev/null ||
+      pg_ctlcluster "$(pg_version)" main start ||
+      die "could not start PostgreSQL; see /var/log/postgresql/"
+  else
+    die "PostgreSQL is installed but not running. Start it:
+  sudo pg_ctlcluster $(pg_version) main start"
+  fi
+  wait_port "$PG_HOST" "$PG_PORT" 30 || die "PostgreSQL did not open $PG_HOST:$PG_PORT within 30 s"
+  check_postgres_login
+}
+
+# A PostgreSQL this script installed gets trust auth on loopback only, which
+# is what local development and the tests use. Existing installs are never
+# edited.
+trust_loopback() {
+  local hba="/etc/postgresql/$1/main/pg_hba.conf"
+  [ -f "$hba" ] || return 0
+  say "allowing trust auth on loopback in $hba (local development only)"
+  sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+}
+
+check_postgres_login() {
+  command -v psql >/dev/null || { is_root && apt_install postgresql-client; }
+  command -v psql >/dev/null || die "psql is missing: sudo apt-get install -y postgresql-client"
+  psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1 ||
+    die "PostgreSQL on $PG_HOST:$PG_PORT does not let user postgres in without a password.
+  Add 'host all all 127.0.0.1/32 trust' at the top of pg_hba.conf and reload PostgreSQL."
+}
+
+ensure_rabbitmq() {
+  port_open "$PG_HOST" "$AMQP_PORT" && return
+  if ! command -v rabbitmq-server >/dev/null; then
+    is_root || die "RabbitMQ is not running on 127.0.0.1:$AMQP_PORT and not installed.
+  Install it:  sudo apt-get install -y rabbitmq-server
+  then run this command again (or run it as root and it installs RabbitMQ itself)."
+    command -v apt-get >/dev/null || die "RabbitMQ is missing and this is not a Debian system: install RabbitMQ 3.12+ listening on 127.0.0.1:$AMQP_PORT with the guest user"
+    apt_install rabbitmq-server
+  fi
+  say "starting RabbitMQ"
+  if port_open "$PG_HOST" "$AMQP_PORT"; then return; fi
+  is_root || die "RabbitMQ is installed but not running. Start it:
+  sudo rabbitmq-server -detached"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_port "$PG_HOST" "$AMQP_PORT" 60 || die "RabbitMQ did not open 127.0.0.1:$AMQP_PORT within 60 s; see /var/log/rabbitmq/"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null && return
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
+  die "cargo is missing. Install Rust with rustup (https://rustup.rs), then run this command again."
+}
+
+ensure_build_tools() {
+  command -v cc >/dev/null && command -v curl >/dev/null && return
+  is_root || die "a C compiler and curl are needed: sudo apt-get install -y build-essential curl"
+  apt_install build-essential curl
+}

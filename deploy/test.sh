@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting and lints, then every unit and
+# end-to-end test against the real PostgreSQL and RabbitMQ (started here
+# when they are not running).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+source deploy/backing-services.sh
+
+ensure_build_tools
+ensure_rust
+ensure_postgres
+ensure_rabbitmq
+
+say "cargo fmt --check"
+cargo fmt --all --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked
