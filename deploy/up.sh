@@ -51,8 +51,10 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# Each service runs in a session of its own: Ctrl-C reaches only this
+# script, which then stops the services with SIGTERM, as Kubernetes would.
 for service in chatbot-service integration-service analytics-service webhook-dispatcher gateway; do
-  "$bin/$service" >"$logs/$service.log" 2>&1 &
+  setsid "$bin/$service" >"$logs/$service.log" 2>&1 &
   pids+=($!)
 done
 
@@ -94,5 +96,8 @@ cat <<INFO
   Press Ctrl-C to stop everything.
 
 INFO
-wait -n "${pids[@]}" || true
-die "a service stopped unexpectedly; logs are in $logs"
+status=0
+wait -n "${pids[@]}" || status=$?
+# Above 128, wait was cut short by a signal (Ctrl-C): a normal stop.
+((status > 128)) && exit 130
+die "a service stopped unexpectedly (exit $status); logs are in $logs"
