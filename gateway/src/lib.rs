@@ -101,6 +101,7 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))
+        .layer(tower::util::MapRequestLayer::new(request_id::drop_invalid))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(
             30,
         )))

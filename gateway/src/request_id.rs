@@ -18,6 +18,25 @@ impl MakeRequestId for MakeId {
     }
 }
 
+/// Longest client-supplied request id kept; longer ones are replaced.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Drops a client-supplied `X-Request-Id` that is too long or holds
+/// characters other than letters, digits and `-_.:`, so a new one is
+/// generated: ids end up in logs and problem bodies, and must stay inert.
+pub fn drop_invalid(mut request: axum::extract::Request) -> axum::extract::Request {
+    let valid = request.headers().get(HEADER).map(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_CLIENT_ID_LEN
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if valid == Some(false) {
+        request.headers_mut().remove(HEADER);
+    }
+    request
+}
+
 /// The request's id (always present once the layer ran).
 pub fn of(headers: &HeaderMap) -> String {
     headers

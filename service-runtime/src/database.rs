@@ -25,6 +25,10 @@ pub enum DatabaseError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "database {database} does not exist on {target}. Create it (`createdb -h 127.0.0.1 -U postgres {database}`; deploy/up.sh does) or set DATABASE_URL"
+    )]
+    MissingDatabase { database: String, target: String },
     #[error("creating schema {schema}: {source}")]
     Schema {
         schema: String,
@@ -50,19 +54,33 @@ pub async fn connect_and_migrate(
     debug_assert!(schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
     let base: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
     let target = format!("{}:{}", base.get_host(), base.get_port());
+    let database = base.get_database().unwrap_or("postgres").to_owned();
     let options = base.options([("search_path", schema)]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|source| DatabaseError::Connect { target, source })?;
+        .map_err(|source| connect_error(source, target, database))?;
     create_schema(&pool, schema).await?;
     migrator.run(&pool).await.map_err(|source| DatabaseError::Migrate {
         schema: schema.to_owned(),
         source,
     })?;
     Ok(pool)
+}
+
+fn connect_error(source: sqlx::Error, target: String, database: String) -> DatabaseError {
+    // SQLSTATE 3D000: invalid_catalog_name, the database does not exist.
+    let missing = source
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "3D000");
+    if missing {
+        DatabaseError::MissingDatabase { database, target }
+    } else {
+        DatabaseError::Connect { target, source }
+    }
 }
 
 async fn create_schema(pool: &PgPool, schema: &str) -> Result<(), DatabaseError> {

@@ -16,6 +16,7 @@ pub fn base_router() -> (Router, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor set is valid");
     let router = Server::builder().add_service(health).add_service(reflection);

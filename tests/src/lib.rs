@@ -31,6 +31,8 @@ pub struct Options {
 
 pub struct TestStack {
     pub base_url: String,
+    /// Each upstream's name (as the gateway calls it) and gRPC address.
+    pub grpc_addrs: Vec<(&'static str, String)>,
     /// A client authenticated as a fresh workspace.
     pub client: Client,
     shutdown: CancellationToken,
@@ -94,10 +96,10 @@ impl TestStack {
             database_url: infra.database_url.clone(),
             admin_token: Some(ADMIN_TOKEN.into()),
             upstreams: upstreams
-                .into_iter()
+                .iter()
                 .map(|(name, addr)| gateway::config::UpstreamConfig {
-                    name: name.into(),
-                    urls: vec![if options.dead_upstreams.contains(&name) {
+                    name: (*name).into(),
+                    urls: vec![if options.dead_upstreams.contains(name) {
                         "http://127.0.0.1:1".into()
                     } else {
                         format!("http://{addr}")
@@ -116,6 +118,7 @@ impl TestStack {
         let base_url = format!("http://{addr}");
 
         let mut stack = Self {
+            grpc_addrs: upstreams,
             client: Client::anonymous(&base_url),
             base_url,
             shutdown,

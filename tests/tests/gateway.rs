@@ -207,6 +207,22 @@ async fn request_ids_are_accepted_or_generated_and_returned() {
     .await;
     assert_eq!(given.header("x-request-id"), Some("trace-me-123"));
 
+    let hostile = Client::send(
+        api.request(Method::GET, "/api/v1/conversations")
+            .header("X-Request-Id", "a b\"<script>".repeat(3)),
+    )
+    .await;
+    assert!(
+        hostile.header("x-request-id").unwrap().starts_with("req_"),
+        "unsafe ids are replaced"
+    );
+    let too_long = Client::send(
+        api.request(Method::GET, "/api/v1/conversations")
+            .header("X-Request-Id", "x".repeat(200)),
+    )
+    .await;
+    assert!(too_long.header("x-request-id").unwrap().starts_with("req_"));
+
     let generated = api.get("/api/v1/conversations").await;
     let id = generated.header("x-request-id").unwrap();
     assert!(id.starts_with("req_") && id.len() > 20);
