@@ -140,7 +140,7 @@ pub async fn create_api_key(
     Ok((StatusCode::CREATED, Json(json!({"api_key": key}))).into_response())
 }
 
-async fn read_json<T: serde::de::DeserializeOwned + Default>(
+pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
     state: &AppState,
     body: axum::body::Body,
     ctx: &ProblemContext,

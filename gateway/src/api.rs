@@ -47,6 +47,9 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         Resolution::NotFound => return Err(Problem::not_found_route(path)),
     };
     let principal = parts.extensions.get::<Principal>().ok_or_else(Problem::internal)?;
+    if !principal.has_scope(&route.required_scope) {
+        return Err(Problem::insufficient_scope(&route.required_scope));
+    }
     let body = read_body(body, state.config.max_body_bytes).await?;
     let message = request::build(route, bindings, parts.uri.query(), &body).map_err(request_problem)?;
 

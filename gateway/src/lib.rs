@@ -8,6 +8,7 @@ mod api;
 mod auth;
 pub mod config;
 mod health;
+mod key_management;
 mod problem;
 mod request_id;
 pub mod routes;
@@ -19,7 +20,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router, middleware,
-    routing::{any, get, post},
+    routing::{any, delete, get, post},
 };
 use prost_reflect::DescriptorPool;
 use sha2::{Digest, Sha256};
@@ -80,6 +81,11 @@ fn router(state: Arc<AppState>) -> Router {
     // Every /api path goes to the transcoder, which resolves it against the
     // route table (and answers 404/405 itself).
     let api = Router::new()
+        .route(
+            "/api/v1/api-keys",
+            get(key_management::list).post(key_management::create),
+        )
+        .route("/api/v1/api-keys/{key_id}", delete(key_management::revoke))
         .route("/api/{*path}", any(api::handle))
         .route_layer(middleware::from_fn_with_state(
             state.pool.clone(),

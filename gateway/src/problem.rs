@@ -93,6 +93,21 @@ impl Problem {
         )
     }
 
+    /// 403 with the RFC 6750 challenge naming the missing scope.
+    pub fn insufficient_scope(scope: &str) -> Self {
+        let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient-scope",
+            "Insufficient scope",
+            format!("this call needs the {scope} scope, which the credential does not hold"),
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).expect("scopes are header-safe ASCII"),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,10 +200,18 @@ pub struct ProblemContext {
 
 impl ProblemContext {
     pub fn of(parts: &http::request::Parts) -> Self {
+        Self::from_head(&parts.headers, &parts.uri)
+    }
+
+    pub fn of_request<B>(request: &http::Request<B>) -> Self {
+        Self::from_head(request.headers(), request.uri())
+    }
+
+    fn from_head(headers: &HeaderMap, uri: &http::Uri) -> Self {
         Self {
-            request_id: request_id::of(&parts.headers),
-            instance: parts.uri.path().to_owned(),
-            format: Format::negotiate(&parts.headers, parts.uri.query()),
+            request_id: request_id::of(headers),
+            instance: uri.path().to_owned(),
+            format: Format::negotiate(headers, uri.query()),
         }
     }
 }

@@ -86,7 +86,12 @@ struct KeyRow {
     workspace_id: String,
     secret_hash: Vec<u8>,
     scopes: Vec<String>,
+    last_used_at: Option<DateTime<Utc>>,
 }
+
+/// `last_used_at` is kept to this precision, so a busy key costs one write a
+/// minute rather than one per request.
+const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// The principal a presented key stands for, or `None` for a wrong,
 /// malformed or revoked key.
@@ -96,7 +101,7 @@ pub async fn verify(pool: &PgPool, presented: &str) -> Result<Option<Principal>,
         return Ok(None);
     };
     let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, workspace_id, secret_hash, scopes FROM api_keys
+        "SELECT id, workspace_id, secret_hash, scopes, last_used_at FROM api_keys
          WHERE lookup_id = $1 AND revoked_at IS NULL",
     )
     .bind(lookup)
@@ -106,11 +111,31 @@ pub async fn verify(pool: &PgPool, presented: &str) -> Result<Option<Principal>,
     // same work.
     let stored = row.as_ref().map_or([0u8; 32].as_slice(), |r| r.secret_hash.as_slice());
     let matches: bool = presented_hash.as_slice().ct_eq(stored).into();
-    Ok(row.filter(|_| matches).map(|row| Principal {
+    let row = row.filter(|_| matches);
+    if let Some(row) = &row
+        && row.last_used_at.is_none_or(|at| Utc::now() - at > LAST_USED_PRECISION)
+    {
+        touch(pool.clone(), row.id.clone());
+    }
+    Ok(row.map(|row| Principal {
         workspace_id: row.workspace_id,
         principal_id: row.id,
         scopes: row.scopes,
     }))
+}
+
+/// Records use off the request path; a lost update only makes
+/// `last_used_at` a minute staler.
+fn touch(pool: PgPool, id: String) {
+    tokio::spawn(async move {
+        let result = sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
+            .bind(&id)
+            .execute(&pool)
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "recording API key use");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -22,6 +22,12 @@ pub struct Principal {
     pub scopes: Vec<String>,
 }
 
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
 /// Reads `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 fn credential(headers: &http::HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {

@@ -11,6 +11,7 @@ pub const ALL: &[&str] = &[
     "read:analytics",
     "manage:integrations",
     "manage:webhooks",
+    "manage:api-keys",
 ];
 
 /// Checks requested scopes against the vocabulary; empty means all.

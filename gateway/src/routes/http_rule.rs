@@ -7,6 +7,7 @@ use proto::google::api::{HttpRule, http_rule::Pattern};
 use super::path_template::{PathTemplate, TemplateError};
 
 const HTTP_EXTENSION: &str = "google.api.http";
+const SCOPE_EXTENSION: &str = "platform.required_scope";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -14,12 +15,15 @@ pub enum RouteError {
     Invalid { method: String, reason: String },
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error("{method} is public (google.api.http) but declares no platform.required_scope")]
+    MissingScope { method: String },
     #[error("no upstream is configured for route {path}; add its prefix to GATEWAY_ROUTES")]
     NoUpstream { path: String },
 }
 
 pub struct Binding {
     pub http_method: Method,
+    pub required_scope: String,
     pub template: PathTemplate,
     pub body: String,
     pub response_body: String,
@@ -43,12 +47,28 @@ pub fn bindings(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Vec<
         Value::Message(message) => decode(message).map_err(invalid)?,
         _ => return Err(invalid("google.api.http is not a message".into())),
     };
+    let scope = required_scope(pool, method).ok_or_else(|| RouteError::MissingScope {
+        method: method.full_name().to_owned(),
+    })?;
     let mut out = Vec::new();
-    collect(&rule, method, &mut out, true).map_err(|e| match e {
+    collect(&rule, &scope, method, &mut out, true).map_err(|e| match e {
         Ok(reason) => invalid(reason),
         Err(template) => RouteError::Template(template),
     })?;
     Ok(out)
+}
+
+/// The method's `platform.required_scope`, if it declares one.
+fn required_scope(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<String> {
+    let extension = pool.get_extension_by_name(SCOPE_EXTENSION)?;
+    let options = method.options();
+    if !options.has_extension(&extension) {
+        return None;
+    }
+    match options.get_extension(&extension).as_ref() {
+        Value::String(scope) if !scope.is_empty() => Some(scope.clone()),
+        _ => None,
+    }
 }
 
 fn decode(message: &DynamicMessage) -> Result<HttpRule, String> {
@@ -57,7 +77,13 @@ fn decode(message: &DynamicMessage) -> Result<HttpRule, String> {
 
 type CollectError = Result<String, TemplateError>;
 
-fn collect(rule: &HttpRule, method: &MethodDescriptor, out: &mut Vec<Binding>, top: bool) -> Result<(), CollectError> {
+fn collect(
+    rule: &HttpRule,
+    scope: &str,
+    method: &MethodDescriptor,
+    out: &mut Vec<Binding>,
+    top: bool,
+) -> Result<(), CollectError> {
     let (http_method, path) = match &rule.pattern {
         Some(Pattern::Get(p)) => (Method::GET, p),
         Some(Pattern::Put(p)) => (Method::PUT, p),
@@ -75,13 +101,14 @@ fn collect(rule: &HttpRule, method: &MethodDescriptor, out: &mut Vec<Binding>, t
     check_field(method, &rule.response_body, false).map_err(Ok)?;
     out.push(Binding {
         http_method,
+        required_scope: scope.to_owned(),
         template,
         body: rule.body.clone(),
         response_body: rule.response_body.clone(),
     });
     if top {
         for extra in &rule.additional_bindings {
-            collect(extra, method, out, false)?;
+            collect(extra, scope, method, out, false)?;
         }
     }
     Ok(())

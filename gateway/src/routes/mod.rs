@@ -18,6 +18,8 @@ use path_template::{Binding, PathTemplate};
 pub struct Route {
     pub http_method: Method,
     pub template: PathTemplate,
+    /// The scope a caller must hold (`platform.required_scope`).
+    pub required_scope: String,
     pub method: MethodDescriptor,
     /// `""` (no body), `"*"` (the whole request) or a request field name.
     pub body: String,
@@ -65,6 +67,7 @@ impl RouteTable {
                     routes.push(Arc::new(Route {
                         http_method: binding.http_method,
                         template: binding.template,
+                        required_scope: binding.required_scope,
                         method: method.clone(),
                         body: binding.body,
                         response_body: binding.response_body,
@@ -81,6 +84,11 @@ impl RouteTable {
 
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().map(Arc::as_ref)
+    }
+
+    /// Every scope some route requires.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|r| r.required_scope.as_str())
     }
 
     pub fn resolve(&self, method: &Method, path: &str) -> Resolution<'_> {

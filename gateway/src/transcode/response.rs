@@ -70,10 +70,15 @@ pub fn render(message: &DynamicMessage, response_body: &str, format: Format) -> 
     if !response_body.is_empty() {
         value = value.get_mut(response_body).map(Value::take).unwrap_or(Value::Null);
     }
-    Ok(match format {
-        Format::Json => serde_json::to_vec(&value).map_err(|e| e.to_string())?.into(),
-        Format::Xml => xml::document("response", &value).into(),
-    })
+    Ok(render_value(&value, format))
+}
+
+/// A JSON document in `format`.
+pub fn render_value(value: &Value, format: Format) -> Bytes {
+    match format {
+        Format::Json => serde_json::to_vec(value).unwrap_or_default().into(),
+        Format::Xml => xml::document("response", value).into(),
+    }
 }
 
 #[cfg(test)]
