@@ -70,7 +70,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
     let input: CreateWorkspace = read_json(&state, body, &ctx).await?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ProblemResponse(
+        return Err(ProblemResponse::new(
             Problem::invalid_argument("name", "must be 1 to 100 characters"),
             ctx,
         ));
@@ -78,7 +78,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
     let id = format!("ws_{}", random_id());
     let db_error = |e: sqlx::Error| {
         tracing::error!(error = %e, "creating workspace");
-        ProblemResponse(Problem::internal(), ctx.clone())
+        ProblemResponse::new(Problem::internal(), ctx.clone())
     };
     let mut tx = state.pool.begin().await.map_err(db_error)?;
     let created_at: chrono::DateTime<chrono::Utc> =
@@ -113,10 +113,10 @@ pub async fn create_api_key(
     let ctx = ProblemContext::of(&parts);
     let input: CreateKey = read_json(&state, body, &ctx).await?;
     let scopes = scopes::parse(&input.scopes)
-        .map_err(|reason| ProblemResponse(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
+        .map_err(|reason| ProblemResponse::new(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
     let db_error = |e: sqlx::Error| {
         tracing::error!(error = %e, "issuing API key");
-        ProblemResponse(Problem::internal(), ctx.clone())
+        ProblemResponse::new(Problem::internal(), ctx.clone())
     };
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
         .bind(&workspace_id)
@@ -124,7 +124,7 @@ pub async fn create_api_key(
         .await
         .map_err(db_error)?;
     if exists.is_none() {
-        return Err(ProblemResponse(
+        return Err(ProblemResponse::new(
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -147,7 +147,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, ProblemResponse> {
     let bytes = crate::api::read_body(body, state.config.max_body_bytes)
         .await
-        .map_err(|p| ProblemResponse(p, ctx.clone()))?;
+        .map_err(|p| ProblemResponse::new(p, ctx.clone()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -157,7 +157,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
         } else {
             "invalid-argument"
         };
-        ProblemResponse(
+        ProblemResponse::new(
             Problem::bad_request(kind, "Invalid request body", e.to_string()),
             ctx.clone(),
         )

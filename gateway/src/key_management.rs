@@ -41,9 +41,9 @@ fn authorised(request: &Request, ctx: &ProblemContext) -> Result<Principal, Prob
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| ProblemResponse(Problem::internal(), ctx.clone()))?;
+        .ok_or_else(|| ProblemResponse::new(Problem::internal(), ctx.clone()))?;
     if !principal.has_scope(SCOPE) {
-        return Err(ProblemResponse(Problem::insufficient_scope(SCOPE), ctx.clone()));
+        return Err(ProblemResponse::new(Problem::insufficient_scope(SCOPE), ctx.clone()));
     }
     Ok(principal)
 }
@@ -61,7 +61,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Out
     let ctx = ProblemContext::of_request(&request);
     let principal = authorised(&request, &ctx)?;
     let input: CreateKey = crate::admin::read_json(&state, request.into_body(), &ctx).await?;
-    let fail = |p: Problem| ProblemResponse(p, ctx.clone());
+    let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let name = input.name.trim();
     if name.chars().count() > 100 {
         return Err(fail(Problem::invalid_argument(
@@ -98,7 +98,7 @@ struct KeyView {
 pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
     let principal = authorised(&request, &ctx)?;
-    let fail = |p: Problem| ProblemResponse(p, ctx.clone());
+    let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let (limit, cursor) = list_params(request.uri().query()).map_err(fail)?;
     let (after_time, after_id) = service_runtime::pagination::newest_first_after(&cursor)
         .map_err(|status| fail(Problem::from_status(&status)))?
@@ -131,7 +131,7 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
 pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
     let principal = authorised(&request, &ctx)?;
-    let fail = |p: Problem| ProblemResponse(p, ctx.clone());
+    let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let revoked: Option<DateTime<Utc>> = sqlx::query_scalar(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
          WHERE workspace_id = $1 AND id = $2

@@ -19,7 +19,7 @@ pub struct Problem {
     pub detail: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
-    headers: HeaderMap,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -30,7 +30,7 @@ impl Problem {
             title,
             detail: detail.into(),
             field: None,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -44,7 +44,8 @@ impl Problem {
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.retain(|(existing, _)| *existing != name);
+        self.headers.push((name, value));
         self
     }
 
@@ -185,7 +186,9 @@ impl Problem {
             }
         };
         let mut response = (self.status, [(header::CONTENT_TYPE, content_type)], bytes).into_response();
-        response.headers_mut().extend(self.headers);
+        response
+            .headers_mut()
+            .extend(self.headers.into_iter().map(|(k, v)| (Some(k), v)));
         response
     }
 }
@@ -217,11 +220,18 @@ impl ProblemContext {
 }
 
 /// A problem that renders itself against the request it answers; handlers
-/// return `Result<_, ProblemResponse>`.
-pub struct ProblemResponse(pub Problem, pub ProblemContext);
+/// return `Result<_, ProblemResponse>`. Boxed: errors stay small to move.
+pub struct ProblemResponse(Box<(Problem, ProblemContext)>);
+
+impl ProblemResponse {
+    pub fn new(problem: Problem, context: ProblemContext) -> Self {
+        Self(Box::new((problem, context)))
+    }
+}
 
 impl IntoResponse for ProblemResponse {
     fn into_response(self) -> Response {
-        self.0.render(&self.1)
+        let (problem, context) = *self.0;
+        problem.render(&context)
     }
 }
