@@ -55,6 +55,11 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
 
     let mut grpc_request = tonic::Request::new(message);
     fill_metadata(grpc_request.metadata_mut(), principal, &parts.headers);
+    if let Some(version) = parts.extensions.get::<crate::api_version::ApiVersion>() {
+        grpc_request
+            .metadata_mut()
+            .insert(crate::api_version::HEADER, MetadataValue::from_static(version.0));
+    }
     let reply = state
         .upstreams
         .call(route.upstream, route.grpc_path.clone(), grpc_request, route.method.output())

@@ -30,6 +30,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// `GATEWAY_MAX_BODY_BYTES`
     pub max_body_bytes: usize,
+    /// `GATEWAY_CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may
+    /// call from; empty allows none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 pub const DEFAULT_ROUTES: &str = "/api/v1/conversations=chatbot,/api/v1/bots=chatbot,\
@@ -70,8 +73,17 @@ impl Config {
             routes: parse_routes(&config::string("GATEWAY_ROUTES", DEFAULT_ROUTES))?,
             upstream_timeout: Duration::from_millis(config::parsed("GATEWAY_UPSTREAM_TIMEOUT_MS", 10_000)?),
             max_body_bytes: config::parsed("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
+            cors_allowed_origins: list(&config::string("GATEWAY_CORS_ALLOWED_ORIGINS", "")),
         })
     }
+}
+
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn parse_routes(text: &str) -> Result<Vec<(String, String)>, ConfigError> {

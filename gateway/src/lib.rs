@@ -5,6 +5,7 @@
 
 mod admin;
 mod api;
+mod api_version;
 mod auth;
 pub mod config;
 mod health;
@@ -12,6 +13,7 @@ mod key_management;
 mod problem;
 mod request_id;
 pub mod routes;
+mod security_headers;
 mod status_map;
 mod transcode;
 mod upstreams;
@@ -78,8 +80,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    let cors_origins = state.config.cors_allowed_origins.clone();
     // Every /api path goes to the transcoder, which resolves it against the
-    // route table (and answers 404/405 itself).
+    // route table (and answers 404/405 itself); API keys are the gateway's
+    // own resource. Layers run bottom-up: version check, then auth.
     let api = Router::new()
         .route(
             "/api/v1/api-keys",
@@ -90,20 +94,28 @@ fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.pool.clone(),
             auth::require_principal,
-        ));
+        ))
+        .route_layer(middleware::from_fn(api_version::select));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
         .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/admin/v1", admin)
         .merge(api)
         .fallback(not_found)
-        .with_state(state)
-        // Outermost last: the request id exists before tracing and every
-        // handler, and is copied onto every response.
+        .with_state(state);
+    for layer in security_headers::layers() {
+        router = router.layer(layer);
+    }
+    if let Some(cors) = security_headers::cors(&cors_origins) {
+        router = router.layer(cors);
+    }
+    // Outermost last: the request id exists before tracing and every
+    // handler, and is copied onto every response.
+    router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 pub use client::{Client, Reply};
 use infra::Infra;
 
+/// The one origin test stacks allow for CORS.
+pub const CORS_ORIGIN: &str = "https://app.example.com";
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// Changes to the stack a test needs, before it starts.
@@ -109,6 +112,7 @@ impl TestStack {
             routes: gateway::config::parse_routes(gateway::config::DEFAULT_ROUTES).expect("default routes parse"),
             upstream_timeout: Duration::from_secs(5),
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
+            cors_allowed_origins: vec![CORS_ORIGIN.into()],
         };
         let (listener, addr) = bind().await;
         tasks.push((

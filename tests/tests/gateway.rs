@@ -285,3 +285,57 @@ async fn an_upstream_that_is_down_gives_503_and_not_ready() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_are_chosen_by_header_and_echoed() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let latest = api.get("/api/v1/conversations").await;
+    assert_eq!(
+        latest.header("x-api-version"),
+        Some("2024-01"),
+        "absent means the latest"
+    );
+    let pinned = Client::send(
+        api.request(Method::GET, "/api/v1/conversations")
+            .header("X-API-Version", "2024-01"),
+    )
+    .await;
+    assert_eq!(pinned.status, 200);
+    assert_eq!(pinned.header("x-api-version"), Some("2024-01"));
+    let unknown = Client::send(
+        api.request(Method::GET, "/api/v1/conversations")
+            .header("X-API-Version", "1999-12"),
+    )
+    .await;
+    unknown.assert_problem(400, "unsupported-api-version");
+    assert!(
+        unknown.json["detail"].as_str().unwrap().contains("2024-01"),
+        "lists the supported versions"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_security_headers_and_cors_only_for_allowed_origins() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    for reply in [api.get("/api/v1/conversations").await, api.get("/api/v1/nope").await] {
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert!(reply.header("content-security-policy").is_some());
+    }
+    let preflight = |origin: &'static str| {
+        api.request(Method::OPTIONS, "/api/v1/conversations")
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization, content-type")
+    };
+    let allowed = Client::send(preflight(e2e::CORS_ORIGIN)).await;
+    assert_eq!(allowed.header("access-control-allow-origin"), Some(e2e::CORS_ORIGIN));
+    assert!(allowed.header("access-control-allow-methods").unwrap().contains("POST"));
+    let foreign = Client::send(preflight("https://evil.example")).await;
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+    stack.stop().await;
+}
