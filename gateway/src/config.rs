@@ -2,7 +2,33 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use service_runtime::config::{self, ConfigError};
+
+use crate::auth::jwks::{self, JwksSource};
+
+/// External JWT verification; absent when neither a secret nor a JWKS is set.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// `GATEWAY_JWT_HS256_SECRET` (at least 32 bytes).
+    pub hs256_secret: Option<String>,
+    /// `GATEWAY_JWKS_URL` (HTTPS, or HTTP on loopback) or `GATEWAY_JWKS_FILE`.
+    pub jwks: Option<JwksSource>,
+    /// `GATEWAY_JWT_ALGORITHMS`: asymmetric algorithms accepted with JWKS keys.
+    pub asymmetric_algorithms: Vec<Algorithm>,
+    /// `GATEWAY_JWT_ISSUERS` (comma-separated; required).
+    pub issuers: Vec<String>,
+    /// `GATEWAY_JWT_AUDIENCE` (required).
+    pub audience: String,
+    /// `GATEWAY_JWT_LEEWAY_SECONDS` for `exp` and `nbf` (default 30).
+    pub leeway_seconds: u64,
+    /// `GATEWAY_JWT_WORKSPACE_CLAIM` (default `workspace_id`).
+    pub workspace_claim: String,
+    /// `GATEWAY_JWKS_MIN_REFRESH_SECONDS`: floor between refetches (default 60).
+    pub jwks_min_refresh: Duration,
+    /// `GATEWAY_JWKS_REFRESH_SECONDS`: periodic refresh (default 300).
+    pub jwks_refresh_every: Duration,
+}
 
 /// One upstream service and its replicas.
 #[derive(Debug, Clone)]
@@ -33,6 +59,7 @@ pub struct Config {
     /// `GATEWAY_CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may
     /// call from; empty allows none.
     pub cors_allowed_origins: Vec<String>,
+    pub jwt: Option<JwtConfig>,
 }
 
 pub const DEFAULT_ROUTES: &str = "/api/v1/conversations=chatbot,/api/v1/bots=chatbot,\
@@ -74,7 +101,75 @@ impl Config {
             upstream_timeout: Duration::from_millis(config::parsed("GATEWAY_UPSTREAM_TIMEOUT_MS", 10_000)?),
             max_body_bytes: config::parsed("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
             cors_allowed_origins: list(&config::string("GATEWAY_CORS_ALLOWED_ORIGINS", "")),
+            jwt: jwt_from_env()?,
         })
+    }
+}
+
+fn jwt_from_env() -> Result<Option<JwtConfig>, ConfigError> {
+    let hs256_secret = config::optional("GATEWAY_JWT_HS256_SECRET");
+    let jwks = match (
+        config::optional("GATEWAY_JWKS_URL"),
+        config::optional("GATEWAY_JWKS_FILE"),
+    ) {
+        (Some(url), _) if !jwks::url_allowed(&url) => {
+            return Err(invalid(
+                "GATEWAY_JWKS_URL",
+                &url,
+                "must be https:// (http:// only on loopback)",
+            ));
+        }
+        (Some(url), _) => Some(JwksSource::Url(url)),
+        (None, Some(path)) => Some(JwksSource::File(path.into())),
+        (None, None) => None,
+    };
+    if hs256_secret.is_none() && jwks.is_none() {
+        return Ok(None);
+    }
+    if let Some(secret) = &hs256_secret
+        && secret.len() < 32
+    {
+        return Err(invalid(
+            "GATEWAY_JWT_HS256_SECRET",
+            "(hidden)",
+            "must be at least 32 bytes",
+        ));
+    }
+    let hint = "required when JWT verification is configured";
+    Ok(Some(JwtConfig {
+        hs256_secret,
+        jwks,
+        asymmetric_algorithms: parse_algorithms(&config::string("GATEWAY_JWT_ALGORITHMS", "RS256,ES256,EdDSA"))?,
+        issuers: list(&config::required("GATEWAY_JWT_ISSUERS", hint)?),
+        audience: config::required("GATEWAY_JWT_AUDIENCE", hint)?,
+        leeway_seconds: config::parsed("GATEWAY_JWT_LEEWAY_SECONDS", 30)?,
+        workspace_claim: config::string("GATEWAY_JWT_WORKSPACE_CLAIM", "workspace_id"),
+        jwks_min_refresh: Duration::from_secs(config::parsed("GATEWAY_JWKS_MIN_REFRESH_SECONDS", 60)?),
+        jwks_refresh_every: Duration::from_secs(config::parsed("GATEWAY_JWKS_REFRESH_SECONDS", 300)?),
+    }))
+}
+
+/// Asymmetric algorithm names; symmetric ones are refused here because only
+/// the HS256 secret may verify HMAC tokens.
+pub fn parse_algorithms(text: &str) -> Result<Vec<Algorithm>, ConfigError> {
+    list(text)
+        .iter()
+        .map(|name| match name.parse::<Algorithm>() {
+            Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) | Err(_) => Err(invalid(
+                "GATEWAY_JWT_ALGORITHMS",
+                text,
+                &format!("{name} is not an accepted asymmetric algorithm (RS256, ES256, EdDSA, …)"),
+            )),
+            Ok(alg) => Ok(alg),
+        })
+        .collect()
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
     }
 }
 

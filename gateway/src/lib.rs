@@ -6,7 +6,7 @@
 mod admin;
 mod api;
 mod api_version;
-mod auth;
+pub mod auth;
 pub mod config;
 mod health;
 mod key_management;
@@ -46,6 +46,7 @@ pub const SCHEMA: &str = "gateway";
 pub struct AppState {
     config: Config,
     pool: PgPool,
+    jwt: Option<auth::jwt::JwtVerifier>,
     routes: RouteTable,
     upstreams: Upstreams,
     admin_token_hash: Option<[u8; 32]>,
@@ -54,7 +55,9 @@ pub struct AppState {
 /// Connects, builds the route table from the descriptor set, and serves
 /// HTTP on `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    service_runtime::tls::install();
     let pool = service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
+    let jwt = jwt_verifier(&config, &shutdown).await?;
     let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
     let upstreams = Upstreams::new(&config.upstreams, &config.routes, config.upstream_timeout)?;
     let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
@@ -69,6 +72,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             .map(|t| Sha256::digest(t.as_bytes()).into()),
         config,
         pool,
+        jwt,
         routes,
         upstreams,
     });
@@ -77,6 +81,27 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+async fn jwt_verifier(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<auth::jwt::JwtVerifier>> {
+    let Some(jwt) = &config.jwt else { return Ok(None) };
+    let jwks = match &jwt.jwks {
+        Some(source) => {
+            let jwks = auth::jwks::Jwks::load(source.clone(), jwt.jwks_min_refresh).await?;
+            jwks.spawn_refresh(jwt.jwks_refresh_every, shutdown.clone());
+            Some(jwks)
+        }
+        None => None,
+    };
+    Ok(Some(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
+        hs256_secret: jwt.hs256_secret.clone(),
+        jwks,
+        asymmetric_algorithms: jwt.asymmetric_algorithms.clone(),
+        issuers: jwt.issuers.clone(),
+        audience: jwt.audience.clone(),
+        leeway_seconds: jwt.leeway_seconds,
+        workspace_claim: jwt.workspace_claim.clone(),
+    })))
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -91,10 +116,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/api-keys/{key_id}", delete(key_management::revoke))
         .route("/api/{*path}", any(api::handle))
-        .route_layer(middleware::from_fn_with_state(
-            state.pool.clone(),
-            auth::require_principal,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal))
         .route_layer(middleware::from_fn(api_version::select));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))

@@ -94,6 +94,22 @@ impl Problem {
         )
     }
 
+    /// 401 for a credential that was presented but refused (RFC 6750 §3.1).
+    pub fn invalid_token(reason: &str) -> Self {
+        let safe: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+        let challenge = format!("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"{safe}\"");
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            reason,
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer realm=\"api\"")),
+        )
+    }
+
     /// 403 with the RFC 6750 challenge naming the missing scope.
     pub fn insufficient_scope(scope: &str) -> Self {
         let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");

@@ -16,3 +16,4 @@ pub mod principal;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod tls;

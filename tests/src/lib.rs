@@ -9,6 +9,7 @@
 
 mod client;
 mod infra;
+pub mod jwt_issuer;
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct Options {
     pub dead_upstreams: Vec<&'static str>,
     /// Gateway body limit; default 64 KiB.
     pub max_body_bytes: Option<usize>,
+    /// External JWT verification for the gateway.
+    pub jwt: Option<gateway::config::JwtConfig>,
 }
 
 pub struct TestStack {
@@ -38,6 +41,8 @@ pub struct TestStack {
     pub grpc_addrs: Vec<(&'static str, String)>,
     /// A client authenticated as a fresh workspace.
     pub client: Client,
+    /// That workspace's id.
+    pub workspace_id: String,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     infra: Option<Infra>,
@@ -113,6 +118,7 @@ impl TestStack {
             upstream_timeout: Duration::from_secs(5),
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
             cors_allowed_origins: vec![CORS_ORIGIN.into()],
+            jwt: options.jwt.clone(),
         };
         let (listener, addr) = bind().await;
         tasks.push((
@@ -124,28 +130,36 @@ impl TestStack {
         let mut stack = Self {
             grpc_addrs: upstreams,
             client: Client::anonymous(&base_url),
+            workspace_id: String::new(),
             base_url,
             shutdown,
             tasks,
             infra: Some(infra),
         };
         stack.wait_until_ready(!options.dead_upstreams.is_empty()).await;
-        stack.client = stack.new_workspace("test workspace").await;
+        let (client, workspace_id) = stack.create_workspace("test workspace").await;
+        stack.client = client;
+        stack.workspace_id = workspace_id;
         stack
     }
 
     /// A client for a brand-new workspace (tenant isolation tests).
     pub async fn new_workspace(&self, name: &str) -> Client {
+        self.create_workspace(name).await.0
+    }
+
+    /// A brand-new workspace: a client holding its first key, and its id.
+    pub async fn create_workspace(&self, name: &str) -> (Client, String) {
         let reply = self
             .admin()
             .post("/admin/v1/workspaces", serde_json::json!({ "name": name }))
             .await;
         assert_eq!(reply.status, 201, "creating a workspace: {}", reply.text);
-        let key = reply.json["api_key"]["key"]
+        let key = reply.json["api_key"]["key"].as_str().expect("the new key is returned");
+        let id = reply.json["workspace"]["id"]
             .as_str()
-            .expect("the new key is returned")
-            .to_owned();
-        Client::with_key(&self.base_url, &key)
+            .expect("the workspace id is returned");
+        (Client::with_key(&self.base_url, key), id.to_owned())
     }
 
     /// The API key of [`TestStack::client`]'s workspace, freshly issued.

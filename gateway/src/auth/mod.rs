@@ -2,6 +2,8 @@
 //! a [`Principal`] or answers 401.
 
 pub mod api_keys;
+pub mod jwks;
+pub mod jwt;
 pub mod scopes;
 
 use axum::{
@@ -9,12 +11,15 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use sqlx::PgPool;
+use std::sync::Arc;
 
-use crate::problem::{Problem, ProblemContext};
+use crate::{
+    AppState,
+    problem::{Problem, ProblemContext},
+};
 
 /// Who is calling, once authenticated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub workspace_id: String,
     /// `key_…` for API keys.
@@ -38,32 +43,44 @@ fn credential(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// Axum middleware: authenticates the request and stores the principal in
-/// its extensions for the handler.
-pub async fn require_principal(State(pool): State<PgPool>, mut request: Request, next: Next) -> Response {
-    let Some(token) = credential(request.headers()).map(str::to_owned) else {
-        let (parts, _) = request.into_parts();
-        return Problem::unauthorized("send an API key as `Authorization: Bearer <key>` or `X-API-Key`")
-            .render(&ProblemContext::of(&parts));
+/// its extensions for the handler. API keys (`cbk_…`) are looked up; JWTs
+/// are verified when JWT verification is configured.
+pub async fn require_principal(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let outcome = match credential(request.headers()) {
+        None => Err(Problem::unauthorized(
+            "send an API key as `Authorization: Bearer <key>` or `X-API-Key`, or a bearer JWT",
+        )),
+        Some(token) => authenticate(&state, token).await,
     };
-    match api_keys::verify(&pool, &token).await {
-        Ok(Some(principal)) => {
+    match outcome {
+        Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Ok(None) => {
-            let (parts, _) = request.into_parts();
-            Problem::unauthorized("the API key is invalid or revoked").render(&ProblemContext::of(&parts))
-        }
+        Err(problem) => problem.render(&ProblemContext::of_request(&request)),
+    }
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Problem> {
+    if let Some(verifier) = &state.jwt
+        && jwt::looks_like_jwt(token)
+    {
+        return verifier
+            .verify(token)
+            .await
+            .map_err(|error| Problem::invalid_token(&error.to_string()));
+    }
+    match api_keys::verify(&state.pool, token).await {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => Err(Problem::invalid_token("the API key is invalid or revoked")),
         Err(error) => {
             tracing::error!(%error, "API key lookup failed");
-            let (parts, _) = request.into_parts();
-            Problem::new(
+            Err(Problem::new(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "auth-unavailable",
                 "Authentication unavailable",
                 "credentials cannot be checked right now; retry later",
-            )
-            .render(&ProblemContext::of(&parts))
+            ))
         }
     }
 }
