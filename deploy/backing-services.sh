@@ -93,6 +93,14 @@ ensure_rabbitmq() {
   wait_port "$PG_HOST" "$AMQP_PORT" 60 || die "RabbitMQ did not open 127.0.0.1:$AMQP_PORT within 60 s; see /var/log/rabbitmq/"
 }
 
+# The rate limit tests start private Redis servers (and stop them mid-run),
+# so they need the binary rather than a running server.
+ensure_redis_binary() {
+  command -v redis-server >/dev/null && return
+  is_root || die "redis-server is missing: sudo apt-get install -y redis-server"
+  apt_install redis-server
+}
+
 ensure_rust() {
   command -v cargo >/dev/null && return
   [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }

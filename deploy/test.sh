@@ -11,6 +11,7 @@ ensure_build_tools
 ensure_rust
 ensure_postgres
 ensure_rabbitmq
+ensure_redis_binary
 
 say "cargo fmt --check"
 cargo fmt --all --check

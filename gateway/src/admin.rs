@@ -51,6 +51,9 @@ pub async fn require_admin(State(state): State<Arc<AppState>>, request: Request,
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     name: String,
+    /// A plan from GATEWAY_RATE_LIMIT_PLANS; `default` when absent.
+    #[serde(default)]
+    plan: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -75,6 +78,13 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
             ctx,
         ));
     }
+    let plan = input.plan.unwrap_or_else(|| crate::rate_limit::DEFAULT_PLAN.to_owned());
+    if !state.rate_limits.has_plan(&plan) {
+        return Err(ProblemResponse::new(
+            Problem::invalid_argument("plan", format!("{plan:?} is not a configured plan")),
+            ctx,
+        ));
+    }
     let id = format!("ws_{}", random_id());
     let db_error = |e: sqlx::Error| {
         tracing::error!(error = %e, "creating workspace");
@@ -82,9 +92,10 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
     };
     let mut tx = state.pool.begin().await.map_err(db_error)?;
     let created_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("INSERT INTO workspaces (id, name) VALUES ($1, $2) RETURNING created_at")
+        sqlx::query_scalar("INSERT INTO workspaces (id, name, plan) VALUES ($1, $2, $3) RETURNING created_at")
             .bind(&id)
             .bind(name)
+            .bind(&plan)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -98,7 +109,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     let body = json!({
-        "workspace": {"id": id, "name": name, "created_at": created_at},
+        "workspace": {"id": id, "name": name, "plan": plan, "created_at": created_at},
         "api_key": key,
     });
     Ok((StatusCode::CREATED, Json(body)).into_response())

@@ -137,6 +137,7 @@ mod tests {
             workspace_id: "ws_1".into(),
             principal_id: "key_1".into(),
             scopes: vec!["read:bots".into(), "write:bots".into()],
+            plan: "default".into(),
         };
         let mut headers = HeaderMap::new();
         headers.insert("x-request-id", HeaderValue::from_static("req_abc"));

@@ -5,7 +5,12 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use service_runtime::config::{self, ConfigError};
 
-use crate::auth::jwks::{self, JwksSource};
+use std::collections::HashMap;
+
+use crate::{
+    auth::jwks::{self, JwksSource},
+    rate_limit::{Quota, RedisFailure},
+};
 
 /// External JWT verification; absent when neither a secret nor a JWKS is set.
 #[derive(Debug, Clone)]
@@ -60,7 +65,26 @@ pub struct Config {
     /// call from; empty allows none.
     pub cors_allowed_origins: Vec<String>,
     pub jwt: Option<JwtConfig>,
+    pub rate_limits: RateLimitConfig,
 }
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// `GATEWAY_RATE_LIMIT_PLANS=name:burst:per_second,…`; must include `default`.
+    pub plans: HashMap<String, Quota>,
+    /// `GATEWAY_RATE_LIMIT_PER_IP=burst:per_second` for routes without credentials.
+    pub per_ip: Quota,
+    /// `GATEWAY_REDIS_URL`: share budgets across replicas.
+    pub redis_url: Option<String>,
+    /// `GATEWAY_REDIS_TIMEOUT_MS` (default 50).
+    pub redis_timeout: Duration,
+    /// `GATEWAY_RATE_LIMIT_KEY_PREFIX` (default `chatbot:rl:`).
+    pub redis_key_prefix: String,
+    /// `GATEWAY_RATE_LIMIT_ON_REDIS_FAILURE=local|open|closed` (default local).
+    pub on_redis_failure: RedisFailure,
+}
+
+pub const DEFAULT_PLANS: &str = "default:120:20,pro:600:100,enterprise:3000:500";
 
 pub const DEFAULT_ROUTES: &str = "/api/v1/conversations=chatbot,/api/v1/bots=chatbot,\
 /api/v1/integrations=integration,/api/v1/analytics=analytics,/api/v1/webhooks=webhooks";
@@ -102,8 +126,69 @@ impl Config {
             max_body_bytes: config::parsed("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
             cors_allowed_origins: list(&config::string("GATEWAY_CORS_ALLOWED_ORIGINS", "")),
             jwt: jwt_from_env()?,
+            rate_limits: rate_limits_from_env()?,
         })
     }
+}
+
+fn rate_limits_from_env() -> Result<RateLimitConfig, ConfigError> {
+    let on_redis_failure = match config::string("GATEWAY_RATE_LIMIT_ON_REDIS_FAILURE", "local").as_str() {
+        "local" => RedisFailure::Local,
+        "open" => RedisFailure::Open,
+        "closed" => RedisFailure::Closed,
+        other => {
+            return Err(invalid(
+                "GATEWAY_RATE_LIMIT_ON_REDIS_FAILURE",
+                other,
+                "must be local, open or closed",
+            ));
+        }
+    };
+    let per_ip_text = config::string("GATEWAY_RATE_LIMIT_PER_IP", "30:1");
+    Ok(RateLimitConfig {
+        plans: parse_plans(&config::string("GATEWAY_RATE_LIMIT_PLANS", DEFAULT_PLANS))?,
+        per_ip: parse_quota(&per_ip_text)
+            .ok_or_else(|| invalid("GATEWAY_RATE_LIMIT_PER_IP", &per_ip_text, "must be burst:per_second"))?,
+        redis_url: config::optional("GATEWAY_REDIS_URL"),
+        redis_timeout: Duration::from_millis(config::parsed("GATEWAY_REDIS_TIMEOUT_MS", 50)?),
+        redis_key_prefix: config::string("GATEWAY_RATE_LIMIT_KEY_PREFIX", "chatbot:rl:"),
+        on_redis_failure,
+    })
+}
+
+/// `name:burst:per_second` entries, comma-separated; `default` is required.
+pub fn parse_plans(text: &str) -> Result<HashMap<String, Quota>, ConfigError> {
+    let mut plans = HashMap::new();
+    for entry in list(text) {
+        let (name, quota) = entry
+            .split_once(':')
+            .and_then(|(name, rest)| Some((name, parse_quota(rest)?)))
+            .ok_or_else(|| {
+                invalid(
+                    "GATEWAY_RATE_LIMIT_PLANS",
+                    text,
+                    &format!("{entry:?} is not name:burst:per_second"),
+                )
+            })?;
+        plans.insert(name.to_owned(), quota);
+    }
+    if !plans.contains_key(crate::rate_limit::DEFAULT_PLAN) {
+        return Err(invalid(
+            "GATEWAY_RATE_LIMIT_PLANS",
+            text,
+            "must define the default plan",
+        ));
+    }
+    Ok(plans)
+}
+
+fn parse_quota(text: &str) -> Option<Quota> {
+    let (burst, rate) = text.split_once(':')?;
+    let quota = Quota {
+        burst: burst.trim().parse().ok()?,
+        per_second: rate.trim().parse().ok()?,
+    };
+    (quota.burst >= 1 && quota.per_second > 0.0 && quota.per_second.is_finite()).then_some(quota)
 }
 
 fn jwt_from_env() -> Result<Option<JwtConfig>, ConfigError> {

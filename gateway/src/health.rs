@@ -38,3 +38,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     });
     (status, Json(body))
 }
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

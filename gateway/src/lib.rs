@@ -10,7 +10,9 @@ pub mod auth;
 pub mod config;
 mod health;
 mod key_management;
+mod metrics;
 mod problem;
+pub mod rate_limit;
 mod request_id;
 pub mod routes;
 mod security_headers;
@@ -47,6 +49,9 @@ pub struct AppState {
     config: Config,
     pool: PgPool,
     jwt: Option<auth::jwt::JwtVerifier>,
+    workspace_plans: auth::workspace_plans::WorkspacePlans,
+    rate_limits: Arc<rate_limit::RateLimits>,
+    metrics: Arc<metrics::Metrics>,
     routes: RouteTable,
     upstreams: Upstreams,
     admin_token_hash: Option<[u8; 32]>,
@@ -58,6 +63,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     service_runtime::tls::install();
     let pool = service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
     let jwt = jwt_verifier(&config, &shutdown).await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let rate_limits = Arc::new(rate_limits(&config.rate_limits, metrics.clone())?);
+    rate_limits.spawn_housekeeping(shutdown.clone());
     let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
     let upstreams = Upstreams::new(&config.upstreams, &config.routes, config.upstream_timeout)?;
     let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
@@ -71,16 +79,41 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             .as_deref()
             .map(|t| Sha256::digest(t.as_bytes()).into()),
         config,
+        workspace_plans: auth::workspace_plans::WorkspacePlans::new(pool.clone()),
         pool,
         jwt,
+        rate_limits,
+        metrics,
         routes,
         upstreams,
     });
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+fn rate_limits(
+    config: &config::RateLimitConfig,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<rate_limit::RateLimits> {
+    let redis = match &config.redis_url {
+        Some(url) => Some(rate_limit::redis::RedisLimiter::connect(
+            url,
+            &config.redis_key_prefix,
+            config.redis_timeout,
+        )?),
+        None => None,
+    };
+    let settings = rate_limit::Settings {
+        plans: config.plans.clone(),
+        per_ip: config.per_ip,
+        redis,
+        on_redis_failure: config.on_redis_failure,
+    };
+    Ok(rate_limit::RateLimits::new(settings, metrics))
 }
 
 async fn jwt_verifier(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<auth::jwt::JwtVerifier>> {
@@ -116,15 +149,18 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/api-keys/{key_id}", delete(key_management::revoke))
         .route("/api/{*path}", any(api::handle))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_principal))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal))
         .route_layer(middleware::from_fn(api_version::select));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
-        .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+        .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .nest("/admin/v1", admin)
         .merge(api)
         .fallback(not_found)

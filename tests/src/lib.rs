@@ -10,6 +10,7 @@
 mod client;
 mod infra;
 pub mod jwt_issuer;
+pub mod redis_server;
 
 use std::time::Duration;
 
@@ -33,10 +34,16 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     /// External JWT verification for the gateway.
     pub jwt: Option<gateway::config::JwtConfig>,
+    /// Rate limits; default generous enough never to get in a test's way.
+    pub rate_limits: Option<gateway::config::RateLimitConfig>,
+    /// Extra gateway replicas sharing the same services and database.
+    pub extra_gateways: usize,
 }
 
 pub struct TestStack {
     pub base_url: String,
+    /// Every gateway replica's URL; the first is `base_url`.
+    pub gateway_urls: Vec<String>,
     /// Each upstream's name (as the gateway calls it) and gRPC address.
     pub grpc_addrs: Vec<(&'static str, String)>,
     /// A client authenticated as a fresh workspace.
@@ -119,15 +126,32 @@ impl TestStack {
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
             cors_allowed_origins: vec![CORS_ORIGIN.into()],
             jwt: options.jwt.clone(),
+            rate_limits: options
+                .rate_limits
+                .clone()
+                .unwrap_or_else(|| gateway::config::RateLimitConfig {
+                    plans: gateway::config::parse_plans("default:1000:1000").expect("plans parse"),
+                    per_ip: gateway::rate_limit::Quota {
+                        burst: 1000,
+                        per_second: 1000.0,
+                    },
+                    redis_url: None,
+                    redis_timeout: Duration::from_millis(50),
+                    redis_key_prefix: String::new(),
+                    on_redis_failure: gateway::rate_limit::RedisFailure::Local,
+                }),
         };
-        let (listener, addr) = bind().await;
-        tasks.push((
-            "gateway",
-            tokio::spawn(gateway::serve(gateway_config, listener, shutdown.clone())),
-        ));
-        let base_url = format!("http://{addr}");
+        let mut gateway_urls = Vec::new();
+        for _ in 0..=options.extra_gateways {
+            let (listener, addr) = bind().await;
+            let replica = gateway::serve(gateway_config.clone(), listener, shutdown.clone());
+            tasks.push(("gateway", tokio::spawn(replica)));
+            gateway_urls.push(format!("http://{addr}"));
+        }
+        let base_url = gateway_urls[0].clone();
 
         let mut stack = Self {
+            gateway_urls,
             grpc_addrs: upstreams,
             client: Client::anonymous(&base_url),
             workspace_id: String::new(),

@@ -87,6 +87,7 @@ struct KeyRow {
     secret_hash: Vec<u8>,
     scopes: Vec<String>,
     last_used_at: Option<DateTime<Utc>>,
+    plan: String,
 }
 
 /// `last_used_at` is kept to this precision, so a busy key costs one write a
@@ -101,8 +102,9 @@ pub async fn verify(pool: &PgPool, presented: &str) -> Result<Option<Principal>,
         return Ok(None);
     };
     let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, workspace_id, secret_hash, scopes, last_used_at FROM api_keys
-         WHERE lookup_id = $1 AND revoked_at IS NULL",
+        "SELECT k.id, k.workspace_id, k.secret_hash, k.scopes, k.last_used_at, w.plan
+         FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
+         WHERE k.lookup_id = $1 AND k.revoked_at IS NULL",
     )
     .bind(lookup)
     .fetch_optional(pool)
@@ -121,6 +123,7 @@ pub async fn verify(pool: &PgPool, presented: &str) -> Result<Option<Principal>,
         workspace_id: row.workspace_id,
         principal_id: row.id,
         scopes: row.scopes,
+        plan: row.plan,
     }))
 }
 

@@ -143,6 +143,7 @@ impl JwtVerifier {
             workspace_id,
             principal_id: format!("jwt:{sub}"),
             scopes,
+            plan: crate::rate_limit::DEFAULT_PLAN.to_owned(),
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
+pub mod workspace_plans;
 
 use axum::{
     extract::{Request, State},
@@ -25,6 +26,8 @@ pub struct Principal {
     /// `key_…` for API keys.
     pub principal_id: String,
     pub scopes: Vec<String>,
+    /// The workspace's plan, which sizes its rate limits.
+    pub plan: String,
 }
 
 impl Principal {
@@ -65,10 +68,12 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Proble
     if let Some(verifier) = &state.jwt
         && jwt::looks_like_jwt(token)
     {
-        return verifier
+        let mut principal = verifier
             .verify(token)
             .await
-            .map_err(|error| Problem::invalid_token(&error.to_string()));
+            .map_err(|error| Problem::invalid_token(&error.to_string()))?;
+        principal.plan = state.workspace_plans.plan_of(&principal.workspace_id).await;
+        return Ok(principal);
     }
     match api_keys::verify(&state.pool, token).await {
         Ok(Some(principal)) => Ok(principal),

@@ -1,0 +1,48 @@
+//! The gateway's operational counters, served at `/metrics` in the
+//! Prometheus text format.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests refused with 429.
+    pub rate_limited: Counter,
+    /// Rate limit decisions taken without Redis because it failed.
+    pub redis_fallbacks: Counter,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "gateway_rate_limited_total",
+                "Requests refused by a rate limit.",
+                self.rate_limited.get(),
+            ),
+            (
+                "gateway_rate_limit_redis_fallbacks_total",
+                "Rate limit decisions made without Redis because it did not answer.",
+                self.redis_fallbacks.get(),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
