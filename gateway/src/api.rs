@@ -25,6 +25,7 @@ use crate::{
         request::{self, RequestError},
         response::{self, Format},
     },
+    upstreams::CallError,
 };
 
 /// Headers passed through to the services as gRPC metadata.
@@ -53,26 +54,29 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
     let body = read_body(body, state.config.max_body_bytes).await?;
     let message = request::build(route, bindings, parts.uri.query(), &body).map_err(request_problem)?;
 
-    let mut grpc_request = tonic::Request::new(message);
-    fill_metadata(grpc_request.metadata_mut(), principal, &parts.headers);
+    let mut metadata = MetadataMap::new();
+    fill_metadata(&mut metadata, principal, &parts.headers);
     if let Some(version) = parts.extensions.get::<crate::api_version::ApiVersion>() {
-        grpc_request
-            .metadata_mut()
-            .insert(crate::api_version::HEADER, MetadataValue::from_static(version.0));
+        metadata.insert(crate::api_version::HEADER, MetadataValue::from_static(version.0));
     }
+    // GET and DELETE are idempotent by HTTP's rules, so a call that found a
+    // replica unavailable may be sent again.
+    let idempotent = matches!(parts.method, http::Method::GET | http::Method::DELETE);
     let reply = state
         .upstreams
-        .call(route.upstream, route.grpc_path.clone(), grpc_request, route.method.output())
+        .call(
+            route.upstream,
+            &route.grpc_path,
+            message,
+            metadata,
+            &route.method.output(),
+            idempotent,
+        )
         .await
-        .map_err(|status| {
-            if matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable) {
-                tracing::warn!(route = route.template.as_str(), code = ?status.code(), message = status.message(), "upstream call failed");
-            }
-            Problem::from_status(&status)
-        })?;
+        .map_err(|error| call_problem(route.template.as_str(), error))?;
 
     let format = Format::negotiate(&parts.headers, parts.uri.query());
-    let bytes = response::render(reply.get_ref(), &route.response_body, format).map_err(|error| {
+    let bytes = response::render(&reply, &route.response_body, format).map_err(|error| {
         tracing::error!(%error, "rendering upstream reply");
         Problem::internal()
     })?;
@@ -90,6 +94,30 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
             "Unreadable request body",
             format!("the request body could not be read: {error}"),
         )),
+    }
+}
+
+fn call_problem(route: &str, error: CallError) -> Problem {
+    match error {
+        CallError::CircuitOpen(wait) => {
+            let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-circuit-open",
+                "Service unavailable",
+                "the service behind this route is failing; calls are paused briefly to let it recover",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+        }
+        CallError::Status(status) => {
+            if matches!(
+                status.code(),
+                tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable
+            ) {
+                tracing::warn!(route, code = ?status.code(), message = status.message(), "upstream call failed");
+            }
+            Problem::from_status(&status)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::{
     auth::jwks::{self, JwksSource},
     rate_limit::{Quota, RedisFailure},
+    upstreams::breaker::BreakerSettings,
 };
 
 /// External JWT verification; absent when neither a secret nor a JWKS is set.
@@ -41,6 +42,8 @@ pub struct UpstreamConfig {
     pub name: String,
     /// gRPC URLs of the replicas (`http://host:port`); calls are balanced.
     pub urls: Vec<String>,
+    /// `GATEWAY_UPSTREAM_<NAME>_TIMEOUT_MS`; the global deadline when unset.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,10 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub jwt: Option<JwtConfig>,
     pub rate_limits: RateLimitConfig,
+    /// `GATEWAY_BREAKER_FAILURES` (5) consecutive failures, or a failure
+    /// ratio of `GATEWAY_BREAKER_RATIO` (0.5) over 20+ calls in 10 s, open an
+    /// upstream's circuit for `GATEWAY_BREAKER_OPEN_MS` (5000).
+    pub breaker: BreakerSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -89,11 +96,31 @@ pub const DEFAULT_PLANS: &str = "default:120:20,pro:600:100,enterprise:3000:500"
 pub const DEFAULT_ROUTES: &str = "/api/v1/conversations=chatbot,/api/v1/bots=chatbot,\
 /api/v1/integrations=integration,/api/v1/analytics=analytics,/api/v1/webhooks=webhooks";
 
-const UPSTREAMS: &[(&str, &str, &str)] = &[
-    ("chatbot", "GATEWAY_UPSTREAM_CHATBOT", "http://127.0.0.1:50051"),
-    ("integration", "GATEWAY_UPSTREAM_INTEGRATION", "http://127.0.0.1:50052"),
-    ("analytics", "GATEWAY_UPSTREAM_ANALYTICS", "http://127.0.0.1:50053"),
-    ("webhooks", "GATEWAY_UPSTREAM_WEBHOOKS", "http://127.0.0.1:50054"),
+const UPSTREAMS: &[(&str, &str, &str, &str)] = &[
+    (
+        "chatbot",
+        "GATEWAY_UPSTREAM_CHATBOT",
+        "GATEWAY_UPSTREAM_CHATBOT_TIMEOUT_MS",
+        "http://127.0.0.1:50051",
+    ),
+    (
+        "integration",
+        "GATEWAY_UPSTREAM_INTEGRATION",
+        "GATEWAY_UPSTREAM_INTEGRATION_TIMEOUT_MS",
+        "http://127.0.0.1:50052",
+    ),
+    (
+        "analytics",
+        "GATEWAY_UPSTREAM_ANALYTICS",
+        "GATEWAY_UPSTREAM_ANALYTICS_TIMEOUT_MS",
+        "http://127.0.0.1:50053",
+    ),
+    (
+        "webhooks",
+        "GATEWAY_UPSTREAM_WEBHOOKS",
+        "GATEWAY_UPSTREAM_WEBHOOKS_TIMEOUT_MS",
+        "http://127.0.0.1:50054",
+    ),
 ];
 
 impl Config {
@@ -108,14 +135,15 @@ impl Config {
         };
         let upstreams = UPSTREAMS
             .iter()
-            .map(|(name, var, default)| UpstreamConfig {
-                name: (*name).to_owned(),
-                urls: config::string(var, default)
-                    .split(',')
-                    .map(|u| u.trim().to_owned())
-                    .collect(),
+            .map(|(name, var, timeout_var, default)| {
+                Ok(UpstreamConfig {
+                    name: (*name).to_owned(),
+                    urls: list(&config::string(var, default)),
+                    timeout: config::parsed::<u64>(timeout_var, 0)
+                        .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))?,
+                })
             })
-            .collect();
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
             listen_addr: config::string("GATEWAY_ADDR", "127.0.0.1:8080"),
             database_url: config::string("DATABASE_URL", config::DEFAULT_DATABASE_URL),
@@ -127,6 +155,12 @@ impl Config {
             cors_allowed_origins: list(&config::string("GATEWAY_CORS_ALLOWED_ORIGINS", "")),
             jwt: jwt_from_env()?,
             rate_limits: rate_limits_from_env()?,
+            breaker: BreakerSettings {
+                consecutive_failures: config::parsed("GATEWAY_BREAKER_FAILURES", 5)?,
+                failure_ratio: config::parsed("GATEWAY_BREAKER_RATIO", 0.5)?,
+                open_for: Duration::from_millis(config::parsed("GATEWAY_BREAKER_OPEN_MS", 5000)?),
+                ..BreakerSettings::default()
+            },
         })
     }
 }

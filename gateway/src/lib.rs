@@ -18,7 +18,7 @@ pub mod routes;
 mod security_headers;
 mod status_map;
 mod transcode;
-mod upstreams;
+pub mod upstreams;
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,7 +67,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let rate_limits = Arc::new(rate_limits(&config.rate_limits, metrics.clone())?);
     rate_limits.spawn_housekeeping(shutdown.clone());
     let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-    let upstreams = Upstreams::new(&config.upstreams, &config.routes, config.upstream_timeout)?;
+    let upstreams = Upstreams::new(
+        &config.upstreams,
+        &config.routes,
+        config.upstream_timeout,
+        config.breaker,
+        &shutdown,
+    )?;
     let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
     tracing::info!(
         routes = routes.routes().count(),

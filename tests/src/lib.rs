@@ -14,6 +14,7 @@ pub mod redis_server;
 
 use std::time::Duration;
 
+use gateway::upstreams::breaker::BreakerSettings;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,21 @@ pub struct Options {
     pub rate_limits: Option<gateway::config::RateLimitConfig>,
     /// Extra gateway replicas sharing the same services and database.
     pub extra_gateways: usize,
+    /// chatbot-service replicas behind the gateway (default 1).
+    pub chatbot_replicas: usize,
+    /// Circuit breaker settings; default opens after 3 failures for 1 s.
+    pub breaker: Option<BreakerSettings>,
+}
+
+/// The upstreams, as the gateway names them.
+const UPSTREAMS: [&str; 4] = ["chatbot", "integration", "analytics", "webhooks"];
+
+/// One running service replica.
+struct Service {
+    upstream: &'static str,
+    addr: String,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 pub struct TestStack {
@@ -51,7 +67,8 @@ pub struct TestStack {
     /// That workspace's id.
     pub workspace_id: String,
     shutdown: CancellationToken,
-    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    services: Vec<Service>,
+    gateways: Vec<JoinHandle<anyhow::Result<()>>>,
     infra: Option<Infra>,
 }
 
@@ -63,64 +80,106 @@ impl TestStack {
     pub async fn start_with(options: Options) -> Self {
         let infra = Infra::create().await;
         let shutdown = CancellationToken::new();
-        let mut tasks = Vec::new();
-        let settings = |listen_addr: String| service_runtime::config::ServiceSettings {
+        let mut stack = Self {
+            base_url: String::new(),
+            gateway_urls: Vec::new(),
+            grpc_addrs: Vec::new(),
+            client: Client::anonymous(""),
+            workspace_id: String::new(),
+            shutdown,
+            services: Vec::new(),
+            gateways: Vec::new(),
+            infra: Some(infra),
+        };
+        for upstream in UPSTREAMS {
+            let replicas = if upstream == "chatbot" {
+                options.chatbot_replicas.max(1)
+            } else {
+                1
+            };
+            for _ in 0..replicas {
+                let (listener, addr) = bind().await;
+                stack.spawn_service(upstream, listener, addr);
+            }
+        }
+        stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
+
+        let gateway_config = stack.gateway_config(&options);
+        for _ in 0..=options.extra_gateways {
+            let (listener, addr) = bind().await;
+            let replica = gateway::serve(gateway_config.clone(), listener, stack.shutdown.clone());
+            stack.gateways.push(tokio::spawn(replica));
+            stack.gateway_urls.push(format!("http://{addr}"));
+        }
+        stack.base_url = stack.gateway_urls[0].clone();
+        stack.client = Client::anonymous(&stack.base_url);
+        stack.wait_until_ready(!options.dead_upstreams.is_empty()).await;
+        let (client, workspace_id) = stack.create_workspace("test workspace").await;
+        stack.client = client;
+        stack.workspace_id = workspace_id;
+        stack
+    }
+
+    fn infra(&self) -> &Infra {
+        self.infra.as_ref().expect("infra lives until the stack stops")
+    }
+
+    fn spawn_service(&mut self, upstream: &'static str, listener: TcpListener, addr: String) {
+        let stop = self.shutdown.child_token();
+        let infra = self.infra();
+        let settings = service_runtime::config::ServiceSettings {
             database_url: infra.database_url.clone(),
-            listen_addr,
+            listen_addr: addr.clone(),
             max_db_connections: 5,
         };
-
-        let (chatbot, addr) = bind().await;
-        let config = chatbot_service::Config {
-            service: settings(addr.clone()),
+        let token = stop.clone();
+        let task = match upstream {
+            "chatbot" => tokio::spawn(chatbot_service::serve(
+                chatbot_service::Config { service: settings },
+                listener,
+                token,
+            )),
+            "integration" => tokio::spawn(integration_service::serve(settings, listener, token)),
+            "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
+            _ => {
+                let config = webhook_dispatcher::Config {
+                    service: settings,
+                    amqp_url: infra::AMQP_URL.into(),
+                    exchange: infra.exchange.clone(),
+                };
+                tokio::spawn(webhook_dispatcher::serve(config, listener, token))
+            }
         };
-        let mut upstreams = vec![("chatbot", addr)];
-        tasks.push((
-            "chatbot-service",
-            tokio::spawn(chatbot_service::serve(config, chatbot, shutdown.clone())),
-        ));
+        self.services.push(Service {
+            upstream,
+            addr,
+            stop,
+            task: Some(task),
+        });
+    }
 
-        let (listener, addr) = bind().await;
-        upstreams.push(("integration", addr.clone()));
-        tasks.push((
-            "integration-service",
-            tokio::spawn(integration_service::serve(settings(addr), listener, shutdown.clone())),
-        ));
-
-        let (listener, addr) = bind().await;
-        upstreams.push(("analytics", addr.clone()));
-        tasks.push((
-            "analytics-service",
-            tokio::spawn(analytics_service::serve(settings(addr), listener, shutdown.clone())),
-        ));
-
-        let (listener, addr) = bind().await;
-        upstreams.push(("webhooks", addr.clone()));
-        let dispatcher = webhook_dispatcher::Config {
-            service: settings(addr),
-            amqp_url: infra::AMQP_URL.into(),
-            exchange: infra.exchange.clone(),
-        };
-        tasks.push((
-            "webhook-dispatcher",
-            tokio::spawn(webhook_dispatcher::serve(dispatcher, listener, shutdown.clone())),
-        ));
-
-        let gateway_config = gateway::Config {
+    fn gateway_config(&self, options: &Options) -> gateway::Config {
+        let mut upstreams: Vec<gateway::config::UpstreamConfig> = Vec::new();
+        for service in &self.services {
+            let url = if options.dead_upstreams.contains(&service.upstream) {
+                "http://127.0.0.1:1".to_owned()
+            } else {
+                format!("http://{}", service.addr)
+            };
+            match upstreams.iter_mut().find(|u| u.name == service.upstream) {
+                Some(existing) => existing.urls.push(url),
+                None => upstreams.push(gateway::config::UpstreamConfig {
+                    name: service.upstream.into(),
+                    urls: vec![url],
+                    timeout: None,
+                }),
+            }
+        }
+        gateway::Config {
             listen_addr: String::new(),
-            database_url: infra.database_url.clone(),
+            database_url: self.infra().database_url.clone(),
             admin_token: Some(ADMIN_TOKEN.into()),
-            upstreams: upstreams
-                .iter()
-                .map(|(name, addr)| gateway::config::UpstreamConfig {
-                    name: (*name).into(),
-                    urls: vec![if options.dead_upstreams.contains(name) {
-                        "http://127.0.0.1:1".into()
-                    } else {
-                        format!("http://{addr}")
-                    }],
-                })
-                .collect(),
+            upstreams,
             routes: gateway::config::parse_routes(gateway::config::DEFAULT_ROUTES).expect("default routes parse"),
             upstream_timeout: Duration::from_secs(5),
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
@@ -140,31 +199,49 @@ impl TestStack {
                     redis_key_prefix: String::new(),
                     on_redis_failure: gateway::rate_limit::RedisFailure::Local,
                 }),
-        };
-        let mut gateway_urls = Vec::new();
-        for _ in 0..=options.extra_gateways {
-            let (listener, addr) = bind().await;
-            let replica = gateway::serve(gateway_config.clone(), listener, shutdown.clone());
-            tasks.push(("gateway", tokio::spawn(replica)));
-            gateway_urls.push(format!("http://{addr}"));
+            breaker: options.breaker.unwrap_or(BreakerSettings {
+                consecutive_failures: 3,
+                open_for: Duration::from_secs(1),
+                ..BreakerSettings::default()
+            }),
         }
-        let base_url = gateway_urls[0].clone();
+    }
 
-        let mut stack = Self {
-            gateway_urls,
-            grpc_addrs: upstreams,
-            client: Client::anonymous(&base_url),
-            workspace_id: String::new(),
-            base_url,
-            shutdown,
-            tasks,
-            infra: Some(infra),
-        };
-        stack.wait_until_ready(!options.dead_upstreams.is_empty()).await;
-        let (client, workspace_id) = stack.create_workspace("test workspace").await;
-        stack.client = client;
-        stack.workspace_id = workspace_id;
-        stack
+    /// Stops replica `index` of `upstream` as SIGTERM would, waiting for it
+    /// to drain.
+    pub async fn stop_service(&mut self, upstream: &str, index: usize) {
+        let service = self.replica(upstream, index);
+        service.stop.cancel();
+        let task = service.task.take().expect("the replica is running");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert!(
+            matches!(outcome, Ok(Ok(Ok(())))),
+            "{upstream} did not stop cleanly: {outcome:?}"
+        );
+    }
+
+    /// Starts replica `index` of `upstream` again on its old address.
+    pub async fn restart_service(&mut self, upstream: &str, index: usize) {
+        let addr = self.replica(upstream, index).addr.clone();
+        let listener = TcpListener::bind(&addr).await.expect("rebinding the replica's address");
+        let position = self
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.upstream == upstream)
+            .nth(index)
+            .map(|(i, _)| i)
+            .expect("replica exists");
+        let removed = self.services.remove(position);
+        self.spawn_service(removed.upstream, listener, addr);
+    }
+
+    fn replica(&mut self, upstream: &str, index: usize) -> &mut Service {
+        self.services
+            .iter_mut()
+            .filter(|s| s.upstream == upstream)
+            .nth(index)
+            .unwrap_or_else(|| panic!("no replica {index} of {upstream}"))
     }
 
     /// A client for a brand-new workspace (tenant isolation tests).
@@ -209,10 +286,15 @@ impl TestStack {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let anonymous = Client::anonymous(&self.base_url);
         loop {
-            for (name, task) in &mut self.tasks {
-                if task.is_finished() {
+            for service in &mut self.services {
+                if let Some(task) = service.task.as_mut().filter(|t| t.is_finished()) {
                     let outcome = task.await;
-                    panic!("{name} stopped during start-up: {outcome:?}");
+                    panic!("{} stopped during start-up: {outcome:?}", service.upstream);
+                }
+            }
+            for gateway in &mut self.gateways {
+                if gateway.is_finished() {
+                    panic!("a gateway stopped during start-up: {:?}", gateway.await);
                 }
             }
             if let Some(reply) = anonymous.try_get("/readyz").await
@@ -232,7 +314,11 @@ impl TestStack {
     /// and returned cleanly.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for (name, task) in std::mem::take(&mut self.tasks) {
+        let tasks = std::mem::take(&mut self.services)
+            .into_iter()
+            .filter_map(|s| s.task.map(|t| (s.upstream, t)))
+            .chain(std::mem::take(&mut self.gateways).into_iter().map(|t| ("gateway", t)));
+        for (name, task) in tasks {
             let outcome = tokio::time::timeout(Duration::from_secs(10), task)
                 .await
                 .unwrap_or_else(|_| panic!("{name} did not shut down within 10 s"));

@@ -1,0 +1,173 @@
+//! The gRPC services behind the gateway. Each upstream is a balanced channel
+//! over its healthy replicas ([`replicas`]) behind a circuit breaker
+//! ([`breaker`]); every call has the upstream's deadline, and idempotent
+//! calls that find a replica unavailable are retried once, within a retry
+//! budget so retries never multiply load on a struggling service.
+
+pub mod breaker;
+pub mod replicas;
+
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use prost_reflect::{DynamicMessage, MessageDescriptor};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status, metadata::MetadataMap, transport::Endpoint};
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::{config::UpstreamConfig, transcode::codec::DynamicCodec};
+use breaker::{Breaker, BreakerSettings};
+use replicas::Replicas;
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {name}: invalid URL {url:?}")]
+pub struct UpstreamError {
+    name: String,
+    url: String,
+}
+
+/// Why a call produced no reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// The breaker is open; try again after this long.
+    CircuitOpen(Duration),
+    Status(Status),
+}
+
+pub struct Upstream {
+    pub name: String,
+    replicas: Replicas,
+    breaker: Breaker,
+    budget: TpsBudget,
+    timeout: Duration,
+}
+
+pub struct Upstreams {
+    list: Vec<Upstream>,
+    /// (path prefix, index into `list`), longest prefix first.
+    prefixes: Vec<(String, usize)>,
+}
+
+impl Upstreams {
+    pub fn new(
+        configs: &[UpstreamConfig],
+        routes: &[(String, String)],
+        default_timeout: Duration,
+        breaker: BreakerSettings,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, UpstreamError> {
+        let list = configs
+            .iter()
+            .map(|config| {
+                let endpoints = config
+                    .urls
+                    .iter()
+                    .map(|url| {
+                        Endpoint::from_shared(url.clone())
+                            .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
+                            .map_err(|_| UpstreamError {
+                                name: config.name.clone(),
+                                url: url.clone(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Upstream {
+                    name: config.name.clone(),
+                    replicas: Replicas::start(endpoints, shutdown.clone()),
+                    breaker: Breaker::new(breaker),
+                    // Retries may add at most 20% on top of calls, with a
+                    // floor of 10 a second so a quiet upstream can retry too.
+                    budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+                    timeout: config.timeout.unwrap_or(default_timeout),
+                })
+            })
+            .collect::<Result<Vec<_>, UpstreamError>>()?;
+        let mut prefixes: Vec<(String, usize)> = routes
+            .iter()
+            .filter_map(|(prefix, name)| list.iter().position(|u| &u.name == name).map(|i| (prefix.clone(), i)))
+            .collect();
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Ok(Self { list, prefixes })
+    }
+
+    /// The upstream serving `path`, by longest segment-aligned prefix.
+    pub fn for_path(&self, path: &str) -> Option<usize> {
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map(|(_, i)| *i)
+    }
+
+    pub fn all(&self) -> &[Upstream] {
+        &self.list
+    }
+
+    /// One unary call through the breaker, retried once when `idempotent`
+    /// and the replica was unavailable.
+    pub async fn call(
+        &self,
+        upstream: usize,
+        path: &PathAndQuery,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        response_type: &MessageDescriptor,
+        idempotent: bool,
+    ) -> Result<DynamicMessage, CallError> {
+        let upstream = &self.list[upstream];
+        let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        upstream.budget.deposit();
+        let mut outcome = upstream
+            .attempt(path, message.clone(), metadata.clone(), response_type)
+            .await;
+        if idempotent
+            && matches!(&outcome, Err(status) if status.code() == Code::Unavailable)
+            && upstream.budget.withdraw()
+        {
+            outcome = upstream.attempt(path, message, metadata, response_type).await;
+        }
+        let failed = matches!(&outcome, Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown));
+        upstream.breaker.record(permit, failed);
+        outcome.map_err(CallError::Status)
+    }
+
+    /// Whether the upstream has a healthy replica that reports SERVING.
+    pub async fn is_serving(&self, upstream: usize) -> bool {
+        let upstream = &self.list[upstream];
+        upstream.replicas.healthy() > 0 && replicas::is_serving(upstream.replicas.channel.clone()).await
+    }
+}
+
+impl Upstream {
+    /// One attempt with the upstream's deadline, also sent as `grpc-timeout`
+    /// so the service can stop work nobody waits for.
+    async fn attempt(
+        &self,
+        path: &PathAndQuery,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        response_type: &MessageDescriptor,
+    ) -> Result<DynamicMessage, Status> {
+        if self.replicas.healthy() == 0 {
+            return Err(Status::unavailable("no healthy replica"));
+        }
+        let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
+        request.set_timeout(self.timeout);
+        let mut client = tonic::client::Grpc::new(self.replicas.channel.clone());
+        let call = async {
+            client
+                .ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("upstream not ready: {e}")))?;
+            client
+                .unary(request, path.clone(), DynamicCodec::new(response_type.clone()))
+                .await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded("upstream did not answer in time")),
+        }
+    }
+}
