@@ -182,3 +182,16 @@ fn random_id() -> String {
         .map(|c| char::from(c).to_ascii_lowercase())
         .collect()
 }
+
+/// Rotates the OAuth token signing key: new tokens use a new key; the old
+/// one keeps verifying until its tokens have expired.
+pub async fn rotate_signing_key(State(state): State<Arc<AppState>>, request: Request) -> AdminResult {
+    let ctx = ProblemContext::of_request(&request);
+    match state.oauth.keys.rotate().await {
+        Ok(kid) => Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response()),
+        Err(error) => {
+            tracing::error!(%error, "rotating the signing key");
+            Err(ProblemResponse::new(Problem::internal(), ctx))
+        }
+    }
+}

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use crate::{
     auth::jwks::{self, JwksSource},
+    oauth::OAuthConfig,
     rate_limit::{Quota, RedisFailure},
     upstreams::breaker::BreakerSettings,
 };
@@ -73,6 +74,7 @@ pub struct Config {
     /// ratio of `GATEWAY_BREAKER_RATIO` (0.5) over 20+ calls in 10 s, open an
     /// upstream's circuit for `GATEWAY_BREAKER_OPEN_MS` (5000).
     pub breaker: BreakerSettings,
+    pub oauth: OAuthConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,18 @@ impl Config {
                 failure_ratio: config::parsed("GATEWAY_BREAKER_RATIO", 0.5)?,
                 open_for: Duration::from_millis(config::parsed("GATEWAY_BREAKER_OPEN_MS", 5000)?),
                 ..BreakerSettings::default()
+            },
+            oauth: OAuthConfig {
+                issuer: config::string("GATEWAY_PUBLIC_URL", "http://127.0.0.1:8080")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                audience: config::string("GATEWAY_OAUTH_AUDIENCE", "chatbot-platform"),
+                access_ttl: Duration::from_secs(config::parsed("GATEWAY_OAUTH_ACCESS_TOKEN_SECONDS", 600)?),
+                refresh_ttl: Duration::from_secs(config::parsed(
+                    "GATEWAY_OAUTH_REFRESH_TOKEN_SECONDS",
+                    30 * 24 * 3600,
+                )?),
+                code_ttl: Duration::from_secs(60),
             },
         })
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Path, Request, State},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -18,9 +18,9 @@ use serde_json::json;
 
 use crate::{
     AppState,
-    auth::{Principal, api_keys, scopes},
+    auth::{api_keys, scopes},
+    owned_resources::{db_problem, list_params, not_found, reply, require_scope},
     problem::{Problem, ProblemContext, ProblemResponse},
-    transcode::response::{Format, render_value},
 };
 
 pub const SCOPE: &str = "manage:api-keys";
@@ -36,30 +36,9 @@ struct CreateKey {
 
 type Outcome = Result<Response, ProblemResponse>;
 
-fn authorised(request: &Request, ctx: &ProblemContext) -> Result<Principal, ProblemResponse> {
-    let principal = request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| ProblemResponse::new(Problem::internal(), ctx.clone()))?;
-    if !principal.has_scope(SCOPE) {
-        return Err(ProblemResponse::new(Problem::insufficient_scope(SCOPE), ctx.clone()));
-    }
-    Ok(principal)
-}
-
-fn reply(status: StatusCode, body: serde_json::Value, format: Format) -> Response {
-    (
-        status,
-        [(http::header::CONTENT_TYPE, format.content_type())],
-        render_value(&body, format),
-    )
-        .into_response()
-}
-
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
-    let principal = authorised(&request, &ctx)?;
+    let principal = require_scope(&request, &ctx, SCOPE)?;
     let input: CreateKey = crate::admin::read_json(&state, request.into_body(), &ctx).await?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let name = input.name.trim();
@@ -97,7 +76,7 @@ struct KeyView {
 
 pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
-    let principal = authorised(&request, &ctx)?;
+    let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let (limit, cursor) = list_params(request.uri().query()).map_err(fail)?;
     let (after_time, after_id) = service_runtime::pagination::newest_first_after(&cursor)
@@ -130,7 +109,7 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
 
 pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
-    let principal = authorised(&request, &ctx)?;
+    let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let revoked: Option<DateTime<Utc>> = sqlx::query_scalar(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
@@ -148,41 +127,6 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
             json!({ "id": id, "revoked": true, "revoked_at": at }),
             ctx.format,
         )),
-        None => Err(fail(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "Not found",
-            format!("API key {id} not found"),
-        ))),
+        None => Err(fail(not_found("API key", &id))),
     }
-}
-
-fn list_params(query: Option<&str>) -> Result<(i64, String), Problem> {
-    let mut limit = 0;
-    let mut cursor = String::new();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .map_err(|_| Problem::invalid_argument("limit", "must be a number"))?
-            }
-            "cursor" => cursor = value.into_owned(),
-            "format" => {}
-            other => {
-                return Err(Problem::bad_request(
-                    "unknown-parameter",
-                    "Unknown query parameter",
-                    format!("query parameter {other:?} is not a field of this request"),
-                ));
-            }
-        }
-    }
-    let limit = service_runtime::pagination::page_limit(limit).map_err(|status| Problem::from_status(&status))?;
-    Ok((limit, cursor))
-}
-
-fn db_problem(error: sqlx::Error) -> Problem {
-    tracing::error!(%error, "API key store");
-    Problem::internal()
 }

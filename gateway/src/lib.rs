@@ -11,6 +11,8 @@ pub mod config;
 mod health;
 mod key_management;
 mod metrics;
+pub mod oauth;
+mod owned_resources;
 mod problem;
 pub mod rate_limit;
 mod request_id;
@@ -48,7 +50,8 @@ pub const SCHEMA: &str = "gateway";
 pub struct AppState {
     config: Config,
     pool: PgPool,
-    jwt: Option<auth::jwt::JwtVerifier>,
+    jwt: auth::jwt::JwtVerifier,
+    oauth: oauth::OAuth,
     workspace_plans: auth::workspace_plans::WorkspacePlans,
     rate_limits: Arc<rate_limit::RateLimits>,
     metrics: Arc<metrics::Metrics>,
@@ -62,7 +65,13 @@ pub struct AppState {
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     service_runtime::tls::install();
     let pool = service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
-    let jwt = jwt_verifier(&config, &shutdown).await?;
+    let signing_keys = oauth::signing_keys::SigningKeys::load(pool.clone(), config.oauth.access_ttl).await?;
+    signing_keys.spawn_reload(Duration::from_secs(30), shutdown.clone());
+    let jwt = jwt_verifier(&config, signing_keys.clone(), &shutdown).await?;
+    let oauth = oauth::OAuth {
+        config: config.oauth.clone(),
+        keys: signing_keys,
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     let rate_limits = Arc::new(rate_limits(&config.rate_limits, metrics.clone())?);
     rate_limits.spawn_housekeeping(shutdown.clone());
@@ -88,6 +97,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         workspace_plans: auth::workspace_plans::WorkspacePlans::new(pool.clone()),
         pool,
         jwt,
+        oauth,
         rate_limits,
         metrics,
         routes,
@@ -122,8 +132,28 @@ fn rate_limits(
     Ok(rate_limit::RateLimits::new(settings, metrics))
 }
 
-async fn jwt_verifier(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<auth::jwt::JwtVerifier>> {
-    let Some(jwt) = &config.jwt else { return Ok(None) };
+async fn jwt_verifier(
+    config: &Config,
+    keys: Arc<oauth::signing_keys::SigningKeys>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<auth::jwt::JwtVerifier> {
+    let own = Some(auth::jwt::OwnTokens {
+        issuer: config.oauth.issuer.clone(),
+        audience: config.oauth.audience.clone(),
+        keys,
+    });
+    let Some(jwt) = &config.jwt else {
+        return Ok(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
+            own,
+            hs256_secret: None,
+            jwks: None,
+            asymmetric_algorithms: Vec::new(),
+            issuers: Vec::new(),
+            audience: String::new(),
+            leeway_seconds: 30,
+            workspace_claim: "workspace_id".into(),
+        }));
+    };
     let jwks = match &jwt.jwks {
         Some(source) => {
             let jwks = auth::jwks::Jwks::load(source.clone(), jwt.jwks_min_refresh).await?;
@@ -132,7 +162,8 @@ async fn jwt_verifier(config: &Config, shutdown: &CancellationToken) -> anyhow::
         }
         None => None,
     };
-    Ok(Some(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
+    Ok(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
+        own,
         hs256_secret: jwt.hs256_secret.clone(),
         jwks,
         asymmetric_algorithms: jwt.asymmetric_algorithms.clone(),
@@ -140,7 +171,7 @@ async fn jwt_verifier(config: &Config, shutdown: &CancellationToken) -> anyhow::
         audience: jwt.audience.clone(),
         leeway_seconds: jwt.leeway_seconds,
         workspace_claim: jwt.workspace_claim.clone(),
-    })))
+    }))
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -154,21 +185,47 @@ fn router(state: Arc<AppState>) -> Router {
             get(key_management::list).post(key_management::create),
         )
         .route("/api/v1/api-keys/{key_id}", delete(key_management::revoke))
+        .route(
+            "/api/v1/oauth/clients",
+            get(oauth::clients::list).post(oauth::clients::create),
+        )
+        .route("/api/v1/oauth/clients/{client_id}", delete(oauth::clients::delete))
         .route("/api/{*path}", any(api::handle))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_principal))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal))
         .route_layer(middleware::from_fn(api_version::select));
+    // The consent step needs an authenticated principal, but no API version.
+    let consent = Router::new()
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize::show).post(oauth::authorize::decide),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_principal))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal));
+    // Clients authenticate themselves here; limit by IP.
+    let token_endpoints = Router::new()
+        .route("/oauth/token", post(oauth::token::token))
+        .route("/oauth/revoke", post(oauth::revoke::revoke))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
+        .route("/oauth/signing-keys", post(admin::rotate_signing_key))
         .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata::authorization_server),
+        )
+        .route("/.well-known/jwks.json", get(oauth::metadata::jwks))
         .nest("/admin/v1", admin)
         .merge(api)
+        .merge(consent)
+        .merge(token_endpoints)
         .fallback(not_found)
         .with_state(state);
     for layer in security_headers::layers() {

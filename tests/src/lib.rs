@@ -104,12 +104,16 @@ impl TestStack {
         }
         stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
 
-        let gateway_config = stack.gateway_config(&options);
+        let mut listeners = Vec::new();
         for _ in 0..=options.extra_gateways {
             let (listener, addr) = bind().await;
+            listeners.push(listener);
+            stack.gateway_urls.push(format!("http://{addr}"));
+        }
+        let gateway_config = stack.gateway_config(&options);
+        for listener in listeners {
             let replica = gateway::serve(gateway_config.clone(), listener, stack.shutdown.clone());
             stack.gateways.push(tokio::spawn(replica));
-            stack.gateway_urls.push(format!("http://{addr}"));
         }
         stack.base_url = stack.gateway_urls[0].clone();
         stack.client = Client::anonymous(&stack.base_url);
@@ -199,6 +203,13 @@ impl TestStack {
                     redis_key_prefix: String::new(),
                     on_redis_failure: gateway::rate_limit::RedisFailure::Local,
                 }),
+            oauth: gateway::oauth::OAuthConfig {
+                issuer: self.gateway_urls[0].clone(),
+                audience: "chatbot-platform".into(),
+                access_ttl: Duration::from_secs(600),
+                refresh_ttl: Duration::from_secs(3600),
+                code_ttl: Duration::from_secs(60),
+            },
             breaker: options.breaker.unwrap_or(BreakerSettings {
                 consecutive_failures: 3,
                 open_for: Duration::from_secs(1),

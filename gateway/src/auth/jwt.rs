@@ -12,8 +12,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, er
 use serde::Deserialize;
 
 use super::{Principal, jwks::Jwks, scopes};
+use crate::oauth::signing_keys::SigningKeys;
 
 pub struct JwtVerifier {
+    /// The gateway's own access tokens (its OAuth server), chosen by `iss`.
+    own: Option<OwnTokens>,
     hs256: Option<DecodingKey>,
     jwks: Option<Arc<Jwks>>,
     /// Asymmetric algorithms accepted with JWKS keys.
@@ -49,7 +52,15 @@ pub enum JwtError {
     MissingClaim(String),
 }
 
+/// How the gateway's own access tokens are recognised and verified.
+pub struct OwnTokens {
+    pub issuer: String,
+    pub audience: String,
+    pub keys: Arc<SigningKeys>,
+}
+
 pub struct JwtSettings {
+    pub own: Option<OwnTokens>,
     pub hs256_secret: Option<String>,
     pub jwks: Option<Arc<Jwks>>,
     pub asymmetric_algorithms: Vec<Algorithm>,
@@ -57,6 +68,11 @@ pub struct JwtSettings {
     pub audience: String,
     pub leeway_seconds: u64,
     pub workspace_claim: String,
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    iss: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +88,7 @@ struct Claims {
 impl JwtVerifier {
     pub fn new(settings: JwtSettings) -> Self {
         Self {
+            own: settings.own,
             hs256: settings.hs256_secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
             jwks: settings.jwks,
             asymmetric: settings.asymmetric_algorithms,
@@ -85,10 +102,26 @@ impl JwtVerifier {
     /// Verifies `token` and maps its claims to a principal.
     pub async fn verify(&self, token: &str) -> Result<Principal, JwtError> {
         let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let key = self.key_for(header.alg, header.kid.as_deref()).await?;
+        // The unverified `iss` only picks which keys to try; the signature
+        // and every claim are then checked against that issuer's rules.
+        let claimed_issuer = jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
+            .ok()
+            .and_then(|c| c.iss);
+        let (key, issuers, audience) = match &self.own {
+            Some(own) if claimed_issuer.as_deref() == Some(own.issuer.as_str()) => (
+                self.own_key(own, header.alg, header.kid.as_deref()).await?,
+                vec![own.issuer.clone()],
+                &own.audience,
+            ),
+            _ => (
+                self.key_for(header.alg, header.kid.as_deref()).await?,
+                self.issuers.clone(),
+                &self.audience,
+            ),
+        };
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&self.issuers);
-        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&issuers);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway_seconds;
@@ -96,7 +129,21 @@ impl JwtVerifier {
         self.principal(data.claims)
     }
 
+    async fn own_key(&self, own: &OwnTokens, alg: Algorithm, kid: Option<&str>) -> Result<DecodingKey, JwtError> {
+        if alg != Algorithm::ES256 {
+            return Err(JwtError::Algorithm(alg));
+        }
+        own.keys
+            .verifying_key(kid.ok_or(JwtError::MissingKid)?)
+            .await
+            .ok_or(JwtError::UnknownKid)
+    }
+
     async fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<DecodingKey, JwtError> {
+        if self.issuers.is_empty() {
+            // No external identity provider is configured.
+            return Err(JwtError::Issuer);
+        }
         if alg == Algorithm::HS256 {
             return self.hs256.clone().ok_or(JwtError::Algorithm(alg));
         }
@@ -176,6 +223,7 @@ mod tests {
 
     fn verifier() -> JwtVerifier {
         JwtVerifier::new(JwtSettings {
+            own: None,
             hs256_secret: Some(SECRET.into()),
             jwks: None,
             asymmetric_algorithms: vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],

@@ -12,6 +12,7 @@ pub const ALL: &[&str] = &[
     "manage:integrations",
     "manage:webhooks",
     "manage:api-keys",
+    "manage:oauth-clients",
 ];
 
 /// Checks requested scopes against the vocabulary; empty means all.
