@@ -101,6 +101,20 @@ ensure_redis_binary() {
   apt_install redis-server
 }
 
+# The OAuth tests run an unmodified third-party client library (authlib);
+# it lives in a venv so the system Python stays untouched.
+ensure_oauth_client_python() {
+  local venv="$1/oauth-client-venv"
+  if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import authlib, requests' 2>/dev/null; then
+    command -v python3 >/dev/null || { is_root && apt_install python3; }
+    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
+      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
+    say "installing authlib and requests into $venv"
+    "$venv/bin/python3" -m pip install -q authlib requests || die "pip could not install authlib and requests"
+  fi
+  export OAUTH_TEST_PYTHON="$venv/bin/python3"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null && return
   [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }

@@ -54,7 +54,11 @@ impl Client {
         Self {
             base_url: base_url.to_owned(),
             key: None,
-            http: reqwest::Client::new(),
+            // Redirects are answers to look at (OAuth), never to follow.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("building the test HTTP client"),
         }
     }
 
@@ -115,6 +119,18 @@ impl Client {
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
         Self::send(self.request(Method::PATCH, path).json(&body)).await
+    }
+
+    /// POSTs an `application/x-www-form-urlencoded` body.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let request = self
+            .request(Method::POST, path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        Self::send(request).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {

@@ -82,10 +82,12 @@ pub async fn show(State(state): State<Arc<AppState>>, request: Request) -> Respo
 pub async fn decide(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let ctx = ProblemContext::of_request(&request);
     let principal = request.extensions().get::<Principal>().cloned();
+    // The request's parameters may come in the query (the URL the client
+    // built) and the decision in the form body; a parameter in both is an
+    // error, as a repeated one is.
     let query = request.uri().query().unwrap_or_default().to_owned();
     let params = match super::token::read_form(request).await {
-        Ok((_, form)) => Ok(form),
-        // Parameters may come in the query string of the POST, too.
+        Ok((_, form)) => Form::parse(query.as_bytes()).and_then(|q| q.merge(form)),
         Err(_) => Form::parse(query.as_bytes()),
     };
     let outcome = match (params, principal) {

@@ -42,6 +42,16 @@ impl Form {
         Ok(Self(params))
     }
 
+    /// Both sets of parameters; a name in both is refused.
+    pub fn merge(mut self, other: Form) -> Result<Self, OAuthError> {
+        for (key, value) in other.0 {
+            if self.0.insert(key.clone(), value).is_some() {
+                return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
+            }
+        }
+        Ok(self)
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
