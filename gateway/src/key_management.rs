@@ -111,16 +111,24 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
+    // The NOTIFY is delivered on commit, so every gateway drops its cached
+    // credentials the moment the revocation is durable.
     let revoked: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
-         WHERE workspace_id = $1 AND id = $2
-         RETURNING revoked_at",
+        "WITH revoked AS (
+             UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+             WHERE workspace_id = $1 AND id = $2
+             RETURNING id, revoked_at)
+         SELECT revoked_at FROM revoked, pg_notify($3, revoked.id)",
     )
     .bind(&principal.workspace_id)
     .bind(&id)
+    .bind(crate::auth::credential_cache::REVOCATION_CHANNEL)
     .fetch_optional(&state.pool)
     .await
     .map_err(|e| fail(db_problem(e)))?;
+    // This replica must not answer from its cache even for the moment
+    // before its own notification arrives.
+    state.credentials.clear();
     match revoked {
         Some(at) => Ok(reply(
             StatusCode::OK,

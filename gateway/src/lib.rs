@@ -51,6 +51,7 @@ pub struct AppState {
     config: Config,
     pool: PgPool,
     jwt: auth::jwt::JwtVerifier,
+    credentials: Arc<auth::credential_cache::CredentialCache>,
     oauth: oauth::OAuth,
     workspace_plans: auth::workspace_plans::WorkspacePlans,
     rate_limits: Arc<rate_limit::RateLimits>,
@@ -72,6 +73,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         config: config.oauth.clone(),
         keys: signing_keys,
     };
+    let credentials = auth::credential_cache::CredentialCache::new();
+    credentials.spawn_listener(pool.clone(), shutdown.clone());
     let metrics = Arc::new(metrics::Metrics::default());
     let rate_limits = Arc::new(rate_limits(&config.rate_limits, metrics.clone())?);
     rate_limits.spawn_housekeeping(shutdown.clone());
@@ -97,6 +100,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         workspace_plans: auth::workspace_plans::WorkspacePlans::new(pool.clone()),
         pool,
         jwt,
+        credentials,
         oauth,
         rate_limits,
         metrics,

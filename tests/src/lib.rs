@@ -286,6 +286,18 @@ impl TestStack {
             .to_owned()
     }
 
+    /// A fresh key of [`TestStack::client`]'s own workspace, with every scope.
+    pub async fn client_key_of_workspace(&self) -> String {
+        let reply = self
+            .client
+            .post("/api/v1/api-keys", serde_json::json!({"name": "extra"}))
+            .await;
+        reply.json["api_key"]["key"]
+            .as_str()
+            .expect("the new key is returned")
+            .to_owned()
+    }
+
     /// A client holding the platform admin token.
     pub fn admin(&self) -> Client {
         Client::with_key(&self.base_url, ADMIN_TOKEN)

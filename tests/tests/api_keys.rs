@@ -121,3 +121,50 @@ async fn a_key_cannot_grant_more_than_it_holds() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_working_at_once_on_every_gateway_replica() {
+    let stack = TestStack::start_with(e2e::Options {
+        extra_gateways: 1,
+        ..e2e::Options::default()
+    })
+    .await;
+    let created = stack.client.post("/api/v1/api-keys", json!({"name": "shared"})).await;
+    let (id, secret) = (
+        created.json["api_key"]["id"].as_str().unwrap(),
+        created.json["api_key"]["key"].as_str().unwrap(),
+    );
+    let replicas: Vec<Client> = stack
+        .gateway_urls
+        .iter()
+        .map(|url| Client::with_key(url, secret))
+        .collect();
+    // Both replicas have verified (and cached) the key.
+    for replica in &replicas {
+        for _ in 0..3 {
+            assert_eq!(replica.get("/api/v1/conversations").await.status, 200);
+        }
+    }
+    let admin_on_first = Client::with_key(&stack.gateway_urls[0], &stack.client_key_of_workspace().await);
+    assert_eq!(
+        admin_on_first.delete(&format!("/api/v1/api-keys/{id}")).await.status,
+        200
+    );
+
+    replicas[0]
+        .get("/api/v1/conversations")
+        .await
+        .assert_problem(401, "unauthenticated");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        if replicas[1].get("/api/v1/conversations").await.status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica still accepted the revoked key after 500 ms"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stack.stop().await;
+}

@@ -208,6 +208,19 @@ fn classify(kind: ErrorKind) -> JwtError {
     }
 }
 
+/// How long a token that just verified stays valid (from its `exp`).
+pub fn remaining_lifetime(token: &str) -> std::time::Duration {
+    #[derive(Deserialize)]
+    struct Expiry {
+        exp: Option<i64>,
+    }
+    let exp = jsonwebtoken::dangerous::insecure_decode_claims::<Expiry>(token)
+        .ok()
+        .and_then(|c| c.exp);
+    let left = exp.map_or(0, |exp| exp - chrono::Utc::now().timestamp());
+    std::time::Duration::from_secs(left.max(0) as u64)
+}
+
 /// Whether a bearer token looks like a JWT (three dot-separated parts).
 pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3

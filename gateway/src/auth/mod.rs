@@ -2,6 +2,7 @@
 //! a [`Principal`] or answers 401.
 
 pub mod api_keys;
+pub mod credential_cache;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
@@ -65,6 +66,18 @@ pub async fn require_principal(State(state): State<Arc<AppState>>, mut request: 
 }
 
 async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Problem> {
+    let cache_key = credential_cache::CredentialCache::key(token);
+    if let Some(principal) = state.credentials.get(&cache_key) {
+        return Ok(principal);
+    }
+    let (principal, valid_for) = verify(state, token).await?;
+    state.credentials.put(cache_key, principal.clone(), valid_for);
+    Ok(principal)
+}
+
+/// Checks a credential from scratch; also says how long it stays valid
+/// (JWTs expire; API keys last until revoked).
+async fn verify(state: &AppState, token: &str) -> Result<(Principal, Option<std::time::Duration>), Problem> {
     if jwt::looks_like_jwt(token) {
         let mut principal = state
             .jwt
@@ -72,10 +85,11 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Proble
             .await
             .map_err(|error| Problem::invalid_token(&error.to_string()))?;
         principal.plan = state.workspace_plans.plan_of(&principal.workspace_id).await;
-        return Ok(principal);
+        let valid_for = jwt::remaining_lifetime(token);
+        return Ok((principal, Some(valid_for)));
     }
     match api_keys::verify(&state.pool, token).await {
-        Ok(Some(principal)) => Ok(principal),
+        Ok(Some(principal)) => Ok((principal, None)),
         Ok(None) => Err(Problem::invalid_token("the API key is invalid or revoked")),
         Err(error) => {
             tracing::error!(%error, "API key lookup failed");
