@@ -6,7 +6,7 @@ use proto::chatbot::v1::{
     Bot, BotConfig, ConfigureBotRequest, CreateBotRequest, GetBotRequest, ListBotsRequest, ListBotsResponse,
     TrainBotRequest, TrainingJob, bot_service_server::BotService,
 };
-use service_runtime::{pagination, principal::Principal};
+use service_runtime::{pagination::NewestFirst, principal::Principal};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -89,24 +89,19 @@ impl BotService for Bots {
     async fn list_bots(&self, request: Request<ListBotsRequest>) -> Result<Response<ListBotsResponse>, Status> {
         let principal = Principal::from_metadata(request.metadata())?;
         let req = request.into_inner();
-        let limit = pagination::page_limit(req.limit)?;
-        let (after_time, after_id) = pagination::newest_first_after(&req.cursor)?.unzip();
-        let rows: Vec<BotRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM bots
-             WHERE workspace_id = $1
-               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-             ORDER BY created_at DESC, id DESC
-             LIMIT $4"
-        ))
-        .bind(&principal.workspace_id)
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::from)?;
-        let (rows, next_cursor) =
-            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows: Vec<BotRow> = page
+            .bind(
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM bots WHERE workspace_id = $1 AND {}",
+                    NewestFirst::CLAUSE
+                ))
+                .bind(&principal.workspace_id),
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         let bots = rows.into_iter().map(Bot::try_from).collect::<Result<_>>()?;
         Ok(Response::new(ListBotsResponse { bots, next_cursor }))
     }

@@ -7,7 +7,7 @@ use proto::chatbot::v1::{
     GetConversationRequest, ListConversationsRequest, ListConversationsResponse, UpdateConversationRequest,
     conversation_service_server::ConversationService,
 };
-use service_runtime::{pagination, principal::Principal};
+use service_runtime::{pagination::NewestFirst, principal::Principal};
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 
@@ -69,31 +69,25 @@ impl ConversationService for Conversations {
     ) -> Result<Response<ListConversationsResponse>, Status> {
         let principal = Principal::from_metadata(request.metadata())?;
         let req = request.into_inner();
-        let limit = pagination::page_limit(req.limit)?;
-        let after = pagination::newest_first_after(&req.cursor)?;
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
         let status = match req.status.as_str() {
             "" => None,
             s => Some(ConversationStatus::parse("status", s)?.as_str()),
         };
-        let (after_time, after_id) = after.unzip();
-        let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversations
-             WHERE workspace_id = $1
-               AND ($2::text IS NULL OR status = $2)
-               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-             ORDER BY created_at DESC, id DESC
-             LIMIT $5"
-        ))
-        .bind(&principal.workspace_id)
-        .bind(status)
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::from)?;
-        let (rows, next_cursor) =
-            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
+        let rows: Vec<ConversationRow> = page
+            .bind(
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM conversations
+                     WHERE workspace_id = $1 AND ($5::text IS NULL OR status = $5) AND {}",
+                    NewestFirst::CLAUSE
+                ))
+                .bind(&principal.workspace_id),
+            )
+            .bind(status)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         Ok(Response::new(ListConversationsResponse {
             conversations: rows.into_iter().map(Conversation::from).collect(),
             next_cursor,

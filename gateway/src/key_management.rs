@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
+use service_runtime::pagination::NewestFirst;
 
 use crate::{
     AppState,
     auth::{api_keys, scopes},
-    owned_resources::{db_problem, list_params, not_found, reply, require_scope},
+    owned_resources::{db_problem, list_page, not_found, reply, require_scope},
     problem::{Problem, ProblemContext, ProblemResponse},
 };
 
@@ -78,28 +79,20 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
-    let (limit, cursor) = list_params(request.uri().query()).map_err(fail)?;
-    let (after_time, after_id) = service_runtime::pagination::newest_first_after(&cursor)
-        .map_err(|status| fail(Problem::from_status(&status)))?
-        .unzip();
-    let rows: Vec<KeyView> = sqlx::query_as(
-        "SELECT id, 'cbk_' || lookup_id AS prefix, name, scopes, created_at, last_used_at, revoked_at
-         FROM api_keys
-         WHERE workspace_id = $1
-           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $4",
-    )
-    .bind(&principal.workspace_id)
-    .bind(after_time)
-    .bind(after_id)
-    .bind(limit + 1)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| fail(db_problem(e)))?;
-    let (rows, next_cursor) = service_runtime::pagination::finish_page(rows, limit, |k| {
-        service_runtime::pagination::newest_first_position(k.created_at, &k.id)
-    });
+    let page = list_page(request.uri().query()).map_err(fail)?;
+    let rows: Vec<KeyView> = page
+        .bind(
+            sqlx::query_as(&format!(
+                "SELECT id, 'cbk_' || lookup_id AS prefix, name, scopes, created_at, last_used_at, revoked_at
+                 FROM api_keys WHERE workspace_id = $1 AND {}",
+                NewestFirst::CLAUSE
+            ))
+            .bind(&principal.workspace_id),
+        )
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| fail(db_problem(e)))?;
+    let (rows, next_cursor) = page.finish(rows, |k| (k.created_at, &k.id));
     Ok(reply(
         StatusCode::OK,
         json!({ "api_keys": rows, "next_cursor": next_cursor }),

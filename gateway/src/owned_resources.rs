@@ -7,6 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
+use service_runtime::pagination::NewestFirst;
 
 use crate::{
     auth::Principal,
@@ -36,8 +37,9 @@ pub fn reply(status: StatusCode, body: serde_json::Value, format: Format) -> Res
         .into_response()
 }
 
-/// `limit` and `cursor` from a query string; other parameters are errors.
-pub fn list_params(query: Option<&str>) -> Result<(i64, String), Problem> {
+/// The page a list request asks for (`limit`, `cursor`); any other query
+/// parameter is an error.
+pub fn list_page(query: Option<&str>) -> Result<NewestFirst, Problem> {
     let mut limit = 0;
     let mut cursor = String::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -58,8 +60,7 @@ pub fn list_params(query: Option<&str>) -> Result<(i64, String), Problem> {
             }
         }
     }
-    let limit = service_runtime::pagination::page_limit(limit).map_err(|status| Problem::from_status(&status))?;
-    Ok((limit, cursor))
+    NewestFirst::new(limit, &cursor).map_err(|status| Problem::from_status(&status))
 }
 
 pub fn db_problem(error: sqlx::Error) -> Problem {

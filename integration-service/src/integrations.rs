@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use proto::integration::v1::{
     Integration, ListIntegrationsRequest, ListIntegrationsResponse, integration_service_server::IntegrationService,
 };
-use service_runtime::{pagination, principal::Principal};
+use service_runtime::{pagination::NewestFirst, principal::Principal};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -34,24 +34,20 @@ impl IntegrationService for Integrations {
     ) -> Result<Response<ListIntegrationsResponse>, Status> {
         let principal = Principal::from_metadata(request.metadata())?;
         let req = request.into_inner();
-        let limit = pagination::page_limit(req.limit)?;
-        let (after_time, after_id) = pagination::newest_first_after(&req.cursor)?.unzip();
-        let rows: Vec<IntegrationRow> = sqlx::query_as(
-            "SELECT id, provider, status, created_at FROM integrations
-             WHERE workspace_id = $1
-               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-             ORDER BY created_at DESC, id DESC
-             LIMIT $4",
-        )
-        .bind(&principal.workspace_id)
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(service_runtime::database::internal_error)?;
-        let (rows, next_cursor) =
-            pagination::finish_page(rows, limit, |r| pagination::newest_first_position(r.created_at, &r.id));
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows: Vec<IntegrationRow> = page
+            .bind(
+                sqlx::query_as(&format!(
+                    "SELECT id, provider, status, created_at FROM integrations
+                     WHERE workspace_id = $1 AND {}",
+                    NewestFirst::CLAUSE
+                ))
+                .bind(&principal.workspace_id),
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(service_runtime::database::internal_error)?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         Ok(Response::new(ListIntegrationsResponse {
             integrations: rows
                 .into_iter()

@@ -61,6 +61,51 @@ pub fn newest_first_after(cursor: &str) -> Result<Option<(DateTime<Utc>, String)
         .ok_or_else(|| invalid_argument("cursor", "is not a cursor returned by this API"))
 }
 
+/// One page of a newest-first list: where to continue and how many rows.
+///
+/// Queries put [`NewestFirst::CLAUSE`] after their own `WHERE workspace_id
+/// = $1 AND …` and bind with [`NewestFirst::bind`], so the keyset logic is
+/// written once.
+#[derive(Debug, Clone)]
+pub struct NewestFirst {
+    after: Option<(DateTime<Utc>, String)>,
+    pub limit: i64,
+}
+
+impl NewestFirst {
+    /// Continues after the cursor's row; takes `$2`, `$3` and `$4`.
+    pub const CLAUSE: &'static str = "($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $4";
+
+    pub fn new(limit: i32, cursor: &str) -> Result<Self, Status> {
+        Ok(Self {
+            limit: page_limit(limit)?,
+            after: newest_first_after(cursor)?,
+        })
+    }
+
+    /// Binds `$2`..`$4` (the caller has bound `$1`, the workspace).
+    pub fn bind<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let (at, id) = match &self.after {
+            Some((at, id)) => (Some(*at), Some(id.as_str())),
+            None => (None, None),
+        };
+        query.bind(at).bind(id).bind(self.limit + 1)
+    }
+
+    /// Trims the probe row and makes the next cursor.
+    pub fn finish<T>(&self, rows: Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, &str)) -> (Vec<T>, String) {
+        finish_page(rows, self.limit, |row| {
+            let (at, id) = key(row);
+            newest_first_position(at, id)
+        })
+    }
+}
+
 /// A page of `rows` fetched with `limit + 1`: trims the probe row and returns
 /// the cursor for the next page, built from the last row kept.
 pub fn finish_page<T>(mut rows: Vec<T>, limit: i64, position: impl Fn(&T) -> String) -> (Vec<T>, String) {

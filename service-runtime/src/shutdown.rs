@@ -36,3 +36,21 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Runs `task` every `every` (first after one interval) until `shutdown`.
+pub fn spawn_periodic<F, Fut>(every: std::time::Duration, shutdown: CancellationToken, task: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => task().await,
+            }
+        }
+    });
+}

@@ -104,14 +104,9 @@ impl Jwks {
     /// Refreshes on a timer so rotated keys arrive before tokens use them.
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
         let jwks = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
+        service_runtime::shutdown::spawn_periodic(every, shutdown, move || {
+            let jwks = Arc::clone(&jwks);
+            async move {
                 *jwks.last_attempt.lock().await = Some(Instant::now());
                 if let Err(error) = jwks.refresh().await {
                     tracing::warn!(%error, "JWKS refresh failed; keeping the last good key set");

@@ -13,12 +13,13 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
+use service_runtime::pagination::NewestFirst;
 
 use super::{hash_secret, random_secret};
 use crate::{
     AppState,
     auth::scopes,
-    owned_resources::{db_problem, list_params, not_found, reply, require_scope},
+    owned_resources::{db_problem, list_page, not_found, reply, require_scope},
     problem::{Problem, ProblemContext, ProblemResponse},
 };
 
@@ -108,25 +109,20 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
-    let (limit, cursor) = list_params(request.uri().query()).map_err(fail)?;
-    let (after_time, after_id) = service_runtime::pagination::newest_first_after(&cursor)
-        .map_err(|status| fail(Problem::from_status(&status)))?
-        .unzip();
-    let rows: Vec<ClientView> = sqlx::query_as(
-        "SELECT id AS client_id, name, kind, redirect_uris, allowed_scopes, created_at FROM oauth_clients
-         WHERE workspace_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC LIMIT $4",
-    )
-    .bind(&principal.workspace_id)
-    .bind(after_time)
-    .bind(after_id)
-    .bind(limit + 1)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| fail(db_problem(e)))?;
-    let (rows, next_cursor) = service_runtime::pagination::finish_page(rows, limit, |c| {
-        service_runtime::pagination::newest_first_position(c.created_at, &c.client_id)
-    });
+    let page = list_page(request.uri().query()).map_err(fail)?;
+    let rows: Vec<ClientView> = page
+        .bind(
+            sqlx::query_as(&format!(
+                "SELECT id AS client_id, name, kind, redirect_uris, allowed_scopes, created_at FROM oauth_clients
+                 WHERE workspace_id = $1 AND {}",
+                NewestFirst::CLAUSE
+            ))
+            .bind(&principal.workspace_id),
+        )
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| fail(db_problem(e)))?;
+    let (rows, next_cursor) = page.finish(rows, |c| (c.created_at, &c.client_id));
     Ok(reply(
         StatusCode::OK,
         json!({"clients": rows, "next_cursor": next_cursor}),

@@ -127,14 +127,9 @@ impl SigningKeys {
 
     pub fn spawn_reload(self: &Arc<Self>, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
         let keys = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
+        service_runtime::shutdown::spawn_periodic(every, shutdown, move || {
+            let keys = Arc::clone(&keys);
+            async move {
                 if let Err(error) = keys.reload().await {
                     tracing::warn!(%error, "reloading signing keys");
                 }

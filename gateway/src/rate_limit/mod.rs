@@ -133,14 +133,9 @@ impl RateLimits {
     /// Keeps the local limiter's memory bounded; see [`local`].
     pub fn spawn_housekeeping(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let limits = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => limits.local.forget_idle(),
-                }
-            }
+        service_runtime::shutdown::spawn_periodic(Duration::from_secs(10), shutdown, move || {
+            limits.local.forget_idle();
+            std::future::ready(())
         });
     }
 }
