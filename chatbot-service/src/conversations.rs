@@ -7,12 +7,14 @@ use proto::chatbot::v1::{
     GetConversationRequest, ListConversationsRequest, ListConversationsResponse, UpdateConversationRequest,
     conversation_service_server::ConversationService,
 };
-use service_runtime::{pagination::NewestFirst, principal::Principal};
+use serde_json::json;
+use service_runtime::{outbox::Outbox, pagination::NewestFirst, principal::Principal};
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 
 use crate::{
     error::{Error, Result},
+    events,
     ids::{BotId, ConversationId},
     model::{ConversationStatus, parse_channel, required_text},
     proto_convert::{json_to_struct, metadata_to_json, timestamp},
@@ -22,11 +24,12 @@ const MAX_USER_ID_CHARS: usize = 256;
 
 pub struct Conversations {
     pool: PgPool,
+    outbox: Outbox,
 }
 
 impl Conversations {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+        Self { pool, outbox }
     }
 }
 
@@ -107,6 +110,7 @@ impl ConversationService for Conversations {
             "" => None,
             id => Some(self.existing_bot(&principal.workspace_id, id).await?),
         };
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let row: ConversationRow = sqlx::query_as(&format!(
             "INSERT INTO conversations (workspace_id, id, user_id, channel, status, metadata, bot_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -119,9 +123,12 @@ impl ConversationService for Conversations {
         .bind(ConversationStatus::Active.as_str())
         .bind(metadata)
         .bind(bot_id.as_ref().map(BotId::as_str))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(Error::from)?;
+        let started = events::conversation(events::CONVERSATION_STARTED, &principal.workspace_id, &row);
+        self.outbox.record(&mut tx, &started).await.map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(row.into()))
     }
 
@@ -184,6 +191,8 @@ impl ConversationService for Conversations {
         .fetch_one(&mut *tx)
         .await
         .map_err(Error::from)?;
+        self.record_update(&mut tx, &principal.workspace_id, &current, &row)
+            .await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(row.into()))
     }
@@ -212,6 +221,43 @@ impl ConversationService for Conversations {
 }
 
 impl Conversations {
+    /// `conversation.updated` listing what changed, and `conversation.ended`
+    /// when the change ended it; nothing when nothing changed.
+    async fn record_update(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        workspace_id: &str,
+        before: &ConversationRow,
+        after: &ConversationRow,
+    ) -> Result<()> {
+        let mut changes = Vec::new();
+        if before.status != after.status {
+            changes.push(events::change("status", json!(before.status), json!(after.status)));
+        }
+        if before.channel != after.channel {
+            changes.push(events::change("channel", json!(before.channel), json!(after.channel)));
+        }
+        if before.metadata != after.metadata {
+            changes.push(events::change(
+                "metadata",
+                before.metadata.clone(),
+                after.metadata.clone(),
+            ));
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ended = after.status == ConversationStatus::Ended.as_str() && before.status != after.status;
+        self.outbox
+            .record(tx, &events::conversation_updated(workspace_id, after, changes))
+            .await?;
+        if ended {
+            let event = events::conversation(events::CONVERSATION_ENDED, workspace_id, after);
+            self.outbox.record(tx, &event).await?;
+        }
+        Ok(())
+    }
+
     async fn existing_bot(&self, workspace_id: &str, id: &str) -> Result<BotId> {
         let bot_id = BotId::parse("bot_id", id)
             .map_err(|_| Error::invalid("bot_id", format!("no bot {id} in this workspace")))?;
@@ -255,6 +301,21 @@ pub(crate) async fn lock(
 }
 
 impl ConversationRow {
+    /// The conversation as events carry it.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "user_id": self.user_id,
+            "channel": self.channel,
+            "status": self.status,
+            "metadata": self.metadata,
+            "bot_id": self.bot_id,
+            "message_count": self.message_count,
+            "created_at": self.created_at,
+            "last_activity": self.last_activity,
+        })
+    }
+
     pub(crate) fn status(&self) -> Result<ConversationStatus> {
         ConversationStatus::parse("status", &self.status)
     }

@@ -9,6 +9,7 @@ mod bots;
 mod config;
 mod conversations;
 mod error;
+mod events;
 mod ids;
 mod messages;
 mod model;
@@ -18,7 +19,10 @@ use proto::chatbot::v1::{
     bot_service_server::BotServiceServer, conversation_service_server::ConversationServiceServer,
     message_service_server::MessageServiceServer,
 };
-use service_runtime::{database, grpc_server};
+use service_runtime::{
+    database, grpc_server,
+    outbox::{self, Outbox},
+};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,13 +42,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         &MIGRATIONS,
     )
     .await?;
-    serve_with_pool(pool, listener, shutdown).await
+    let outbox = Outbox::new(SCHEMA);
+    outbox::spawn_relay(pool.clone(), outbox.clone(), config.events, shutdown.clone());
+    serve_with_pool(pool, outbox, listener, shutdown).await
 }
 
-async fn serve_with_pool(pool: PgPool, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve_with_pool(
+    pool: PgPool,
+    outbox: Outbox,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (router, health) = grpc_server::base_router();
-    let conversations = ConversationServiceServer::new(conversations::Conversations::new(pool.clone()));
-    let messages = MessageServiceServer::new(messages::Messages::new(pool.clone()));
+    let conversations = ConversationServiceServer::new(conversations::Conversations::new(pool.clone(), outbox.clone()));
+    let messages = MessageServiceServer::new(messages::Messages::new(pool.clone(), outbox));
     let bots = BotServiceServer::new(bots::Bots::new(pool));
     grpc_server::mark_serving::<ConversationServiceServer<conversations::Conversations>>(&health).await;
     grpc_server::mark_serving::<MessageServiceServer<messages::Messages>>(&health).await;

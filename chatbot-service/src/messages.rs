@@ -6,7 +6,9 @@ use proto::chatbot::v1::{
     GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
     message_service_server::MessageService,
 };
+use serde_json::json;
 use service_runtime::{
+    outbox::Outbox,
     pagination,
     principal::{Principal, idempotency_key},
 };
@@ -16,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     conversations,
     error::{Error, Result},
+    events,
     ids::{ConversationId, MessageId},
     model::{Role, bounded_text, required_text},
     proto_convert::{json_to_struct, metadata_to_json, timestamp},
@@ -26,16 +29,17 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 pub struct Messages {
     pool: PgPool,
+    outbox: Outbox,
 }
 
 impl Messages {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+        Self { pool, outbox }
     }
 }
 
 #[derive(sqlx::FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
     id: String,
     conversation_id: String,
     sequence: i64,
@@ -58,6 +62,25 @@ impl From<MessageRow> for Message {
             sequence: row.sequence,
             created_at: Some(timestamp(row.created_at)),
         }
+    }
+}
+
+impl MessageRow {
+    pub(crate) fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The message as events carry it.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "role": self.role,
+            "content": self.content,
+            "metadata": self.metadata,
+            "sequence": self.sequence,
+            "created_at": self.created_at,
+        })
     }
 }
 
@@ -199,6 +222,9 @@ impl Messages {
         .bind(row.created_at)
         .execute(&mut *tx)
         .await?;
+        if let Some(event) = events::message(workspace_id, &row) {
+            self.outbox.record(&mut tx, &event).await?;
+        }
         tx.commit().await?;
         Ok((row, false))
     }

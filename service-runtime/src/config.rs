@@ -80,5 +80,8 @@ impl ServiceSettings {
     }
 }
 
+/// The local RabbitMQ, as the README's up command expects it.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// The local development database, as the README's up command creates it.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatbot_platform";

@@ -6,11 +6,14 @@
 //! It holds no domain logic: conversations, bots and webhooks live in their
 //! services.
 
+pub mod amqp;
 pub mod config;
 pub mod database;
+pub mod events;
 pub mod field_error;
 pub mod grpc_server;
 pub mod listener;
+pub mod outbox;
 pub mod pagination;
 pub mod principal;
 pub mod shutdown;

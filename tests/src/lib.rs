@@ -8,9 +8,11 @@
 //! message that names the service and how to start it; tests never skip.
 
 mod client;
+pub mod event_tap;
 mod infra;
 pub mod jwt_issuer;
 pub mod redis_server;
+pub mod tcp_proxy;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use client::{Client, Reply};
+pub use infra::AMQP_URL;
 use infra::Infra;
 
 /// The one origin test stacks allow for CORS.
@@ -43,6 +46,8 @@ pub struct Options {
     pub chatbot_replicas: usize,
     /// Circuit breaker settings; default opens after 3 failures for 1 s.
     pub breaker: Option<BreakerSettings>,
+    /// Where chatbot-service publishes events; default RabbitMQ itself.
+    pub chatbot_amqp_url: Option<String>,
 }
 
 /// The upstreams, as the gateway names them.
@@ -58,6 +63,8 @@ struct Service {
 
 pub struct TestStack {
     pub base_url: String,
+    /// The stack's own events exchange.
+    pub exchange: String,
     /// Every gateway replica's URL; the first is `base_url`.
     pub gateway_urls: Vec<String>,
     /// Each upstream's name (as the gateway calls it) and gRPC address.
@@ -66,6 +73,7 @@ pub struct TestStack {
     pub client: Client,
     /// That workspace's id.
     pub workspace_id: String,
+    chatbot_amqp_url: String,
     shutdown: CancellationToken,
     services: Vec<Service>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -78,9 +86,18 @@ impl TestStack {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        // E2E_LOG=1 shows the services' logs (RUST_LOG filters them).
+        if std::env::var_os("E2E_LOG").is_some() {
+            service_runtime::telemetry::init("e2e");
+        }
         let infra = Infra::create().await;
         let shutdown = CancellationToken::new();
         let mut stack = Self {
+            exchange: infra.exchange.clone(),
+            chatbot_amqp_url: options
+                .chatbot_amqp_url
+                .clone()
+                .unwrap_or_else(|| infra::AMQP_URL.into()),
             base_url: String::new(),
             gateway_urls: Vec::new(),
             grpc_addrs: Vec::new(),
@@ -138,11 +155,16 @@ impl TestStack {
         };
         let token = stop.clone();
         let task = match upstream {
-            "chatbot" => tokio::spawn(chatbot_service::serve(
-                chatbot_service::Config { service: settings },
-                listener,
-                token,
-            )),
+            "chatbot" => {
+                let config = chatbot_service::Config {
+                    service: settings,
+                    events: service_runtime::outbox::RelayConfig {
+                        amqp_url: self.chatbot_amqp_url.clone(),
+                        exchange: infra.exchange.clone(),
+                    },
+                };
+                tokio::spawn(chatbot_service::serve(config, listener, token))
+            }
             "integration" => tokio::spawn(integration_service::serve(settings, listener, token)),
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
             _ => {

@@ -16,7 +16,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceSettings::from_env("WEBHOOKS_GRPC_ADDR", "127.0.0.1:50054", "WEBHOOKS_DB_MAX_CONNECTIONS")?,
-            amqp_url: config::string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            amqp_url: config::string("AMQP_URL", config::DEFAULT_AMQP_URL),
             exchange: config::string("EVENTS_EXCHANGE", "events"),
         })
     }

@@ -1,0 +1,264 @@
+//! The transactional outbox: a service records an event in the same
+//! database transaction as the change it describes, and a relay publishes
+//! recorded events to RabbitMQ, marking them published only once the broker
+//! has confirmed them. A crash between the two loses nothing (the event is
+//! still in the table) and a broker outage only delays events.
+//!
+//! One relay per service is active at a time (a PostgreSQL advisory lock
+//! elects it), so events leave in the order they were committed and two
+//! replicas never publish the same row concurrently. Delivery is
+//! at-least-once: consumers deduplicate by event id.
+//!
+//! Each service's migrations create the table:
+//! ```sql
+//! CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE,
+//!     workspace_id text NOT NULL, event_type text NOT NULL, body bytea NOT NULL,
+//!     created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
+//! ```
+
+use std::time::{Duration, Instant};
+
+use lapin::{
+    BasicProperties, Channel, Confirmation,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+};
+use sqlx::{PgPool, Postgres, Transaction, pool::PoolConnection, postgres::PgListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::{amqp, events::Envelope};
+
+const BATCH: i64 = 500;
+/// Longest wait for the broker in any one step (opening a channel, or
+/// publishing a batch and hearing its confirms); past it the session is
+/// treated as dead and reopened.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Published rows are kept this long for inspection, then deleted.
+const RETENTION_DAYS: f64 = 7.0;
+
+/// Where a service records its events.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    notify_channel: String,
+}
+
+impl Outbox {
+    /// The outbox in `schema` (the service's own).
+    pub fn new(schema: &str) -> Self {
+        Self {
+            notify_channel: format!("{schema}_outbox"),
+        }
+    }
+
+    /// Records `envelope` inside `tx`. The relay is woken on commit (NOTIFY
+    /// is transactional), so events leave within milliseconds.
+    pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO outbox (event_id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4)")
+            .bind(&envelope.id)
+            .bind(&envelope.workspace_id)
+            .bind(&envelope.event_type)
+            .bind(&envelope.body)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.notify_channel)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub amqp_url: String,
+    pub exchange: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("outbox: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Amqp(#[from] amqp::AmqpError),
+    #[error("RabbitMQ: {0}")]
+    Publish(#[from] lapin::Error),
+    #[error("RabbitMQ refused event {0}")]
+    Refused(String),
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs the relay for `outbox` until `shutdown`.
+pub fn spawn_relay(pool: PgPool, outbox: Outbox, config: RelayConfig, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let relay = Relay { pool, outbox, config };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = relay.lead(&shutdown) => {
+                    if let Err(error) = outcome {
+                        tracing::warn!(%error, "outbox relay stopped; retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}
+
+struct Relay {
+    pool: PgPool,
+    outbox: Outbox,
+    config: RelayConfig,
+}
+
+impl Relay {
+    /// Becomes the relay if no other replica is, and publishes until the
+    /// database connection fails or shutdown.
+    async fn lead(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let mut leader = self.pool.acquire().await?;
+        let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&self.outbox.notify_channel)
+            .fetch_one(&mut *leader)
+            .await?;
+        if !elected {
+            return Ok(());
+        }
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(&self.outbox.notify_channel).await?;
+        let outcome = self.publish_while_connected(&mut leader, &mut listener, shutdown).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(&self.outbox.notify_channel)
+            .execute(&mut *leader)
+            .await;
+        outcome
+    }
+
+    /// Keeps a RabbitMQ session open (reconnecting with backoff) and drains
+    /// the outbox whenever it is woken.
+    async fn publish_while_connected(
+        &self,
+        leader: &mut PoolConnection<Postgres>,
+        listener: &mut PgListener,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        let mut backoff = Duration::from_millis(250);
+        let mut last_cleanup = Instant::now();
+        loop {
+            let opening = tokio::time::timeout(BROKER_TIMEOUT, self.open_channel());
+            let channel = match opening.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
+                Ok(channel) => channel,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay cannot reach RabbitMQ; events wait in the outbox");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            loop {
+                let draining = tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange));
+                match draining.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
+                    Ok(BATCH_FULL) => continue,
+                    Ok(_) => {}
+                    Err(RelayError::Database(error)) => return Err(RelayError::Database(error)),
+                    Err(error) => {
+                        tracing::warn!(%error, "publishing from the outbox failed; reconnecting");
+                        let _ = channel.close(200, "reconnecting".into()).await;
+                        break;
+                    }
+                }
+                if last_cleanup.elapsed() > Duration::from_secs(600) {
+                    last_cleanup = Instant::now();
+                    forget_published(leader).await?;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = listener.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
+    async fn open_channel(&self) -> Result<Channel, RelayError> {
+        let connection = amqp::connect(&self.config.amqp_url).await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        amqp::declare_exchange(&channel, &self.config.exchange).await?;
+        Ok(channel)
+    }
+}
+
+const BATCH_FULL: usize = BATCH as usize;
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: i64,
+    event_id: String,
+    event_type: String,
+    body: Vec<u8>,
+}
+
+/// Publishes the oldest unpublished events, in order, as persistent
+/// messages, and marks published the ones the broker confirmed.
+async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchange: &str) -> Result<usize, RelayError> {
+    let pending: Vec<Pending> = sqlx::query_as(
+        "SELECT id, event_id, event_type, body FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut **leader)
+    .await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut confirms = Vec::with_capacity(pending.len());
+    for event in &pending {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(event.event_id.as_str().into());
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                event.event_type.as_str().into(),
+                BasicPublishOptions::default(),
+                &event.body,
+                properties,
+            )
+            .await?;
+        confirms.push(confirm);
+    }
+    // Only a confirmed prefix is marked, so order holds even if the broker
+    // refuses one event midway: the rest are sent again next time.
+    let mut confirmed = Vec::with_capacity(pending.len());
+    let mut refused = None;
+    for (event, confirm) in pending.iter().zip(confirms) {
+        match confirm.await? {
+            Confirmation::Ack(_) if refused.is_none() => confirmed.push(event.id),
+            Confirmation::Ack(_) => {}
+            _ => refused = refused.or(Some(event.event_id.clone())),
+        }
+    }
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind(&confirmed)
+        .execute(&mut **leader)
+        .await?;
+    match refused {
+        Some(event_id) => Err(RelayError::Refused(event_id)),
+        None => Ok(confirmed.len()),
+    }
+}
+
+async fn forget_published(leader: &mut PoolConnection<Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1::int)")
+        .bind(RETENTION_DAYS as i32)
+        .execute(&mut **leader)
+        .await?;
+    Ok(())
+}
