@@ -101,18 +101,19 @@ ensure_redis_binary() {
   apt_install redis-server
 }
 
-# The OAuth tests run an unmodified third-party client library (authlib);
+# The OAuth and webhook tests run unmodified third-party libraries (authlib,
+# standardwebhooks);
 # it lives in a venv so the system Python stays untouched.
-ensure_oauth_client_python() {
-  local venv="$1/oauth-client-venv"
-  if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import authlib, requests' 2>/dev/null; then
+ensure_test_python() {
+  local venv="$1/test-python-venv"
+  if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks" 2>/dev/null; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing authlib and requests into $venv"
-    "$venv/bin/python3" -m pip install -q authlib requests || die "pip could not install authlib and requests"
+    say "installing authlib, requests and standardwebhooks into $venv"
+    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks || die "pip could not install the test clients"
   fi
-  export OAUTH_TEST_PYTHON="$venv/bin/python3"
+  export E2E_PYTHON="$venv/bin/python3"
 }
 
 ensure_rust() {

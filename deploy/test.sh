@@ -14,7 +14,7 @@ ensure_rabbitmq
 ensure_redis_binary
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"
-ensure_oauth_client_python "$target_dir"
+ensure_test_python "$target_dir"
 
 say "cargo fmt --check"
 cargo fmt --all --check

@@ -1,7 +1,10 @@
 //! The backing services a test stack needs, made fresh for it: a PostgreSQL
 //! database and a RabbitMQ exchange name of its own.
 
-use lapin::{Connection, ConnectionProperties, options::ExchangeDeleteOptions};
+use lapin::{
+    Connection, ConnectionProperties,
+    options::{ExchangeDeleteOptions, QueueDeleteOptions},
+};
 use rand::{Rng, distributions::Alphanumeric};
 use sqlx::{Connection as _, PgConnection};
 
@@ -45,6 +48,10 @@ impl Infra {
             if let Ok(channel) = connection.create_channel().await {
                 let _ = channel
                     .exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+                let queue = format!("webhook-dispatcher.{}", self.exchange);
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                     .await;
             }
             let _ = connection.close(200, "test done".into()).await;

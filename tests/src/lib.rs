@@ -13,6 +13,7 @@ mod infra;
 pub mod jwt_issuer;
 pub mod redis_server;
 pub mod tcp_proxy;
+pub mod webhook_receiver;
 
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub struct Options {
     pub breaker: Option<BreakerSettings>,
     /// Where chatbot-service publishes events; default RabbitMQ itself.
     pub chatbot_amqp_url: Option<String>,
+    /// Refuse webhook targets on loopback, as production does; by default
+    /// tests allow 127.0.0.0/8 for their receivers.
+    pub forbid_internal_webhook_targets: bool,
 }
 
 /// The upstreams, as the gateway names them.
@@ -74,6 +78,7 @@ pub struct TestStack {
     /// That workspace's id.
     pub workspace_id: String,
     chatbot_amqp_url: String,
+    forbid_internal_webhook_targets: bool,
     shutdown: CancellationToken,
     services: Vec<Service>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -93,6 +98,7 @@ impl TestStack {
         let infra = Infra::create().await;
         let shutdown = CancellationToken::new();
         let mut stack = Self {
+            forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             exchange: infra.exchange.clone(),
             chatbot_amqp_url: options
                 .chatbot_amqp_url
@@ -168,11 +174,18 @@ impl TestStack {
             "integration" => tokio::spawn(integration_service::serve(settings, listener, token)),
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
             _ => {
-                let config = webhook_dispatcher::Config {
-                    service: settings,
-                    amqp_url: infra::AMQP_URL.into(),
-                    exchange: infra.exchange.clone(),
-                };
+                let mut config =
+                    webhook_dispatcher::Config::development(settings, infra::AMQP_URL.into(), infra.exchange.clone());
+                // Receivers run on loopback; retries come fast.
+                if !self.forbid_internal_webhook_targets {
+                    config.delivery.guard = webhook_dispatcher::target_guard::TargetGuard::new(vec![
+                        webhook_dispatcher::target_guard::Cidr::parse("127.0.0.0/8").expect("a CIDR"),
+                    ]);
+                }
+                config.delivery.schedule = webhook_dispatcher::retry_schedule::RetrySchedule::from_delays(
+                    [0, 200, 200, 200].map(Duration::from_millis).to_vec(),
+                );
+                config.delivery.timeout = Duration::from_secs(2);
                 tokio::spawn(webhook_dispatcher::serve(config, listener, token))
             }
         };

@@ -31,8 +31,8 @@ async fn third_party_apps_complete_every_flow_with_an_unmodified_client_library(
     let approver_key = approver.json["api_key"]["key"].as_str().expect("a new key").to_owned();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/oauth_client/flows.py");
-    // deploy/test.sh points OAUTH_TEST_PYTHON at a venv holding authlib.
-    let python = std::env::var("OAUTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    // deploy/test.sh points E2E_PYTHON at a venv holding authlib.
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let output = tokio::process::Command::new(&python)
         .arg(script)
         .env("BASE_URL", &stack.base_url)

@@ -1,20 +1,30 @@
-//! WebhookService.ListEndpoints: the caller's workspace's endpoints.
+//! WebhookService: a workspace's endpoints and their deliveries.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use proto::webhooks::v1::{
-    Endpoint, ListEndpointsRequest, ListEndpointsResponse, webhook_service_server::WebhookService,
+    Attempt, CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Delivery, Endpoint,
+    EndpointWithSecret, GetDeliveryRequest, GetEndpointRequest, ListDeliveriesRequest, ListDeliveriesResponse,
+    ListEndpointsRequest, ListEndpointsResponse, RotateSecretRequest, UpdateEndpointRequest,
+    webhook_service_server::WebhookService,
 };
-use service_runtime::{pagination::NewestFirst, principal::Principal, time::timestamp};
+use rand::Rng;
+use service_runtime::{database::internal_error, pagination::NewestFirst, principal::Principal, time::timestamp};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
+use crate::{endpoint_rules, secrets::SecretBox, signing};
+
 pub struct Endpoints {
     pool: PgPool,
+    secrets: SecretBox,
+    grace: Duration,
 }
 
 impl Endpoints {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, secrets: SecretBox, grace: Duration) -> Self {
+        Self { pool, secrets, grace }
     }
 }
 
@@ -26,10 +36,72 @@ struct EndpointRow {
     event_types: Vec<String>,
     enabled: bool,
     created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    disabled_reason: String,
+}
+
+const COLUMNS: &str = "id, url, description, event_types, enabled, created_at, updated_at, disabled_reason";
+
+impl From<EndpointRow> for Endpoint {
+    fn from(r: EndpointRow) -> Self {
+        Endpoint {
+            id: r.id,
+            url: r.url,
+            description: r.description,
+            event_types: r.event_types,
+            enabled: r.enabled,
+            created_at: Some(timestamp(r.created_at)),
+            updated_at: Some(timestamp(r.updated_at)),
+            disabled_reason: r.disabled_reason,
+        }
+    }
+}
+
+pub fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+fn not_found(kind: &str, id: &str) -> Status {
+    Status::not_found(format!("{kind} {id} not found"))
 }
 
 #[tonic::async_trait]
 impl WebhookService for Endpoints {
+    async fn create_endpoint(
+        &self,
+        request: Request<CreateEndpointRequest>,
+    ) -> Result<Response<EndpointWithSecret>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let url = endpoint_rules::url(&req.url)?;
+        let description = endpoint_rules::description(&req.description)?;
+        let event_types = endpoint_rules::event_types(&req.event_types)?;
+        let secret = signing::generate_secret();
+        let row: EndpointRow = sqlx::query_as(&format!(
+            "INSERT INTO endpoints (workspace_id, id, url, description, event_types, enabled, secret_sealed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(new_id("ep_"))
+        .bind(url)
+        .bind(description)
+        .bind(&event_types)
+        .bind(req.enabled.unwrap_or(true))
+        .bind(self.secrets.seal(&secret))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(internal_error)?;
+        Ok(Response::new(EndpointWithSecret {
+            endpoint: Some(row.into()),
+            secret,
+        }))
+    }
+
     async fn list_endpoints(
         &self,
         request: Request<ListEndpointsRequest>,
@@ -40,29 +112,238 @@ impl WebhookService for Endpoints {
         let rows: Vec<EndpointRow> = page
             .bind(
                 sqlx::query_as(&format!(
-                    "SELECT id, url, description, event_types, enabled, created_at FROM endpoints
-                     WHERE workspace_id = $1 AND {}",
+                    "SELECT {COLUMNS} FROM endpoints WHERE workspace_id = $1 AND {}",
                     NewestFirst::CLAUSE
                 ))
                 .bind(&principal.workspace_id),
             )
             .fetch_all(&self.pool)
             .await
-            .map_err(service_runtime::database::internal_error)?;
+            .map_err(internal_error)?;
         let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         Ok(Response::new(ListEndpointsResponse {
-            endpoints: rows
-                .into_iter()
-                .map(|r| Endpoint {
-                    id: r.id,
-                    url: r.url,
-                    description: r.description,
-                    event_types: r.event_types,
-                    enabled: r.enabled,
-                    created_at: Some(timestamp(r.created_at)),
-                })
-                .collect(),
+            endpoints: rows.into_iter().map(Endpoint::from).collect(),
             next_cursor,
         }))
+    }
+
+    async fn get_endpoint(&self, request: Request<GetEndpointRequest>) -> Result<Response<Endpoint>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = request.into_inner().endpoint_id;
+        let row: EndpointRow = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM endpoints WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(&id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(internal_error)?
+        .ok_or_else(|| not_found("endpoint", &id))?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn update_endpoint(&self, request: Request<UpdateEndpointRequest>) -> Result<Response<Endpoint>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let url = req.url.as_deref().map(endpoint_rules::url).transpose()?;
+        let description = req
+            .description
+            .as_deref()
+            .map(endpoint_rules::description)
+            .transpose()?;
+        let event_types = if req.replace_event_types {
+            Some(endpoint_rules::event_types(&req.event_types)?)
+        } else {
+            None
+        };
+        // Re-enabling clears the reason the platform disabled it for.
+        let row: EndpointRow = sqlx::query_as(&format!(
+            "UPDATE endpoints SET
+                 url = COALESCE($3, url),
+                 description = COALESCE($4, description),
+                 event_types = COALESCE($5, event_types),
+                 enabled = COALESCE($6, enabled),
+                 disabled_reason = CASE WHEN $6 THEN '' ELSE disabled_reason END,
+                 updated_at = now()
+             WHERE workspace_id = $1 AND id = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(&req.endpoint_id)
+        .bind(url)
+        .bind(description)
+        .bind(event_types)
+        .bind(req.enabled)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(internal_error)?
+        .ok_or_else(|| not_found("endpoint", &req.endpoint_id))?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn delete_endpoint(
+        &self,
+        request: Request<DeleteEndpointRequest>,
+    ) -> Result<Response<DeleteEndpointResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = request.into_inner().endpoint_id;
+        let deleted = sqlx::query("DELETE FROM endpoints WHERE workspace_id = $1 AND id = $2")
+            .bind(&principal.workspace_id)
+            .bind(&id)
+            .execute(&self.pool)
+            .await
+            .map_err(internal_error)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(not_found("endpoint", &id));
+        }
+        Ok(Response::new(DeleteEndpointResponse { id, deleted: true }))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<RotateSecretRequest>,
+    ) -> Result<Response<EndpointWithSecret>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = request.into_inner().endpoint_id;
+        let secret = signing::generate_secret();
+        let row: EndpointRow = sqlx::query_as(&format!(
+            "UPDATE endpoints SET
+                 previous_secret_sealed = secret_sealed,
+                 previous_secret_expires_at = now() + make_interval(secs => $4),
+                 secret_sealed = $3,
+                 updated_at = now()
+             WHERE workspace_id = $1 AND id = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(&id)
+        .bind(self.secrets.seal(&secret))
+        .bind(self.grace.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(internal_error)?
+        .ok_or_else(|| not_found("endpoint", &id))?;
+        Ok(Response::new(EndpointWithSecret {
+            endpoint: Some(row.into()),
+            secret,
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<ListDeliveriesRequest>,
+    ) -> Result<Response<ListDeliveriesResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        self.ensure_endpoint(&principal.workspace_id, &req.endpoint_id).await?;
+        let rows: Vec<DeliveryRow> = page
+            .bind(
+                sqlx::query_as(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                     WHERE workspace_id = $1 AND endpoint_id = $5 AND {}",
+                    NewestFirst::CLAUSE
+                ))
+                .bind(&principal.workspace_id),
+            )
+            .bind(&req.endpoint_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal_error)?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
+        Ok(Response::new(ListDeliveriesResponse {
+            deliveries: rows.into_iter().map(|r| r.into_delivery(Vec::new())).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn get_delivery(&self, request: Request<GetDeliveryRequest>) -> Result<Response<Delivery>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let row: DeliveryRow = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND endpoint_id = $2 AND id = $3"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(&req.endpoint_id)
+        .bind(&req.delivery_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(internal_error)?
+        .ok_or_else(|| not_found("delivery", &req.delivery_id))?;
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT attempted_at, http_status, error, latency_ms, response_excerpt FROM attempts
+             WHERE delivery_id = $1 ORDER BY id",
+        )
+        .bind(&row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal_error)?;
+        Ok(Response::new(
+            row.into_delivery(attempts.into_iter().map(Attempt::from).collect()),
+        ))
+    }
+}
+
+impl Endpoints {
+    async fn ensure_endpoint(&self, workspace_id: &str, id: &str) -> Result<(), Status> {
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM endpoints WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(internal_error)?;
+        found.map(|_| ()).ok_or_else(|| not_found("endpoint", id))
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, created_at";
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    endpoint_id: String,
+    event_id: String,
+    event_type: String,
+    status: String,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+}
+
+impl DeliveryRow {
+    fn into_delivery(self, attempt_log: Vec<Attempt>) -> Delivery {
+        Delivery {
+            id: self.id,
+            endpoint_id: self.endpoint_id,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            next_attempt_at: (self.status == "pending").then(|| timestamp(self.next_attempt_at)),
+            status: self.status,
+            attempts: self.attempts,
+            created_at: Some(timestamp(self.created_at)),
+            attempt_log,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    attempted_at: DateTime<Utc>,
+    http_status: Option<i32>,
+    error: String,
+    latency_ms: i32,
+    response_excerpt: String,
+}
+
+impl From<AttemptRow> for Attempt {
+    fn from(r: AttemptRow) -> Self {
+        Attempt {
+            attempted_at: Some(timestamp(r.attempted_at)),
+            http_status: r.http_status.unwrap_or(0),
+            error: r.error,
+            latency_ms: r.latency_ms,
+            response_excerpt: r.response_excerpt,
+        }
     }
 }

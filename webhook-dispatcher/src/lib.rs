@@ -1,12 +1,19 @@
 //! webhook-dispatcher: webhook endpoints, and the RabbitMQ side of delivery.
 //!
-//! It connects to RabbitMQ at start-up and declares the durable `events`
-//! topic exchange that services publish to, and lists a workspace's
-//! endpoints. Consuming and signed delivery arrive with the events feature.
+//! It consumes the `events` exchange through a durable quorum queue
+//! ([`consumer`]), records one delivery per interested endpoint, and sends
+//! them as signed webhooks with retries ([`delivery`]). Over gRPC it manages
+//! a workspace's endpoints and shows their deliveries ([`endpoints`]).
 
-mod broker;
 mod config;
+mod consumer;
+pub mod delivery;
+mod endpoint_rules;
 mod endpoints;
+pub mod retry_schedule;
+mod secrets;
+mod signing;
+pub mod target_guard;
 
 use proto::webhooks::v1::webhook_service_server::WebhookServiceServer;
 use service_runtime::{database, grpc_server};
@@ -23,13 +30,18 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let service = &config.service;
     let pool =
         database::connect_and_migrate(&service.database_url, SCHEMA, service.max_db_connections, &MIGRATIONS).await?;
-    let broker = broker::Broker::connect(&config.amqp_url, &config.exchange).await?;
+    let secrets = secrets::SecretBox::new(&config.secret_key);
+    consumer::spawn(
+        pool.clone(),
+        config.amqp_url.clone(),
+        config.exchange.clone(),
+        shutdown.clone(),
+    );
+    delivery::spawn(pool.clone(), secrets.clone(), config.delivery.clone(), shutdown.clone())?;
     let (router, health) = grpc_server::base_router();
-    let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool));
+    let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool, secrets, config.secret_grace));
     grpc_server::mark_serving::<WebhookServiceServer<endpoints::Endpoints>>(&health).await;
     tracing::info!(addr = %listener.local_addr()?, exchange = %config.exchange, "webhook-dispatcher listening");
-    let served = grpc_server::serve(router.add_service(endpoints), health, listener, shutdown).await;
-    broker.close().await;
-    served?;
+    grpc_server::serve(router.add_service(endpoints), health, listener, shutdown).await?;
     Ok(())
 }

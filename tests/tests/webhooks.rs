@@ -1,0 +1,256 @@
+//! Webhooks end to end: a conversation driven through the gateway reaches a
+//! subscribed receiver as signed webhooks that the Standard Webhooks
+//! reference library verifies; filters and workspaces are respected;
+//! failures are retried with one idempotency key; internal targets are
+//! refused; rotated secrets sign side by side.
+
+use std::time::Duration;
+
+use e2e::{
+    Client, TestStack,
+    webhook_receiver::{Receiver, verify_independently},
+};
+use serde_json::{Value, json};
+
+async fn subscribe(api: &Client, url: &str, event_types: Value) -> (String, String) {
+    let reply = api
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": url, "event_types": event_types}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let secret = reply.json["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    (reply.json["endpoint"]["id"].as_str().unwrap().to_owned(), secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_reaches_a_subscribed_receiver_as_verifiable_signed_webhooks() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    let bystander = Receiver::start().await;
+    let (_, secret) = subscribe(
+        &stack.client,
+        &receiver.url,
+        json!(["conversation.*", "message.received"]),
+    )
+    .await;
+    let other = stack.new_workspace("other").await;
+    subscribe(&other, &bystander.url, json!([])).await;
+
+    let conv = stack.client.create_conversation("customer-1").await;
+    stack.client.send_message(&conv, "hello").await;
+    stack
+        .client
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"role": "bot", "content": "hi!"}),
+        )
+        .await;
+
+    let webhooks = receiver.wait_for(2, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let webhooks = if receiver.received().len() > webhooks.len() {
+        receiver.received()
+    } else {
+        webhooks
+    };
+    // Deliveries to one endpoint run concurrently, so arrival order is free.
+    let mut types: Vec<String> = webhooks
+        .iter()
+        .map(|w| w.json()["event"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["conversation.started", "message.received"],
+        "message.sent is filtered out"
+    );
+    verify_independently(&secret, &webhooks)
+        .await
+        .expect("the reference verifier accepts every webhook");
+    for webhook in &webhooks {
+        assert_eq!(webhook.header("content-type"), "application/json");
+        assert_eq!(webhook.header("webhook-id"), webhook.json()["id"].as_str().unwrap());
+        assert!(webhook.header("x-signature").starts_with("sha256="));
+        assert!(webhook.header("x-idempotency-key").starts_with("dlv_"));
+        assert_eq!(webhook.header("x-attempt"), "1");
+        assert!(webhook.header("user-agent").starts_with("chatbot-platform-webhooks/"));
+        assert_eq!(webhook.json()["workspace_id"], stack.workspace_id.as_str());
+    }
+    assert!(
+        bystander.received().is_empty(),
+        "another workspace's endpoint hears nothing"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_retries_with_one_idempotency_key_until_it_succeeds() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500, 503]);
+    let (endpoint, _) = subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    stack.client.create_conversation("u").await;
+
+    let attempts = receiver.wait_for(3, Duration::from_secs(15)).await;
+    let keys: std::collections::HashSet<&str> = attempts.iter().map(|a| a.header("x-idempotency-key")).collect();
+    assert_eq!(keys.len(), 1, "every attempt carries the same idempotency key");
+    let numbers: Vec<&str> = attempts.iter().map(|a| a.header("x-attempt")).collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+
+    let listed = stack
+        .client
+        .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries"))
+        .await;
+    let delivery = listed.json["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let detail = loop {
+        let detail = stack
+            .client
+            .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries/{delivery}"))
+            .await;
+        if detail.json["status"] == "succeeded" || std::time::Instant::now() > deadline {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(detail.json["status"], "succeeded", "{}", detail.text);
+    assert_eq!(detail.json["attempts"], 3);
+    let statuses: Vec<i64> = detail.json["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["http_status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 503, 200]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secrets_sign_side_by_side_and_each_verifies() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    let (endpoint, old) = subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    let rotated = stack
+        .client
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{endpoint}/rotate-secret"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let new = rotated.json["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+
+    stack.client.create_conversation("u").await;
+    let webhooks = receiver.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(
+        webhooks[0].header("webhook-signature").split(' ').count(),
+        2,
+        "one signature per active secret"
+    );
+    verify_independently(&new, &webhooks)
+        .await
+        .expect("the new secret verifies");
+    verify_independently(&old, &webhooks)
+        .await
+        .expect("the old secret still verifies during the grace period");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_validated_and_belong_to_their_workspace() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    for (body, field) in [
+        (json!({"url": "ftp://example.com"}), "url"),
+        (
+            json!({"url": "https://example.com", "event_types": ["Message.*"]}),
+            "event_types",
+        ),
+    ] {
+        let reply = api.post("/api/v1/webhooks/endpoints", body).await;
+        reply.assert_problem(400, "invalid-argument");
+        assert_eq!(reply.json["field"], field);
+    }
+    let (endpoint, secret) = subscribe(api, "https://hooks.example.com/in", json!(["message.*"])).await;
+    let fetched = api.get(&format!("/api/v1/webhooks/endpoints/{endpoint}")).await;
+    assert_eq!(fetched.json["event_types"], json!(["message.*"]));
+    assert!(
+        !fetched.text.contains(&secret),
+        "the secret is shown on create and rotate only"
+    );
+    let updated = api
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{endpoint}"),
+            json!({"enabled": false, "description": "paused"}),
+        )
+        .await;
+    assert_eq!(updated.json["enabled"], false, "{}", updated.text);
+    assert_eq!(updated.json["event_types"], json!(["message.*"]), "unsent fields stay");
+    let other = stack.new_workspace("other").await;
+    other
+        .get(&format!("/api/v1/webhooks/endpoints/{endpoint}"))
+        .await
+        .assert_problem(404, "not-found");
+    assert_eq!(
+        api.delete(&format!("/api/v1/webhooks/endpoints/{endpoint}"))
+            .await
+            .status,
+        200
+    );
+    api.get(&format!("/api/v1/webhooks/endpoints/{endpoint}"))
+        .await
+        .assert_problem(404, "not-found");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_targets_are_refused_when_private_networks_are_not_allowed() {
+    let stack = TestStack::start_with(e2e::Options {
+        forbid_internal_webhook_targets: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let mut endpoints = Vec::new();
+    for url in [
+        receiver.url.clone(),
+        by_name,
+        "http://169.254.169.254/latest/meta-data".into(),
+    ] {
+        endpoints.push(subscribe(&stack.client, &url, json!(["conversation.started"])).await.0);
+    }
+    stack.client.create_conversation("u").await;
+
+    for endpoint in endpoints {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let attempt = loop {
+            let listed = stack
+                .client
+                .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries"))
+                .await;
+            if let Some(id) = listed.json["deliveries"][0]["id"].as_str() {
+                let detail = stack
+                    .client
+                    .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries/{id}"))
+                    .await;
+                if let Some(first) = detail.json["attempt_log"].as_array().and_then(|a| a.first()).cloned() {
+                    break first;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no attempt was recorded for {endpoint}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(attempt["http_status"], 0, "no HTTP exchange happened");
+        assert!(attempt["error"].as_str().unwrap().contains("refused"), "{attempt}");
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the internal receiver");
+    stack.stop().await;
+}
