@@ -38,13 +38,18 @@ export DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$database"
 export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 export GATEWAY_ADDR="127.0.0.1:$gateway_port" GATEWAY_ADMIN_TOKEN="$admin_token"
 export RUST_LOG=${RUST_LOG:-info}
+# Local receivers (the quickstart's) live on loopback, which production refuses.
+export WEBHOOKS_ALLOWED_CIDRS=${WEBHOOKS_ALLOWED_CIDRS:-127.0.0.0/8}
 
 pids=()
 stop_all() {
   trap - INT TERM EXIT
+  # Output may go to a pipe that Ctrl-C already closed: stop the services
+  # first, and never let a failed write abort the clean-up.
+  trap '' PIPE
   if ((${#pids[@]})); then
-    say "stopping the stack"
     kill -TERM "${pids[@]}" 2>/dev/null || true
+    say "stopping the stack" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
   fi
 }
