@@ -13,6 +13,7 @@ use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCod
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -30,6 +31,10 @@ struct Inbox {
     received: Vec<Received>,
     /// Statuses to answer with, in order; 200 once used up.
     script: VecDeque<u16>,
+    /// `Retry-After` seconds sent with scripted non-2xx answers.
+    retry_after: Option<u64>,
+    /// How long to take over every answer.
+    delay: Duration,
 }
 
 #[derive(Clone)]
@@ -57,6 +62,16 @@ impl Receiver {
         self.inbox.lock().expect("lock").script.extend(statuses);
     }
 
+    /// Sends `Retry-After: seconds` with scripted failures.
+    pub fn ask_to_retry_after(&self, seconds: u64) {
+        self.inbox.lock().expect("lock").retry_after = Some(seconds);
+    }
+
+    /// Takes this long over every answer (a slow or hanging receiver).
+    pub fn respond_after(&self, delay: Duration) {
+        self.inbox.lock().expect("lock").delay = delay;
+    }
+
     /// Waits until `count` requests arrived and returns them all.
     pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + within;
@@ -79,10 +94,23 @@ impl Receiver {
     }
 }
 
-async fn receive(State(inbox): State<Arc<Mutex<Inbox>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let mut inbox = inbox.lock().expect("lock");
-    inbox.received.push(Received { headers, body });
-    StatusCode::from_u16(inbox.script.pop_front().unwrap_or(200)).unwrap_or(StatusCode::OK)
+async fn receive(State(inbox): State<Arc<Mutex<Inbox>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, HeaderMap) {
+    let (status, retry_after, delay) = {
+        let mut inbox = inbox.lock().expect("lock");
+        inbox.received.push(Received {
+            headers,
+            body,
+            at: std::time::Instant::now(),
+        });
+        let status = StatusCode::from_u16(inbox.script.pop_front().unwrap_or(200)).unwrap_or(StatusCode::OK);
+        (status, inbox.retry_after, inbox.delay)
+    };
+    tokio::time::sleep(delay).await;
+    let mut headers = HeaderMap::new();
+    if let Some(seconds) = retry_after.filter(|_| !status.is_success()) {
+        headers.insert("retry-after", seconds.into());
+    }
+    (status, headers)
 }
 
 /// Verifies webhooks with the Standard Webhooks reference library; `E2E_PYTHON`

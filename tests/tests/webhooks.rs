@@ -254,3 +254,43 @@ async fn internal_targets_are_refused_when_private_networks_are_not_allowed() {
     assert!(receiver.received().is_empty(), "nothing reached the internal receiver");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_the_receiver_is_respected() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[429]);
+    receiver.ask_to_retry_after(2);
+    subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    stack.client.create_conversation("u").await;
+    let attempts = receiver.wait_for(2, Duration::from_secs(15)).await;
+    let gap = attempts[1].at - attempts[0].at;
+    // The schedule alone would retry after 200 ms.
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "retried after {gap:?} despite Retry-After: 2"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_hangs_does_not_slow_delivery_to_another() {
+    let stack = TestStack::start().await;
+    let hanging = Receiver::start().await;
+    hanging.respond_after(Duration::from_secs(10));
+    let healthy = Receiver::start().await;
+    subscribe(&stack.client, &hanging.url, json!(["conversation.started"])).await;
+    subscribe(&stack.client, &healthy.url, json!(["conversation.started"])).await;
+
+    let started = std::time::Instant::now();
+    for i in 0..12 {
+        stack.client.create_conversation(&format!("u{i}")).await;
+    }
+    healthy.wait_for(12, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the healthy endpoint waited {:?}",
+        started.elapsed()
+    );
+    stack.stop().await;
+}
