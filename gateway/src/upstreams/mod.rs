@@ -165,7 +165,13 @@ impl Upstream {
                 .unary(request, path.clone(), DynamicCodec::new(response_type.clone()))
                 .await
         };
+        let started = std::time::Instant::now();
         match tokio::time::timeout(self.timeout, call).await {
+            // A service enforcing the grpc-timeout we sent answers CANCELLED
+            // ("Timeout expired"); to the client that is our deadline passing.
+            Ok(Err(status)) if status.code() == Code::Cancelled && started.elapsed() >= self.timeout.mul_f32(0.9) => {
+                Err(Status::deadline_exceeded("upstream did not answer in time"))
+            }
             Ok(result) => result.map(tonic::Response::into_inner),
             Err(_) => Err(Status::deadline_exceeded("upstream did not answer in time")),
         }
