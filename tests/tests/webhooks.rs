@@ -294,3 +294,57 @@ async fn an_endpoint_that_hangs_does_not_slow_delivery_to_another() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_can_be_retried_now_and_events_replayed_with_the_same_keys() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500, 500, 500, 500]);
+    let (endpoint, _) = subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    stack.client.create_conversation("u").await;
+    receiver.wait_for(4, Duration::from_secs(15)).await;
+
+    let base = format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries");
+    let delivery = stack.client.get(&base).await.json["deliveries"][0].clone();
+    let id = delivery["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stack.client.get(&format!("{base}/{id}")).await.json["status"] != "failed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never failed after its last attempt"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let retried = stack.client.post(&format!("{base}/{id}/retry"), json!({})).await;
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    let after_retry = receiver.wait_for(5, Duration::from_secs(10)).await;
+    assert_eq!(after_retry[4].header("x-idempotency-key"), id);
+
+    let replay = stack
+        .client
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{endpoint}/replay"),
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(replay.status, 200, "{}", replay.text);
+    assert_eq!(replay.json["replayed"], "1");
+    let replayed = receiver.wait_for(6, Duration::from_secs(10)).await;
+    assert_eq!(
+        replayed[5].header("x-idempotency-key"),
+        id,
+        "a replay keeps the delivery's idempotency key"
+    );
+    assert_eq!(replayed[5].header("webhook-id"), replayed[0].header("webhook-id"));
+
+    let test = stack
+        .client
+        .post(&format!("/api/v1/webhooks/endpoints/{endpoint}/test"), json!({}))
+        .await;
+    assert_eq!(test.status, 200, "{}", test.text);
+    let all = receiver.wait_for(7, Duration::from_secs(10)).await;
+    assert_eq!(all[6].json()["event"], "webhook.test");
+    stack.stop().await;
+}

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use proto::webhooks::v1::{
     Attempt, CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Delivery, Endpoint,
     EndpointWithSecret, GetDeliveryRequest, GetEndpointRequest, ListDeliveriesRequest, ListDeliveriesResponse,
-    ListEndpointsRequest, ListEndpointsResponse, RotateSecretRequest, UpdateEndpointRequest,
-    webhook_service_server::WebhookService,
+    ListEndpointsRequest, ListEndpointsResponse, ReplayEventsRequest, ReplayEventsResponse, RetryDeliveryRequest,
+    RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest, webhook_service_server::WebhookService,
 };
 use rand::Rng;
 use service_runtime::{database::internal_error, pagination::NewestFirst, principal::Principal, time::timestamp};
@@ -283,6 +283,124 @@ impl WebhookService for Endpoints {
             row.into_delivery(attempts.into_iter().map(Attempt::from).collect()),
         ))
     }
+
+    async fn retry_delivery(&self, request: Request<RetryDeliveryRequest>) -> Result<Response<Delivery>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let mut tx = self.pool.begin().await.map_err(internal_error)?;
+        let row: DeliveryRow = sqlx::query_as(&format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()
+             WHERE workspace_id = $1 AND endpoint_id = $2 AND id = $3
+             RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(&principal.workspace_id)
+        .bind(&req.endpoint_id)
+        .bind(&req.delivery_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(internal_error)?
+        .ok_or_else(|| not_found("delivery", &req.delivery_id))?;
+        wake_sender(&mut tx).await?;
+        tx.commit().await.map_err(internal_error)?;
+        Ok(Response::new(row.into_delivery(Vec::new())))
+    }
+
+    async fn send_test_event(&self, request: Request<SendTestEventRequest>) -> Result<Response<Delivery>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let endpoint_id = request.into_inner().endpoint_id;
+        self.ensure_endpoint(&principal.workspace_id, &endpoint_id).await?;
+        let envelope = service_runtime::events::Envelope::new(
+            "webhook.test",
+            &principal.workspace_id,
+            serde_json::json!({"endpoint_id": endpoint_id, "message": "a test event from the chatbot platform"}),
+        );
+        let mut tx = self.pool.begin().await.map_err(internal_error)?;
+        sqlx::query("INSERT INTO events (id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4)")
+            .bind(&envelope.id)
+            .bind(&principal.workspace_id)
+            .bind(&envelope.event_type)
+            .bind(&envelope.body)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal_error)?;
+        let row: DeliveryRow = sqlx::query_as(&format!(
+            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status)
+             VALUES ($1, $2, $3, $4, $5, 'pending') RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(new_id("dlv_"))
+        .bind(&principal.workspace_id)
+        .bind(&endpoint_id)
+        .bind(&envelope.id)
+        .bind(&envelope.event_type)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(internal_error)?;
+        wake_sender(&mut tx).await?;
+        tx.commit().await.map_err(internal_error)?;
+        Ok(Response::new(row.into_delivery(Vec::new())))
+    }
+
+    async fn replay_events(
+        &self,
+        request: Request<ReplayEventsRequest>,
+    ) -> Result<Response<ReplayEventsResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let since = req
+            .since
+            .as_ref()
+            .and_then(service_runtime::time::from_timestamp)
+            .ok_or_else(|| service_runtime::field_error::invalid_argument("since", "is required"))?;
+        let filters: Vec<String> =
+            sqlx::query_scalar("SELECT event_types FROM endpoints WHERE workspace_id = $1 AND id = $2")
+                .bind(&principal.workspace_id)
+                .bind(&req.endpoint_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal_error)?
+                .ok_or_else(|| not_found("endpoint", &req.endpoint_id))?;
+        let mut tx = self.pool.begin().await.map_err(internal_error)?;
+        let events: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, event_type FROM events WHERE workspace_id = $1 AND received_at >= $2 ORDER BY received_at",
+        )
+        .bind(&principal.workspace_id)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(internal_error)?;
+        let mut replayed = 0;
+        for (event_id, event_type) in events.iter().filter(|(_, t)| endpoint_rules::wants(&filters, t)) {
+            // An earlier delivery of the same event is reused, so the
+            // receiver sees the same idempotency key again.
+            sqlx::query(
+                "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status)
+                 VALUES ($1, $2, $3, $4, $5, 'pending')
+                 ON CONFLICT (endpoint_id, event_id)
+                 DO UPDATE SET status = 'pending', next_attempt_at = now(), attempts = 0, updated_at = now()",
+            )
+            .bind(new_id("dlv_"))
+            .bind(&principal.workspace_id)
+            .bind(&req.endpoint_id)
+            .bind(event_id)
+            .bind(event_type)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal_error)?;
+            replayed += 1;
+        }
+        wake_sender(&mut tx).await?;
+        tx.commit().await.map_err(internal_error)?;
+        Ok(Response::new(ReplayEventsResponse { replayed }))
+    }
+}
+
+async fn wake_sender(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), Status> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::consumer::WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map_err(internal_error)?;
+    Ok(())
 }
 
 impl Endpoints {
