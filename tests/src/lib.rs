@@ -52,6 +52,8 @@ pub struct Options {
     /// Refuse webhook targets on loopback, as production does; by default
     /// tests allow 127.0.0.0/8 for their receivers.
     pub forbid_internal_webhook_targets: bool,
+    /// How long an endpoint may fail before it is disabled (default 5 days).
+    pub webhook_disable_after: Option<Duration>,
 }
 
 /// The upstreams, as the gateway names them.
@@ -79,6 +81,7 @@ pub struct TestStack {
     pub workspace_id: String,
     chatbot_amqp_url: String,
     forbid_internal_webhook_targets: bool,
+    webhook_disable_after: Option<Duration>,
     shutdown: CancellationToken,
     services: Vec<Service>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -99,6 +102,7 @@ impl TestStack {
         let shutdown = CancellationToken::new();
         let mut stack = Self {
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
+            webhook_disable_after: options.webhook_disable_after,
             exchange: infra.exchange.clone(),
             chatbot_amqp_url: options
                 .chatbot_amqp_url
@@ -186,6 +190,9 @@ impl TestStack {
                     [0, 200, 200, 200].map(Duration::from_millis).to_vec(),
                 );
                 config.delivery.timeout = Duration::from_secs(2);
+                if let Some(after) = self.webhook_disable_after {
+                    config.delivery.disable_after = after;
+                }
                 tokio::spawn(webhook_dispatcher::serve(config, listener, token))
             }
         };

@@ -348,3 +348,44 @@ async fn failed_deliveries_can_be_retried_now_and_events_replayed_with_the_same_
     assert_eq!(all[6].json()["event"], "webhook.test");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_continuously_is_disabled_and_its_workspace_told() {
+    let stack = TestStack::start_with(e2e::Options {
+        webhook_disable_after: Some(Duration::from_millis(300)),
+        ..e2e::Options::default()
+    })
+    .await;
+    let broken = Receiver::start().await;
+    broken.answer_with(&[500; 20]);
+    let watcher = Receiver::start().await;
+    let (failing, _) = subscribe(&stack.client, &broken.url, json!(["conversation.started"])).await;
+    subscribe(&stack.client, &watcher.url, json!(["webhook.endpoint.disabled"])).await;
+    stack.client.create_conversation("u").await;
+
+    let told = watcher.wait_for(1, Duration::from_secs(15)).await;
+    let event = told[0].json();
+    assert_eq!(event["event"], "webhook.endpoint.disabled");
+    assert_eq!(event["data"]["endpoint_id"], failing.as_str());
+    assert!(
+        event["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failing continuously since")
+    );
+    let endpoint = stack.client.get(&format!("/api/v1/webhooks/endpoints/{failing}")).await;
+    assert_eq!(endpoint.json["enabled"], false);
+    assert_eq!(endpoint.json["disabled_reason"], event["data"]["reason"]);
+
+    // Re-enabling clears the reason; the owner fixed their receiver.
+    let enabled = stack
+        .client
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{failing}"),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(enabled.json["enabled"], true, "{}", enabled.text);
+    assert_eq!(enabled.json["disabled_reason"], "");
+    stack.stop().await;
+}

@@ -28,7 +28,9 @@ pub struct Config {
     /// `WEBHOOKS_TIMEOUT_MS` (15000), `WEBHOOKS_CONNECT_TIMEOUT_MS` (5000),
     /// `WEBHOOKS_PER_ENDPOINT_CONCURRENCY` (4), and
     /// `WEBHOOKS_ALLOWED_CIDRS`: internal networks targets may be in (none
-    /// by default; local runs allow 127.0.0.0/8).
+    /// by default; local runs allow 127.0.0.0/8), and
+    /// `WEBHOOKS_DISABLE_AFTER_SECONDS`: failing this long disables an
+    /// endpoint (default five days).
     pub delivery: DeliverySettings,
 }
 
@@ -62,6 +64,7 @@ impl Config {
                 connect_timeout: Duration::from_secs(5),
                 per_endpoint: 4,
                 guard: TargetGuard::default(),
+                disable_after: Duration::from_secs(5 * 86_400),
             },
         }
     }
@@ -94,6 +97,7 @@ fn delivery_from_env() -> Result<DeliverySettings, ConfigError> {
         connect_timeout: Duration::from_millis(config::parsed("WEBHOOKS_CONNECT_TIMEOUT_MS", 5_000)?),
         per_endpoint: config::parsed("WEBHOOKS_PER_ENDPOINT_CONCURRENCY", 4)?,
         guard: TargetGuard::new(allowed),
+        disable_after: Duration::from_secs(config::parsed("WEBHOOKS_DISABLE_AFTER_SECONDS", 5 * 86_400)?),
     })
 }
 

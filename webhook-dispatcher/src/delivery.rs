@@ -20,6 +20,8 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use service_runtime::outbox::Outbox;
+
 use crate::{
     consumer::WAKE_CHANNEL, retry_schedule::RetrySchedule, secrets::SecretBox, signing, target_guard::TargetGuard,
 };
@@ -32,7 +34,11 @@ pub struct DeliverySettings {
     /// Deliveries in flight to one endpoint at once.
     pub per_endpoint: usize,
     pub guard: TargetGuard,
+    /// An endpoint failing without a success for this long is disabled.
+    pub disable_after: Duration,
 }
+
+pub const ENDPOINT_DISABLED: &str = "webhook.endpoint.disabled";
 
 const USER_AGENT: &str = concat!("chatbot-platform-webhooks/", env!("CARGO_PKG_VERSION"));
 const EXCERPT_BYTES: usize = 512;
@@ -41,6 +47,7 @@ const CLAIM_BATCH: i64 = 100;
 pub fn spawn(
     pool: PgPool,
     secrets: SecretBox,
+    outbox: Outbox,
     settings: DeliverySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -55,6 +62,7 @@ pub fn spawn(
     let sender = Arc::new(Sender {
         pool,
         secrets,
+        outbox,
         http,
         settings,
         lanes: Mutex::new(HashMap::new()),
@@ -66,6 +74,7 @@ pub fn spawn(
 struct Sender {
     pool: PgPool,
     secrets: SecretBox,
+    outbox: Outbox,
     http: reqwest::Client,
     settings: DeliverySettings,
     /// One semaphore per endpoint: its in-flight limit.
@@ -237,6 +246,8 @@ impl Sender {
         .execute(&mut *tx)
         .await?;
         let attempts = delivery.attempts + 1;
+        let succeeded = outcome.status.is_some_and(|s| s.is_success());
+        self.track_health(&mut tx, &delivery.endpoint_id, succeeded).await?;
         let (status, next) = match outcome.status {
             Some(s) if s.is_success() => ("succeeded", None),
             Some(StatusCode::GONE) => {
@@ -267,6 +278,56 @@ impl Sender {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Clears the endpoint's failing streak on success; on failure starts
+    /// it, and disables the endpoint once it has lasted `disable_after`,
+    /// telling the workspace with a `webhook.endpoint.disabled` event.
+    async fn track_health(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        endpoint_id: &str,
+        succeeded: bool,
+    ) -> anyhow::Result<()> {
+        if succeeded {
+            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                .bind(endpoint_id)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(());
+        }
+        let streak: Option<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE endpoints SET failing_since = COALESCE(failing_since, now())
+             WHERE id = $1 AND enabled
+             RETURNING workspace_id, failing_since",
+        )
+        .bind(endpoint_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((workspace_id, since)) = streak else {
+            return Ok(());
+        };
+        let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
+        if failing_for < self.settings.disable_after {
+            return Ok(());
+        }
+        let reason = format!(
+            "failing continuously since {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        sqlx::query("UPDATE endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1")
+            .bind(endpoint_id)
+            .bind(&reason)
+            .execute(&mut **tx)
+            .await?;
+        tracing::warn!(endpoint = endpoint_id, reason, "endpoint disabled");
+        let event = service_runtime::events::Envelope::new(
+            ENDPOINT_DISABLED,
+            &workspace_id,
+            serde_json::json!({"endpoint_id": endpoint_id, "reason": reason}),
+        );
+        self.outbox.record(tx, &event).await?;
         Ok(())
     }
 

@@ -164,6 +164,7 @@ impl WebhookService for Endpoints {
                  event_types = COALESCE($5, event_types),
                  enabled = COALESCE($6, enabled),
                  disabled_reason = CASE WHEN $6 THEN '' ELSE disabled_reason END,
+                 failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,
                  updated_at = now()
              WHERE workspace_id = $1 AND id = $2
              RETURNING {COLUMNS}"

@@ -16,7 +16,10 @@ mod signing;
 pub mod target_guard;
 
 use proto::webhooks::v1::webhook_service_server::WebhookServiceServer;
-use service_runtime::{database, grpc_server};
+use service_runtime::{
+    database, grpc_server,
+    outbox::{self, Outbox, RelayConfig},
+};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +40,19 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         config.exchange.clone(),
         shutdown.clone(),
     );
-    delivery::spawn(pool.clone(), secrets.clone(), config.delivery.clone(), shutdown.clone())?;
+    let outbox = Outbox::new(SCHEMA);
+    let relay = RelayConfig {
+        amqp_url: config.amqp_url.clone(),
+        exchange: config.exchange.clone(),
+    };
+    outbox::spawn_relay(pool.clone(), outbox.clone(), relay, shutdown.clone());
+    delivery::spawn(
+        pool.clone(),
+        secrets.clone(),
+        outbox,
+        config.delivery.clone(),
+        shutdown.clone(),
+    )?;
     let (router, health) = grpc_server::base_router();
     let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool, secrets, config.secret_grace));
     grpc_server::mark_serving::<WebhookServiceServer<endpoints::Endpoints>>(&health).await;
