@@ -389,3 +389,33 @@ async fn an_endpoint_failing_continuously_is_disabled_and_its_workspace_told() {
     assert_eq!(enabled.json["disabled_reason"], "");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_rate_limit_spaces_deliveries_out() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    let reply = stack
+        .client
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": receiver.url, "event_types": ["conversation.started"], "rate_limit_per_second": 5}),
+        )
+        .await;
+    assert_eq!(reply.json["endpoint"]["rate_limit_per_second"], 5, "{}", reply.text);
+    for i in 0..15 {
+        stack.client.create_conversation(&format!("u{i}")).await;
+    }
+    let arrivals = receiver.wait_for(15, Duration::from_secs(20)).await;
+    let span = arrivals.last().unwrap().at - arrivals.first().unwrap().at;
+    // A burst of 5, then 5 a second: the last 10 need about 2 s.
+    assert!(
+        span >= Duration::from_millis(1500),
+        "15 deliveries at 5/s arrived within {span:?}"
+    );
+    let attempts: Vec<&str> = arrivals.iter().map(|a| a.header("x-attempt")).collect();
+    assert!(
+        attempts.iter().all(|a| *a == "1"),
+        "waiting for the rate limit is not a failed attempt"
+    );
+    stack.stop().await;
+}

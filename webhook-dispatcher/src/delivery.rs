@@ -10,8 +10,14 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
+};
+
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
 };
 
 use chrono::Utc;
@@ -66,6 +72,7 @@ pub fn spawn(
         http,
         settings,
         lanes: Mutex::new(HashMap::new()),
+        rate_limits: Mutex::new(HashMap::new()),
     });
     tokio::spawn(async move { sender.run(shutdown).await });
     Ok(())
@@ -79,6 +86,9 @@ struct Sender {
     settings: DeliverySettings,
     /// One semaphore per endpoint: its in-flight limit.
     lanes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Token buckets of endpoints with a rate limit, with the rate they
+    /// were made for (a changed limit replaces the bucket).
+    rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -174,7 +184,8 @@ impl Sender {
 
     async fn try_deliver(&self, delivery: &Claimed) -> anyhow::Result<()> {
         let target: Option<Target> = sqlx::query_as(
-            "SELECT e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at, ev.body
+            "SELECT e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
+                    e.rate_limit_per_second, ev.body
              FROM endpoints e JOIN events ev ON ev.id = $2
              WHERE e.id = $1",
         )
@@ -185,6 +196,13 @@ impl Sender {
         let Some(target) = target.filter(|t| t.enabled) else {
             return self.finish(delivery, "failed").await;
         };
+        if let Some(wait) = target
+            .rate_limit_per_second
+            .and_then(|limit| self.throttle(&delivery.endpoint_id, limit))
+        {
+            // Over the endpoint's rate: not an attempt, just later.
+            return self.postpone(&delivery.id, wait).await;
+        }
         let outcome = self.send(delivery, &target).await?;
         self.record(delivery, &outcome).await
     }
@@ -331,6 +349,35 @@ impl Sender {
         Ok(())
     }
 
+    /// How long to wait when the endpoint's rate limit is used up.
+    fn throttle(&self, endpoint_id: &str, per_second: i32) -> Option<Duration> {
+        let limiter = {
+            let mut limits = self.rate_limits.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = || {
+                let rate = NonZeroU32::new(per_second.max(1) as u32).expect("max(1) is non-zero");
+                (per_second, Arc::new(RateLimiter::direct(Quota::per_second(rate))))
+            };
+            let entry = limits.entry(endpoint_id.to_owned()).or_insert_with(fresh);
+            if entry.0 != per_second {
+                *entry = fresh();
+            }
+            Arc::clone(&entry.1)
+        };
+        limiter
+            .check()
+            .err()
+            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    async fn postpone(&self, delivery_id: &str, wait: Duration) -> anyhow::Result<()> {
+        sqlx::query("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1")
+            .bind(delivery_id)
+            .bind(wait.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn finish(&self, delivery: &Claimed, status: &str) -> anyhow::Result<()> {
         sqlx::query("UPDATE deliveries SET status = $2, updated_at = now() WHERE id = $1")
             .bind(&delivery.id)
@@ -348,6 +395,7 @@ struct Target {
     secret_sealed: Vec<u8>,
     previous_secret_sealed: Option<Vec<u8>>,
     previous_secret_expires_at: Option<chrono::DateTime<Utc>>,
+    rate_limit_per_second: Option<i32>,
     body: Vec<u8>,
 }
 

@@ -26,6 +26,18 @@ pub fn description(value: &str) -> Result<String, Status> {
     Ok(value.trim().to_owned())
 }
 
+/// An optional deliveries-per-second ceiling: 0 means none.
+pub fn rate_limit(per_second: i32) -> Result<Option<i32>, Status> {
+    match per_second {
+        0 => Ok(None),
+        n if (1..=10_000).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid_argument(
+            "rate_limit_per_second",
+            "must be between 1 and 10000, or 0 for none",
+        )),
+    }
+}
+
 /// Filters: `*`, an exact type (`message.received`) or a prefix wildcard
 /// (`message.*`). Empty means every event.
 pub fn event_types(filters: &[String]) -> Result<Vec<String>, Status> {

@@ -38,9 +38,11 @@ struct EndpointRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     disabled_reason: String,
+    rate_limit_per_second: Option<i32>,
 }
 
-const COLUMNS: &str = "id, url, description, event_types, enabled, created_at, updated_at, disabled_reason";
+const COLUMNS: &str =
+    "id, url, description, event_types, enabled, created_at, updated_at, disabled_reason, rate_limit_per_second";
 
 impl From<EndpointRow> for Endpoint {
     fn from(r: EndpointRow) -> Self {
@@ -53,6 +55,7 @@ impl From<EndpointRow> for Endpoint {
             created_at: Some(timestamp(r.created_at)),
             updated_at: Some(timestamp(r.updated_at)),
             disabled_reason: r.disabled_reason,
+            rate_limit_per_second: r.rate_limit_per_second.unwrap_or(0),
         }
     }
 }
@@ -81,10 +84,11 @@ impl WebhookService for Endpoints {
         let url = endpoint_rules::url(&req.url)?;
         let description = endpoint_rules::description(&req.description)?;
         let event_types = endpoint_rules::event_types(&req.event_types)?;
+        let rate_limit = endpoint_rules::rate_limit(req.rate_limit_per_second)?;
         let secret = signing::generate_secret();
         let row: EndpointRow = sqlx::query_as(&format!(
-            "INSERT INTO endpoints (workspace_id, id, url, description, event_types, enabled, secret_sealed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO endpoints (workspace_id, id, url, description, event_types, enabled, secret_sealed, rate_limit_per_second)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         ))
         .bind(&principal.workspace_id)
         .bind(new_id("ep_"))
@@ -93,6 +97,7 @@ impl WebhookService for Endpoints {
         .bind(&event_types)
         .bind(req.enabled.unwrap_or(true))
         .bind(self.secrets.seal(&secret))
+        .bind(rate_limit)
         .fetch_one(&self.pool)
         .await
         .map_err(internal_error)?;
@@ -165,6 +170,7 @@ impl WebhookService for Endpoints {
                  enabled = COALESCE($6, enabled),
                  disabled_reason = CASE WHEN $6 THEN '' ELSE disabled_reason END,
                  failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,
+                 rate_limit_per_second = CASE WHEN $7 THEN $8 ELSE rate_limit_per_second END,
                  updated_at = now()
              WHERE workspace_id = $1 AND id = $2
              RETURNING {COLUMNS}"
@@ -175,6 +181,13 @@ impl WebhookService for Endpoints {
         .bind(description)
         .bind(event_types)
         .bind(req.enabled)
+        .bind(req.rate_limit_per_second.is_some())
+        .bind(
+            req.rate_limit_per_second
+                .map(endpoint_rules::rate_limit)
+                .transpose()?
+                .flatten(),
+        )
         .fetch_optional(&self.pool)
         .await
         .map_err(internal_error)?
