@@ -419,3 +419,36 @@ async fn an_endpoint_rate_limit_spaces_deliveries_out() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_endpoint_gets_each_conversations_events_in_order_despite_a_retry() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500]);
+    let reply = stack
+        .client
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": receiver.url, "event_types": ["message.received"], "ordered_by_conversation": true}),
+        )
+        .await;
+    assert_eq!(
+        reply.json["endpoint"]["ordered_by_conversation"], true,
+        "{}",
+        reply.text
+    );
+    let conv = stack.client.create_conversation("u").await;
+    for i in 0..8 {
+        stack.client.send_message(&conv, &format!("m{i}")).await;
+    }
+    let arrivals = receiver.wait_for(9, Duration::from_secs(20)).await;
+    // The first delivery failed once and was retried; nothing overtook it.
+    let contents: Vec<String> = arrivals
+        .iter()
+        .map(|a| a.json()["data"]["message"]["content"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = vec!["m0".to_owned()];
+    expected.extend((0..8).map(|i| format!("m{i}")));
+    assert_eq!(contents, expected);
+    stack.stop().await;
+}

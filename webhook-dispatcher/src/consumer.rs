@@ -31,6 +31,18 @@ struct Head {
     id: String,
     event: String,
     workspace_id: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+impl Head {
+    /// The conversation an event is about, if any: the key of ordered
+    /// delivery.
+    fn conversation(&self) -> Option<&str> {
+        self.data["conversation"]["id"]
+            .as_str()
+            .or_else(|| self.data["message"]["conversation_id"].as_str())
+    }
 }
 
 pub fn spawn(pool: PgPool, amqp_url: String, exchange: String, shutdown: CancellationToken) {
@@ -133,25 +145,27 @@ async fn record(pool: &PgPool, body: &[u8]) -> Result<(), RecordError> {
     .bind(body)
     .execute(&mut *tx)
     .await?;
-    let endpoints: Vec<(String, Vec<String>)> =
-        sqlx::query_as("SELECT id, event_types FROM endpoints WHERE workspace_id = $1 AND enabled")
-            .bind(&head.workspace_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let endpoints: Vec<(String, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT id, event_types, ordered_by_conversation FROM endpoints WHERE workspace_id = $1 AND enabled",
+    )
+    .bind(&head.workspace_id)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut created = 0;
-    for (endpoint_id, filters) in endpoints {
+    for (endpoint_id, filters, ordered) in endpoints {
         if !endpoint_rules::wants(&filters, &head.event) {
             continue;
         }
         created += sqlx::query(
-            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status)
-             VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status, ordering_key)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6) ON CONFLICT (endpoint_id, event_id) DO NOTHING",
         )
         .bind(new_id("dlv_"))
         .bind(&head.workspace_id)
         .bind(&endpoint_id)
         .bind(&head.id)
         .bind(&head.event)
+        .bind(if ordered { head.conversation() } else { None })
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -157,9 +157,17 @@ impl Sender {
         let lease = (self.settings.timeout + Duration::from_secs(30)).as_secs_f64();
         sqlx::query_as(
             "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
-             WHERE id IN (SELECT id FROM deliveries
-                          WHERE status = 'pending' AND next_attempt_at <= now()
-                          ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             WHERE id IN (SELECT d.id FROM deliveries d
+                          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                            -- Ordered deliveries wait for every earlier pending
+                            -- one of the same conversation (in flight included).
+                            AND (d.ordering_key IS NULL OR NOT EXISTS (
+                                SELECT 1 FROM deliveries earlier
+                                WHERE earlier.endpoint_id = d.endpoint_id
+                                  AND earlier.ordering_key = d.ordering_key
+                                  AND earlier.status = 'pending'
+                                  AND earlier.sequence < d.sequence))
+                          ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING id, endpoint_id, event_id, attempts",
         )
         .bind(lease)

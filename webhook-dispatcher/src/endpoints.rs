@@ -39,10 +39,11 @@ struct EndpointRow {
     updated_at: DateTime<Utc>,
     disabled_reason: String,
     rate_limit_per_second: Option<i32>,
+    ordered_by_conversation: bool,
 }
 
-const COLUMNS: &str =
-    "id, url, description, event_types, enabled, created_at, updated_at, disabled_reason, rate_limit_per_second";
+const COLUMNS: &str = "id, url, description, event_types, enabled, created_at, updated_at, disabled_reason, rate_limit_per_second, \
+     ordered_by_conversation";
 
 impl From<EndpointRow> for Endpoint {
     fn from(r: EndpointRow) -> Self {
@@ -56,6 +57,7 @@ impl From<EndpointRow> for Endpoint {
             updated_at: Some(timestamp(r.updated_at)),
             disabled_reason: r.disabled_reason,
             rate_limit_per_second: r.rate_limit_per_second.unwrap_or(0),
+            ordered_by_conversation: r.ordered_by_conversation,
         }
     }
 }
@@ -87,8 +89,9 @@ impl WebhookService for Endpoints {
         let rate_limit = endpoint_rules::rate_limit(req.rate_limit_per_second)?;
         let secret = signing::generate_secret();
         let row: EndpointRow = sqlx::query_as(&format!(
-            "INSERT INTO endpoints (workspace_id, id, url, description, event_types, enabled, secret_sealed, rate_limit_per_second)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+            "INSERT INTO endpoints (workspace_id, id, url, description, event_types, enabled, secret_sealed,
+                                    rate_limit_per_second, ordered_by_conversation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
         ))
         .bind(&principal.workspace_id)
         .bind(new_id("ep_"))
@@ -98,6 +101,7 @@ impl WebhookService for Endpoints {
         .bind(req.enabled.unwrap_or(true))
         .bind(self.secrets.seal(&secret))
         .bind(rate_limit)
+        .bind(req.ordered_by_conversation)
         .fetch_one(&self.pool)
         .await
         .map_err(internal_error)?;
@@ -171,6 +175,7 @@ impl WebhookService for Endpoints {
                  disabled_reason = CASE WHEN $6 THEN '' ELSE disabled_reason END,
                  failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,
                  rate_limit_per_second = CASE WHEN $7 THEN $8 ELSE rate_limit_per_second END,
+                 ordered_by_conversation = COALESCE($9, ordered_by_conversation),
                  updated_at = now()
              WHERE workspace_id = $1 AND id = $2
              RETURNING {COLUMNS}"
@@ -188,6 +193,7 @@ impl WebhookService for Endpoints {
                 .transpose()?
                 .flatten(),
         )
+        .bind(req.ordered_by_conversation)
         .fetch_optional(&self.pool)
         .await
         .map_err(internal_error)?
