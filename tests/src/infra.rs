@@ -1,10 +1,9 @@
 //! The backing services a test stack needs, made fresh for it: a PostgreSQL
 //! database and a RabbitMQ exchange name of its own.
 
-use lapin::{
-    Connection, ConnectionProperties,
-    options::{ExchangeDeleteOptions, QueueDeleteOptions},
-};
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use rand::{Rng, distributions::Alphanumeric};
 use sqlx::{Connection as _, PgConnection};
 
@@ -38,13 +37,24 @@ impl Infra {
         }
     }
 
+    /// Drops the database, the exchange and the dispatcher's queue. Each
+    /// step has a deadline: cleanup must never hang a test run.
     pub async fn remove(self) {
-        if let Ok(mut admin) = PgConnection::connect(POSTGRES_ADMIN_URL).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
-                .execute(&mut admin)
-                .await;
+        const STEP: Duration = Duration::from_secs(15);
+        let drop_database = async {
+            if let Ok(mut admin) = PgConnection::connect(POSTGRES_ADMIN_URL).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
+                    .execute(&mut admin)
+                    .await;
+            }
+        };
+        if tokio::time::timeout(STEP, drop_database).await.is_err() {
+            eprintln!("warning: dropping test database {} timed out", self.database);
         }
-        if let Ok(connection) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
+        let remove_broker_objects = async {
+            let Ok(connection) = service_runtime::amqp::connect(AMQP_URL).await else {
+                return;
+            };
             if let Ok(channel) = connection.create_channel().await {
                 let _ = channel
                     .exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default())
@@ -55,6 +65,9 @@ impl Infra {
                     .await;
             }
             let _ = connection.close(200, "test done".into()).await;
+        };
+        if tokio::time::timeout(STEP, remove_broker_objects).await.is_err() {
+            eprintln!("warning: removing test exchange {} timed out", self.exchange);
         }
     }
 }
@@ -70,7 +83,7 @@ async fn postgres() -> PgConnection {
 }
 
 async fn check_rabbitmq() {
-    match Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
+    match service_runtime::amqp::connect(AMQP_URL).await {
         Ok(connection) => {
             let _ = connection.close(200, "probe".into()).await;
         }

@@ -65,6 +65,17 @@ struct Service {
     addr: String,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The dispatcher runs on a runtime of its own, so a test can kill it
+    /// abruptly: dropping the runtime cancels every task it runs mid-flight.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 pub struct TestStack {
@@ -193,7 +204,24 @@ impl TestStack {
                 if let Some(after) = self.webhook_disable_after {
                     config.delivery.disable_after = after;
                 }
-                tokio::spawn(webhook_dispatcher::serve(config, listener, token))
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the dispatcher");
+                let listener = listener.into_std().expect("a std listener");
+                let task = runtime.spawn(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    webhook_dispatcher::serve(config, listener, token).await
+                });
+                self.services.push(Service {
+                    upstream,
+                    addr,
+                    stop,
+                    task: Some(task),
+                    runtime: Some(runtime),
+                });
+                return;
             }
         };
         self.services.push(Service {
@@ -201,6 +229,7 @@ impl TestStack {
             addr,
             stop,
             task: Some(task),
+            runtime: None,
         });
     }
 
@@ -273,10 +302,31 @@ impl TestStack {
         );
     }
 
+    /// Kills the webhook dispatcher abruptly, as a crash would: its runtime
+    /// is dropped with every task mid-flight (requests, transactions,
+    /// unacknowledged messages).
+    pub fn kill_dispatcher(&mut self) {
+        let service = self.replica("webhooks", 0);
+        service.task = None;
+        if let Some(runtime) = service.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
     /// Starts replica `index` of `upstream` again on its old address.
     pub async fn restart_service(&mut self, upstream: &str, index: usize) {
         let addr = self.replica(upstream, index).addr.clone();
-        let listener = TcpListener::bind(&addr).await.expect("rebinding the replica's address");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(&addr).await {
+                Ok(listener) => break listener,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebinding {addr}: {e}"),
+            }
+        };
         let position = self
             .services
             .iter()
@@ -285,8 +335,8 @@ impl TestStack {
             .nth(index)
             .map(|(i, _)| i)
             .expect("replica exists");
-        let removed = self.services.remove(position);
-        self.spawn_service(removed.upstream, listener, addr);
+        let upstream = self.services.remove(position).upstream;
+        self.spawn_service(upstream, listener, addr);
     }
 
     fn replica(&mut self, upstream: &str, index: usize) -> &mut Service {
@@ -379,10 +429,14 @@ impl TestStack {
     /// and returned cleanly.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let tasks = std::mem::take(&mut self.services)
-            .into_iter()
-            .filter_map(|s| s.task.map(|t| (s.upstream, t)))
-            .chain(std::mem::take(&mut self.gateways).into_iter().map(|t| ("gateway", t)));
+        // Services stay alive until their tasks finish: the dispatcher's
+        // runtime must run while it drains.
+        let mut services = std::mem::take(&mut self.services);
+        let tasks: Vec<_> = services
+            .iter_mut()
+            .filter_map(|s| s.task.take().map(|t| (s.upstream, t)))
+            .chain(std::mem::take(&mut self.gateways).into_iter().map(|t| ("gateway", t)))
+            .collect();
         for (name, task) in tasks {
             let outcome = tokio::time::timeout(Duration::from_secs(10), task)
                 .await
@@ -392,6 +446,7 @@ impl TestStack {
                 other => panic!("{name} did not shut down cleanly: {other:?}"),
             }
         }
+        drop(services);
         if let Some(infra) = self.infra.take() {
             infra.remove().await;
         }

@@ -452,3 +452,46 @@ async fn an_ordered_endpoint_gets_each_conversations_events_in_order_despite_a_r
     assert_eq!(contents, expected);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_burst_loses_nothing_and_duplicates_are_recognisable() {
+    let mut stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    let client = stack.client.clone();
+    let burst = tokio::spawn(async move {
+        for i in 0..60 {
+            client.create_conversation(&format!("burst-{i}")).await;
+        }
+    });
+    receiver.wait_for(10, Duration::from_secs(15)).await;
+    stack.kill_dispatcher();
+    burst.await.expect("the burst completes while the dispatcher is down");
+    stack.restart_service("webhooks", 0).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let mut keys = std::collections::HashMap::new();
+    loop {
+        keys.clear();
+        for webhook in receiver.received() {
+            let key = keys
+                .entry(webhook.header("webhook-id").to_owned())
+                .or_insert_with(|| webhook.header("x-idempotency-key").to_owned());
+            assert_eq!(
+                *key,
+                webhook.header("x-idempotency-key"),
+                "a redelivery carries the same idempotency key"
+            );
+        }
+        if keys.len() == 60 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 60 events arrived after the crash",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.stop().await;
+}

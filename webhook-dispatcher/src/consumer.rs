@@ -65,38 +65,11 @@ pub fn spawn(pool: PgPool, amqp_url: String, exchange: String, shutdown: Cancell
 }
 
 async fn consume(pool: &PgPool, amqp_url: &str, exchange: &str) -> anyhow::Result<()> {
-    let connection = amqp::connect(amqp_url).await?;
-    let channel = connection.create_channel().await?;
-    amqp::declare_exchange(&channel, exchange).await?;
-    let queue = queue_name(exchange);
-    // A quorum queue: replicated, durable, and what RabbitMQ recommends for
-    // data that must not be lost.
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel.queue_declare(queue.as_str().into(), durable, arguments).await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel.basic_qos(200, BasicQosOptions::default()).await?;
-    let mut messages = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "webhook-dispatcher".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(queue, "consuming events");
+    // Setting up must not hang on a half-open broker connection.
+    let setup = tokio::time::timeout(Duration::from_secs(15), subscribe(amqp_url, exchange));
+    let (_connection, mut messages) = setup
+        .await
+        .map_err(|_| anyhow::anyhow!("RabbitMQ did not finish the consumer set-up within 15 s"))??;
     while let Some(message) = messages.next().await {
         let message = message?;
         match record(pool, &message.data).await {
@@ -122,6 +95,44 @@ async fn consume(pool: &PgPool, amqp_url: &str, exchange: &str) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// Connects, declares the exchange and the dispatcher's queue, and starts
+/// consuming. The connection is returned to keep it open.
+async fn subscribe(amqp_url: &str, exchange: &str) -> anyhow::Result<(lapin::Connection, lapin::Consumer)> {
+    let connection = amqp::connect(amqp_url).await?;
+    let channel = connection.create_channel().await?;
+    amqp::declare_exchange(&channel, exchange).await?;
+    let queue = queue_name(exchange);
+    // A quorum queue: replicated, durable, and what RabbitMQ recommends for
+    // data that must not be lost.
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel.queue_declare(queue.as_str().into(), durable, arguments).await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel.basic_qos(200, BasicQosOptions::default()).await?;
+    let messages = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "webhook-dispatcher".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, "consuming events");
+    Ok((connection, messages))
 }
 
 #[derive(Debug, thiserror::Error)]

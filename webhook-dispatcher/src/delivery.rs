@@ -154,7 +154,7 @@ impl Sender {
     /// Leases due deliveries: their next attempt moves past the request
     /// timeout, so nobody else claims them while this attempt runs.
     async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
-        let lease = (self.settings.timeout + Duration::from_secs(30)).as_secs_f64();
+        let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
         sqlx::query_as(
             "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
              WHERE id IN (SELECT d.id FROM deliveries d
