@@ -55,14 +55,9 @@ pub async fn show(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let ctx = ProblemContext::of_request(&request);
     let params = Form::parse(request.uri().query().unwrap_or_default().as_bytes());
     let principal = request.extensions().get::<Principal>().cloned();
-    let outcome = match (params, principal) {
-        (Ok(params), Some(principal)) => validate(&state, &principal, &params).await,
-        (Err(error), _) => Err(Failure::Direct(Problem::bad_request(
-            "invalid-request",
-            "Invalid request",
-            error.description,
-        ))),
-        (_, None) => Err(Failure::Direct(Problem::internal())),
+    let outcome = match inputs(params, principal) {
+        Ok((params, principal)) => validate(&state, &principal, &params).await,
+        Err(failure) => Err(failure),
     };
     match outcome {
         Ok(auth) => reply(
@@ -90,18 +85,27 @@ pub async fn decide(State(state): State<Arc<AppState>>, request: Request) -> Res
         Ok((_, form)) => Form::parse(query.as_bytes()).and_then(|q| q.merge(form)),
         Err(_) => Form::parse(query.as_bytes()),
     };
-    let outcome = match (params, principal) {
-        (Ok(params), Some(principal)) => approve(&state, &principal, &params).await,
+    let outcome = match inputs(params, principal) {
+        Ok((params, principal)) => approve(&state, &principal, &params).await,
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(location) => redirect(&location),
+        Err(failure) => fail(failure, &ctx),
+    }
+}
+
+/// The parameters and the approving principal, or why there are none.
+fn inputs(params: Result<Form, OAuthError>, principal: Option<Principal>) -> Result<(Form, Principal), Failure> {
+    match (params, principal) {
+        (Ok(params), Some(principal)) => Ok((params, principal)),
         (Err(error), _) => Err(Failure::Direct(Problem::bad_request(
             "invalid-request",
             "Invalid request",
             error.description,
         ))),
+        // The route sits behind authentication; no principal is a bug.
         (_, None) => Err(Failure::Direct(Problem::internal())),
-    };
-    match outcome {
-        Ok(location) => redirect(&location),
-        Err(failure) => fail(failure, &ctx),
     }
 }
 
