@@ -33,7 +33,7 @@ const BATCH: i64 = 500;
 /// treated as dead and reopened.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Published rows are kept this long for inspection, then deleted.
-const RETENTION_DAYS: f64 = 7.0;
+const RETENTION_DAYS: i32 = 7;
 
 /// Where a service records its events.
 #[derive(Debug, Clone)]
@@ -257,7 +257,7 @@ async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchang
 
 async fn forget_published(leader: &mut PoolConnection<Postgres>) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1::int)")
-        .bind(RETENTION_DAYS as i32)
+        .bind(RETENTION_DAYS)
         .execute(&mut **leader)
         .await?;
     Ok(())

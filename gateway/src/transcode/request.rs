@@ -135,10 +135,12 @@ fn scalar(field: &FieldDescriptor, text: &str) -> Value {
 
 fn parse(input: &MessageDescriptor, document: Map<String, Value>) -> Result<DynamicMessage, RequestError> {
     let options = DeserializeOptions::new().deny_unknown_fields(true);
-    match DynamicMessage::deserialize_with_options(input.clone(), Value::Object(document.clone()), &options) {
+    // Parsed by reference: the document is kept, uncopied, for the error path.
+    let document = Value::Object(document);
+    match DynamicMessage::deserialize_with_options(input.clone(), &document, &options) {
         Ok(message) => Ok(message),
         Err(error) => Err(
-            blame_field(input, document, &options).unwrap_or_else(|| RequestError::InvalidField {
+            blame_field(input, &document, &options).unwrap_or_else(|| RequestError::InvalidField {
                 field: "body".into(),
                 reason: error.to_string(),
             }),
@@ -148,17 +150,13 @@ fn parse(input: &MessageDescriptor, document: Map<String, Value>) -> Result<Dyna
 
 /// Re-parses field by field to name the one at fault; only runs on the
 /// error path, so well-formed requests are parsed once.
-fn blame_field(
-    input: &MessageDescriptor,
-    document: Map<String, Value>,
-    options: &DeserializeOptions,
-) -> Option<RequestError> {
-    document.into_iter().find_map(|(key, value)| {
-        let single = Value::Object(Map::from_iter([(key.clone(), value)]));
+fn blame_field(input: &MessageDescriptor, document: &Value, options: &DeserializeOptions) -> Option<RequestError> {
+    document.as_object()?.iter().find_map(|(key, value)| {
+        let single = Value::Object(Map::from_iter([(key.clone(), value.clone())]));
         DynamicMessage::deserialize_with_options(input.clone(), single, options)
             .err()
             .map(|e| RequestError::InvalidField {
-                field: key,
+                field: key.clone(),
                 reason: e.to_string(),
             })
     })

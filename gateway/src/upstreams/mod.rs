@@ -119,10 +119,10 @@ impl Upstreams {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
         upstream.budget.deposit();
-        let mut outcome = upstream
-            .attempt(path, message.clone(), metadata.clone(), response_type)
-            .await;
-        if idempotent
+        // Only a call that may be retried needs a copy kept back.
+        let retry_copy = idempotent.then(|| (message.clone(), metadata.clone()));
+        let mut outcome = upstream.attempt(path, message, metadata, response_type).await;
+        if let Some((message, metadata)) = retry_copy
             && matches!(&outcome, Err(status) if status.code() == Code::Unavailable)
             && upstream.budget.withdraw()
         {
