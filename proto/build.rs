@@ -10,6 +10,7 @@ const FILES: &[&str] = &[
     "chatbot/v1/conversations.proto",
     "chatbot/v1/messages.proto",
     "chatbot/v1/bots.proto",
+    "chatbot/v1/knowledge.proto",
     "integration/v1/integrations.proto",
     "analytics/v1/analytics.proto",
     "webhooks/v1/webhooks.proto",

@@ -69,7 +69,13 @@ fn normalise_llm(mut llm: LlmConfig) -> Result<LlmConfig> {
         return Err(Error::invalid("config.llm.model", "is required"));
     }
     llm.model = bounded_text("config.llm.model", llm.model.trim(), 200)?;
-    llm.api_key_ref = bounded_text("config.llm.api_key_ref", &llm.api_key_ref, 200)?;
+    llm.api_key_ref = llm.api_key_ref.trim().to_owned();
+    if !llm.api_key_ref.is_empty() && !crate::secrets::Secrets::is_valid_reference(&llm.api_key_ref) {
+        return Err(Error::invalid(
+            "config.llm.api_key_ref",
+            "must be a secret's name: letters, digits, '-', '_' or '.'",
+        ));
+    }
     if !(0.0..=2.0).contains(&llm.temperature) {
         return Err(Error::invalid("config.llm.temperature", "must be between 0 and 2"));
     }
@@ -93,9 +99,9 @@ fn is_language_tag(tag: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn field_of(result: Result<BotConfig>) -> &'static str {
+    fn field_of(result: Result<BotConfig>) -> String {
         match result {
-            Err(Error::InvalidArgument { field, .. }) => field,
+            Err(Error::InvalidArgument { field, .. }) => field.into_owned(),
             other => panic!("expected an invalid argument, got {other:?}"),
         }
     }

@@ -1,9 +1,14 @@
 //! chatbot-service settings, from the environment.
 
+use std::time::Duration;
+
 use service_runtime::{
     config::{self, ConfigError, ServiceSettings},
     outbox::RelayConfig,
+    target_guard::TargetGuard,
 };
+
+use crate::{replies::model_server::ModelSettings, secrets::Secrets};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -11,6 +16,12 @@ pub struct Config {
     pub service: ServiceSettings,
     /// `AMQP_URL` and `EVENTS_EXCHANGE`: where recorded events are published.
     pub events: RelayConfig,
+    /// `CHATBOT_LLM_TIMEOUT_MS` (30000), `CHATBOT_LLM_MAX_ATTEMPTS` (3),
+    /// `CHATBOT_LLM_BACKOFF_MS` (500), `CHATBOT_LLM_ALLOWED_CIDRS` (none:
+    /// model servers must be public unless their range is listed).
+    pub model: ModelSettings,
+    /// `CHATBOT_SECRETS_DIR` and `CHATBOT_SECRET_<REF>`: model API keys.
+    pub secrets: Secrets,
 }
 
 impl Config {
@@ -21,6 +32,25 @@ impl Config {
                 amqp_url: config::string("AMQP_URL", config::DEFAULT_AMQP_URL),
                 exchange: config::string("EVENTS_EXCHANGE", "events"),
             },
+            model: model_settings()?,
+            secrets: Secrets::from_env(),
         })
     }
+}
+
+fn model_settings() -> Result<ModelSettings, ConfigError> {
+    let defaults = ModelSettings::default();
+    let cidrs = config::string("CHATBOT_LLM_ALLOWED_CIDRS", "");
+    let guard = TargetGuard::from_list(&cidrs).map_err(|reason| ConfigError::Invalid {
+        name: "CHATBOT_LLM_ALLOWED_CIDRS",
+        value: cidrs.clone(),
+        reason,
+    })?;
+    Ok(ModelSettings {
+        timeout: Duration::from_millis(config::parsed("CHATBOT_LLM_TIMEOUT_MS", 30_000u64)?),
+        max_attempts: config::parsed("CHATBOT_LLM_MAX_ATTEMPTS", defaults.max_attempts)?.max(1),
+        backoff: Duration::from_millis(config::parsed("CHATBOT_LLM_BACKOFF_MS", 500u64)?),
+        guard,
+        ..defaults
+    })
 }

@@ -191,8 +191,7 @@ impl ConversationService for Conversations {
         .fetch_one(&mut *tx)
         .await
         .map_err(Error::from)?;
-        self.record_update(&mut tx, &principal.workspace_id, &current, &row)
-            .await?;
+        record_update(&self.outbox, &mut tx, &principal.workspace_id, &current, &row).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(row.into()))
     }
@@ -221,43 +220,6 @@ impl ConversationService for Conversations {
 }
 
 impl Conversations {
-    /// `conversation.updated` listing what changed, and `conversation.ended`
-    /// when the change ended it; nothing when nothing changed.
-    async fn record_update(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        workspace_id: &str,
-        before: &ConversationRow,
-        after: &ConversationRow,
-    ) -> Result<()> {
-        let mut changes = Vec::new();
-        if before.status != after.status {
-            changes.push(events::change("status", json!(before.status), json!(after.status)));
-        }
-        if before.channel != after.channel {
-            changes.push(events::change("channel", json!(before.channel), json!(after.channel)));
-        }
-        if before.metadata != after.metadata {
-            changes.push(events::change(
-                "metadata",
-                before.metadata.clone(),
-                after.metadata.clone(),
-            ));
-        }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let ended = after.status == ConversationStatus::Ended.as_str() && before.status != after.status;
-        self.outbox
-            .record(tx, &events::conversation_updated(workspace_id, after, changes))
-            .await?;
-        if ended {
-            let event = events::conversation(events::CONVERSATION_ENDED, workspace_id, after);
-            self.outbox.record(tx, &event).await?;
-        }
-        Ok(())
-    }
-
     async fn existing_bot(&self, workspace_id: &str, id: &str) -> Result<BotId> {
         let bot_id = BotId::parse("bot_id", id)
             .map_err(|_| Error::invalid("bot_id", format!("no bot {id} in this workspace")))?;
@@ -272,7 +234,68 @@ impl Conversations {
     }
 }
 
-async fn fetch(pool: &PgPool, workspace_id: &str, id: &ConversationId) -> Result<ConversationRow> {
+/// `conversation.updated` listing what changed, and `conversation.ended`
+/// when the change ended it; nothing when nothing changed.
+pub(crate) async fn record_update(
+    outbox: &Outbox,
+    tx: &mut Transaction<'_, Postgres>,
+    workspace_id: &str,
+    before: &ConversationRow,
+    after: &ConversationRow,
+) -> Result<()> {
+    let mut changes = Vec::new();
+    if before.status != after.status {
+        changes.push(events::change("status", json!(before.status), json!(after.status)));
+    }
+    if before.channel != after.channel {
+        changes.push(events::change("channel", json!(before.channel), json!(after.channel)));
+    }
+    if before.metadata != after.metadata {
+        changes.push(events::change(
+            "metadata",
+            before.metadata.clone(),
+            after.metadata.clone(),
+        ));
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ended = after.status == ConversationStatus::Ended.as_str() && before.status != after.status;
+    outbox
+        .record(tx, &events::conversation_updated(workspace_id, after, changes))
+        .await?;
+    if ended {
+        let event = events::conversation(events::CONVERSATION_ENDED, workspace_id, after);
+        outbox.record(tx, &event).await?;
+    }
+    Ok(())
+}
+
+
+/// Hands the conversation to a human: status `waiting`, and why under the
+/// `handoff` metadata key; recorded as `conversation.updated`.
+pub(crate) async fn hand_off(
+    outbox: &Outbox,
+    tx: &mut Transaction<'_, Postgres>,
+    workspace_id: &str,
+    current: &ConversationRow,
+    why: serde_json::Value,
+) -> Result<()> {
+    let row: ConversationRow = sqlx::query_as(&format!(
+        "UPDATE conversations
+         SET status = 'waiting', metadata = metadata || jsonb_build_object('handoff', $3::jsonb)
+         WHERE workspace_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(&current.id)
+    .bind(why)
+    .fetch_one(&mut **tx)
+    .await?;
+    record_update(outbox, tx, workspace_id, current, &row).await
+}
+
+pub(crate) async fn fetch(pool: &PgPool, workspace_id: &str, id: &ConversationId) -> Result<ConversationRow> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM conversations WHERE workspace_id = $1 AND id = $2"
     ))
@@ -322,5 +345,9 @@ impl ConversationRow {
 
     pub(crate) fn message_count(&self) -> i64 {
         self.message_count
+    }
+
+    pub(crate) fn bot_id(&self) -> Option<&str> {
+        self.bot_id.as_deref()
     }
 }

@@ -11,6 +11,7 @@ pub const CONVERSATION_UPDATED: &str = "conversation.updated";
 pub const CONVERSATION_ENDED: &str = "conversation.ended";
 pub const MESSAGE_RECEIVED: &str = "message.received";
 pub const MESSAGE_SENT: &str = "message.sent";
+pub const MESSAGE_FAILED: &str = "message.failed";
 
 pub fn conversation(event_type: &str, workspace_id: &str, row: &ConversationRow) -> Envelope {
     Envelope::new(event_type, workspace_id, json!({ "conversation": row.to_json() }))
@@ -42,4 +43,14 @@ pub fn message(workspace_id: &str, row: &MessageRow) -> Option<Envelope> {
         workspace_id,
         json!({ "message": row.to_json() }),
     ))
+}
+
+/// `message.failed`: the bot could not answer `question`; `reply` is the
+/// fallback it sent instead.
+pub fn message_failed(workspace_id: &str, question: &MessageRow, reply: &MessageRow, reason: &str) -> Envelope {
+    Envelope::new(
+        MESSAGE_FAILED,
+        workspace_id,
+        json!({ "message": question.to_json(), "reply": reply.to_json(), "reason": reason }),
+    )
 }

@@ -1,4 +1,4 @@
-//! Typed, prefixed resource ids (`conv_…`, `msg_…`, `bot_…`, `job_…`),
+//! Typed, prefixed resource ids (`conv_…`, `msg_…`, `bot_…`, `job_…`, `kn_…`),
 //! parsed and printed in this one place.
 
 use std::fmt;
@@ -58,6 +58,7 @@ prefixed_id!(ConversationId, "conv_", "conversation");
 prefixed_id!(MessageId, "msg_", "message");
 prefixed_id!(BotId, "bot_", "bot");
 prefixed_id!(JobId, "job_", "training job");
+prefixed_id!(KnowledgeItemId, "kn_", "knowledge item");
 
 fn generate(prefix: &str) -> String {
     let mut rng = rand::thread_rng();
@@ -99,10 +100,7 @@ mod tests {
     fn an_empty_id_is_an_invalid_argument() {
         assert!(matches!(
             MessageId::parse("message_id", ""),
-            Err(Error::InvalidArgument {
-                field: "message_id",
-                ..
-            })
+            Err(Error::InvalidArgument { field, .. }) if field == "message_id"
         ));
     }
 }

@@ -6,18 +6,24 @@
 
 mod bot_config;
 mod bots;
+mod chunking;
 mod config;
 mod conversations;
 mod error;
 mod events;
 mod ids;
+mod knowledge;
 mod messages;
 mod model;
 mod proto_convert;
+pub mod replies;
+mod retrieval;
+pub mod secrets;
+mod training;
 
 use proto::chatbot::v1::{
     bot_service_server::BotServiceServer, conversation_service_server::ConversationServiceServer,
-    message_service_server::MessageServiceServer,
+    knowledge_service_server::KnowledgeServiceServer, message_service_server::MessageServiceServer,
 };
 use service_runtime::{
     database, grpc_server,
@@ -28,6 +34,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use replies::{Replier, model_server::ModelClient};
+use retrieval::Indexes;
+use secrets::Secrets;
+use training::Trainer;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "chatbot";
@@ -44,26 +54,59 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     .await?;
     let outbox = Outbox::new(SCHEMA);
     outbox::spawn_relay(pool.clone(), outbox.clone(), config.events, shutdown.clone());
-    serve_with_pool(pool, outbox, listener, shutdown).await
+    let indexes = Indexes::new(pool.clone());
+    let trainer = Trainer::new(pool.clone(), outbox.clone(), indexes.clone());
+    trainer.spawn(shutdown.clone());
+    let replier = Replier::new(
+        pool.clone(),
+        indexes.clone(),
+        ModelClient::new(config.model),
+        config.secrets.clone(),
+    );
+    let parts = Parts {
+        pool,
+        outbox,
+        indexes,
+        trainer,
+        replier,
+        secrets: config.secrets,
+    };
+    serve_parts(parts, listener, shutdown).await
 }
 
-async fn serve_with_pool(
+/// What the gRPC services share.
+struct Parts {
     pool: PgPool,
     outbox: Outbox,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+    indexes: Indexes,
+    trainer: Trainer,
+    replier: Replier,
+    secrets: Secrets,
+}
+
+async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Parts {
+        pool,
+        outbox,
+        indexes,
+        trainer,
+        replier,
+        secrets,
+    } = parts;
     let (router, health) = grpc_server::base_router();
     let conversations = ConversationServiceServer::new(conversations::Conversations::new(pool.clone(), outbox.clone()));
-    let messages = MessageServiceServer::new(messages::Messages::new(pool.clone(), outbox));
-    let bots = BotServiceServer::new(bots::Bots::new(pool));
+    let messages = MessageServiceServer::new(messages::Messages::new(pool.clone(), outbox.clone(), replier));
+    let bots = BotServiceServer::new(bots::Bots::new(pool.clone(), outbox, trainer, indexes, secrets));
+    let knowledge = KnowledgeServiceServer::new(knowledge::Knowledge::new(pool));
     grpc_server::mark_serving::<ConversationServiceServer<conversations::Conversations>>(&health).await;
     grpc_server::mark_serving::<MessageServiceServer<messages::Messages>>(&health).await;
     grpc_server::mark_serving::<BotServiceServer<bots::Bots>>(&health).await;
+    grpc_server::mark_serving::<KnowledgeServiceServer<knowledge::Knowledge>>(&health).await;
     let router = router
         .add_service(conversations)
         .add_service(messages)
-        .add_service(bots);
+        .add_service(bots)
+        .add_service(knowledge);
     tracing::info!(addr = %listener.local_addr()?, "chatbot-service listening");
     grpc_server::serve(router, health, listener, shutdown).await?;
     Ok(())

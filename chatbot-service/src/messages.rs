@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use proto::chatbot::v1::{
-    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
-    message_service_server::MessageService,
+    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, ReplyDelta, SendMessageEvent,
+    SendMessageRequest, SendMessageResponse, message_service_server::MessageService, send_message_event::Event,
 };
 use serde_json::json;
 use service_runtime::{
@@ -13,6 +13,8 @@ use service_runtime::{
     principal::{Principal, idempotency_key},
 };
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -20,25 +22,28 @@ use crate::{
     error::{Error, Result},
     events,
     ids::{ConversationId, MessageId},
-    model::{Role, bounded_text, required_text},
+    model::{ConversationStatus, Role, bounded_text, required_text},
     proto_convert::{json_to_struct, metadata_to_json, timestamp},
+    replies::{Draft, Replier},
 };
 
 const MAX_CONTENT_CHARS: usize = 32 * 1024;
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
+#[derive(Clone)]
 pub struct Messages {
     pool: PgPool,
     outbox: Outbox,
+    replier: Replier,
 }
 
 impl Messages {
-    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
-        Self { pool, outbox }
+    pub fn new(pool: PgPool, outbox: Outbox, replier: Replier) -> Self {
+        Self { pool, outbox, replier }
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct MessageRow {
     id: String,
     conversation_id: String,
@@ -70,6 +75,10 @@ impl MessageRow {
         &self.role
     }
 
+    fn to_message(&self) -> Message {
+        self.clone().into()
+    }
+
     /// The message as events carry it.
     pub(crate) fn to_json(&self) -> serde_json::Value {
         json!({
@@ -90,6 +99,35 @@ struct NewMessage {
     content: String,
     metadata: serde_json::Value,
     idempotency_key: Option<String>,
+    in_reply_to: Option<String>,
+}
+
+/// A send request, validated, with whom it is for.
+struct Send {
+    workspace_id: String,
+    conversation_id: ConversationId,
+    message: NewMessage,
+}
+
+impl Send {
+    fn parse(request: Request<SendMessageRequest>) -> Result<Self, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let key = idempotency_key(request.metadata())
+            .map(|k| bounded_text("idempotency_key", &k, MAX_IDEMPOTENCY_KEY_CHARS))
+            .transpose()?;
+        let req = request.into_inner();
+        Ok(Self {
+            workspace_id: principal.workspace_id,
+            conversation_id: ConversationId::parse("conversation_id", &req.conversation_id)?,
+            message: NewMessage {
+                role: Role::parse("role", &req.role)?,
+                content: required_text("content", &req.content, MAX_CONTENT_CHARS)?,
+                metadata: metadata_to_json("metadata", req.metadata)?,
+                idempotency_key: key,
+                in_reply_to: None,
+            },
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -98,23 +136,53 @@ impl MessageService for Messages {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
-        let key = idempotency_key(request.metadata())
-            .map(|k| bounded_text("idempotency_key", &k, MAX_IDEMPOTENCY_KEY_CHARS))
-            .transpose()?;
-        let req = request.into_inner();
-        let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id)?;
-        let message = NewMessage {
-            role: Role::parse("role", &req.role)?,
-            content: required_text("content", &req.content, MAX_CONTENT_CHARS)?,
-            metadata: metadata_to_json("metadata", req.metadata)?,
-            idempotency_key: key,
-        };
-        let (row, replayed) = self.append(&principal.workspace_id, &conversation_id, message).await?;
+        let send = Send::parse(request)?;
+        let (row, replayed) = self.append(&send.workspace_id, &send.conversation_id, send.message).await?;
+        let reply = self.reply(&send.workspace_id, &send.conversation_id, &row, None).await?;
         Ok(Response::new(SendMessageResponse {
             message: Some(row.into()),
             replayed,
+            reply: reply.map(Message::from),
         }))
+    }
+
+    type StreamMessageStream = ReceiverStream<Result<SendMessageEvent, Status>>;
+
+    /// The message is stored before the stream starts (errors are plain
+    /// statuses); the reply is drafted and stored by a task of its own, so
+    /// a caller that goes away still leaves the complete reply behind.
+    async fn stream_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<Self::StreamMessageStream>, Status> {
+        let send = Send::parse(request)?;
+        let (row, _) = self.append(&send.workspace_id, &send.conversation_id, send.message).await?;
+        let (events, stream) = mpsc::channel(64);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = events.send(Ok(event(Event::Message(row.to_message())))).await;
+            let (deltas, mut pieces) = mpsc::channel::<String>(64);
+            let forward = {
+                let events = events.clone();
+                tokio::spawn(async move {
+                    while let Some(text) = pieces.recv().await {
+                        let _ = events.send(Ok(event(Event::Delta(ReplyDelta { text })))).await;
+                    }
+                })
+            };
+            let reply = this
+                .reply(&send.workspace_id, &send.conversation_id, &row, Some(&deltas))
+                .await;
+            drop(deltas);
+            let _ = forward.await;
+            let last = match reply {
+                Ok(Some(reply)) => Ok(event(Event::Reply(reply.into()))),
+                Ok(None) => return,
+                Err(error) => Err(Status::from(error)),
+            };
+            let _ = events.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 
     async fn list_messages(
@@ -172,7 +240,86 @@ impl MessageService for Messages {
     }
 }
 
+fn event(event: Event) -> SendMessageEvent {
+    SendMessageEvent { event: Some(event) }
+}
+
 impl Messages {
+    /// The bot's reply to a stored `user` message, drafted and stored; the
+    /// one already stored if this message was answered before. `None` when
+    /// no bot answers: no bot, or the conversation is with a human.
+    async fn reply(
+        &self,
+        workspace_id: &str,
+        conversation_id: &ConversationId,
+        question: &MessageRow,
+        deltas: Option<&mpsc::Sender<String>>,
+    ) -> Result<Option<MessageRow>> {
+        if question.role != Role::User.as_str() {
+            return Ok(None);
+        }
+        if let Some(existing) = find_reply(&self.pool, workspace_id, conversation_id, &question.id).await? {
+            if let Some(sender) = deltas {
+                let _ = sender.send(existing.content.clone()).await;
+            }
+            return Ok(Some(existing));
+        }
+        let conversation = conversations::fetch(&self.pool, workspace_id, conversation_id).await?;
+        let bot_id = match (conversation.status()?, conversation.bot_id()) {
+            (ConversationStatus::Active, Some(bot_id)) => bot_id.to_owned(),
+            _ => return Ok(None),
+        };
+        let Some(bot) = self.replier.bot(workspace_id, &bot_id).await? else {
+            return Ok(None);
+        };
+        let draft = self
+            .replier
+            .draft(workspace_id, conversation_id.as_str(), &bot, &question.content, deltas)
+            .await?;
+        self.store_reply(workspace_id, conversation_id, question, draft).await
+    }
+
+    /// Stores a drafted reply with its events, unless another request
+    /// answered first or the conversation ended meanwhile.
+    async fn store_reply(
+        &self,
+        workspace_id: &str,
+        conversation_id: &ConversationId,
+        question: &MessageRow,
+        draft: Draft,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.pool.begin().await?;
+        let conversation = conversations::lock(&mut tx, workspace_id, conversation_id).await?;
+        if let Some(existing) = find_reply(&mut *tx, workspace_id, conversation_id, &question.id).await? {
+            return Ok(Some(existing));
+        }
+        if !conversation.status()?.accepts_messages() {
+            return Ok(None);
+        }
+        let mut metadata = draft.metadata;
+        metadata["in_reply_to"] = serde_json::Value::String(question.id.clone());
+        let message = NewMessage {
+            role: Role::Bot,
+            content: draft.content,
+            metadata,
+            idempotency_key: None,
+            in_reply_to: Some(question.id.clone()),
+        };
+        let row = insert(&mut tx, workspace_id, conversation_id, conversation.message_count() + 1, &message).await?;
+        if let Some(event) = events::message(workspace_id, &row) {
+            self.outbox.record(&mut tx, &event).await?;
+        }
+        if let Some(reason) = &draft.failure {
+            let event = events::message_failed(workspace_id, question, &row, reason);
+            self.outbox.record(&mut tx, &event).await?;
+        }
+        if let Some(why) = draft.handoff {
+            conversations::hand_off(&self.outbox, &mut tx, workspace_id, &conversation, why).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
     /// Appends under the conversation's row lock, which serialises senders:
     /// sequence numbers have no gaps and a retried key finds its first message.
     async fn append(
@@ -198,30 +345,7 @@ impl Messages {
                 "conversation is ended; it accepts no more messages".into(),
             ));
         }
-        let row: MessageRow = sqlx::query_as(&format!(
-            "INSERT INTO messages (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(workspace_id)
-        .bind(MessageId::generate().as_str())
-        .bind(conversation_id.as_str())
-        .bind(conversation.message_count() + 1)
-        .bind(message.role.as_str())
-        .bind(&message.content)
-        .bind(&message.metadata)
-        .bind(&message.idempotency_key)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE conversations SET message_count = message_count + 1, last_activity = $3
-             WHERE workspace_id = $1 AND id = $2",
-        )
-        .bind(workspace_id)
-        .bind(conversation_id.as_str())
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
+        let row = insert(&mut tx, workspace_id, conversation_id, conversation.message_count() + 1, &message).await?;
         if let Some(event) = events::message(workspace_id, &row) {
             self.outbox.record(&mut tx, &event).await?;
         }
@@ -239,6 +363,61 @@ impl Messages {
             .map(|_| ())
             .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
     }
+}
+
+/// Inserts the message at `sequence` and counts it on the conversation,
+/// whose row lock the caller holds.
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    workspace_id: &str,
+    conversation_id: &ConversationId,
+    sequence: i64,
+    message: &NewMessage,
+) -> Result<MessageRow> {
+    let row: MessageRow = sqlx::query_as(&format!(
+        "INSERT INTO messages
+             (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key, in_reply_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(MessageId::generate().as_str())
+    .bind(conversation_id.as_str())
+    .bind(sequence)
+    .bind(message.role.as_str())
+    .bind(&message.content)
+    .bind(&message.metadata)
+    .bind(&message.idempotency_key)
+    .bind(&message.in_reply_to)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET message_count = message_count + 1, last_activity = $3
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(conversation_id.as_str())
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+async fn find_reply<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    workspace_id: &str,
+    conversation_id: &ConversationId,
+    question_id: &str,
+) -> Result<Option<MessageRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages
+         WHERE workspace_id = $1 AND conversation_id = $2 AND in_reply_to = $3"
+    ))
+    .bind(workspace_id)
+    .bind(conversation_id.as_str())
+    .bind(question_id)
+    .fetch_optional(executor)
+    .await?)
 }
 
 async fn find_by_key(

@@ -151,11 +151,11 @@ mod tests {
     fn unknown_roles_and_channels_name_the_field() {
         assert!(matches!(
             Role::parse("role", "robot"),
-            Err(Error::InvalidArgument { field: "role", .. })
+            Err(Error::InvalidArgument { field, .. }) if field == "role"
         ));
         assert!(matches!(
             parse_channel("channel", "fax"),
-            Err(Error::InvalidArgument { field: "channel", .. })
+            Err(Error::InvalidArgument { field, .. }) if field == "channel"
         ));
     }
 }

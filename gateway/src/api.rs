@@ -18,6 +18,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use crate::{
     AppState,
     auth::Principal,
+    event_stream,
     problem::{Problem, ProblemContext},
     request_id,
     routes::Resolution,
@@ -59,6 +60,23 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
     if let Some(version) = parts.extensions.get::<crate::api_version::ApiVersion>() {
         metadata.insert(crate::api_version::HEADER, MetadataValue::from_static(version.0));
     }
+    if let Some(stream) = &route.event_stream
+        && event_stream::wanted(&parts.headers)
+    {
+        let opened = state
+            .upstreams
+            .open_stream(
+                route.upstream,
+                &stream.grpc_path,
+                message,
+                metadata,
+                &stream.method.output(),
+                event_stream::STREAM_DEADLINE,
+            )
+            .await
+            .map_err(|error| call_problem(route.template.as_str(), error))?;
+        return Ok(event_stream::respond(opened, ProblemContext::of(parts)));
+    }
     // GET and DELETE are idempotent by HTTP's rules, so a call that found a
     // replica unavailable may be sent again.
     let idempotent = matches!(parts.method, http::Method::GET | http::Method::DELETE);
@@ -80,7 +98,7 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         tracing::error!(%error, "rendering upstream reply");
         Problem::internal()
     })?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+    Ok((route.success_status, [(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (413) whether or

@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod api_version;
+mod event_stream;
 pub mod auth;
 pub mod config;
 mod health;

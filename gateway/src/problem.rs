@@ -167,7 +167,8 @@ impl Problem {
         problem
     }
 
-    fn body(&self, request_id: &str, instance: &str) -> Value {
+    /// The problem document (RFC 9457) as JSON.
+    pub fn body(&self, request_id: &str, instance: &str) -> Value {
         let mut body = Map::new();
         body.insert("type".into(), json!(format!("{TYPE_BASE}{}", self.kind)));
         body.insert("title".into(), json!(self.title));

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod principal;
 pub mod shutdown;
+pub mod target_guard;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -7,6 +7,7 @@
 //! When PostgreSQL or RabbitMQ is down the stack fails to start with a
 //! message that names the service and how to start it; tests never skip.
 
+pub mod bots;
 mod client;
 pub mod event_tap;
 mod infra;
@@ -29,6 +30,10 @@ use infra::Infra;
 pub const CORS_ORIGIN: &str = "https://app.example.com";
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A model server API key chatbot-service holds in test stacks, by name.
+pub const MODEL_KEY_REF: &str = "test-model-key";
+pub const MODEL_KEY: &str = "sk-test-0123456789";
 
 /// Changes to the stack a test needs, before it starts.
 #[derive(Default)]
@@ -183,6 +188,18 @@ impl TestStack {
                         amqp_url: self.chatbot_amqp_url.clone(),
                         exchange: infra.exchange.clone(),
                     },
+                    // Model servers in tests run on loopback; retries come fast.
+                    model: chatbot_service::replies::model_server::ModelSettings {
+                        timeout: Duration::from_millis(1500),
+                        backoff: Duration::from_millis(50),
+                        guard: service_runtime::target_guard::TargetGuard::from_list("127.0.0.0/8")
+                            .expect("a CIDR"),
+                        ..Default::default()
+                    },
+                    secrets: chatbot_service::secrets::Secrets::from_values([(
+                        MODEL_KEY_REF.to_owned(),
+                        MODEL_KEY.to_owned(),
+                    )]),
                 };
                 tokio::spawn(chatbot_service::serve(config, listener, token))
             }

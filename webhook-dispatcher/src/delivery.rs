@@ -216,7 +216,7 @@ impl Sender {
     }
 
     async fn send(&self, delivery: &Claimed, target: &Target) -> anyhow::Result<Outcome> {
-        if let Some(refusal) = literal_ip_refusal(&target.url, &self.settings.guard) {
+        if let Some(refusal) = self.settings.guard.refuse_literal(&target.url) {
             return Ok(Outcome::network(refusal, Duration::ZERO));
         }
         let timestamp = Utc::now().timestamp();
@@ -467,30 +467,3 @@ fn describe(error: &reqwest::Error) -> String {
     format!("{kind}: {root}")
 }
 
-/// URLs naming an IP address skip DNS, so the resolver's check cannot see
-/// them; they are checked here instead.
-fn literal_ip_refusal(url: &str, guard: &TargetGuard) -> Option<String> {
-    let authority = url.split("://").nth(1)?.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    let ip: std::net::IpAddr = host.parse().ok()?;
-    (!guard.permits(ip)).then(|| format!("{ip} is an internal address; refused"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literal_internal_addresses_are_refused_before_any_request() {
-        let guard = TargetGuard::default();
-        assert!(literal_ip_refusal("http://127.0.0.1:9000/hook", &guard).is_some());
-        assert!(literal_ip_refusal("http://169.254.169.254/latest/meta-data", &guard).is_some());
-        assert!(literal_ip_refusal("http://[::1]:80/", &guard).is_some());
-        assert!(literal_ip_refusal("https://hooks.example.com/in", &guard).is_none());
-        assert!(literal_ip_refusal("https://93.184.216.34/in", &guard).is_none());
-    }
-}

@@ -13,7 +13,7 @@ mod endpoints;
 pub mod retry_schedule;
 mod secrets;
 mod signing;
-pub mod target_guard;
+pub use service_runtime::target_guard;
 
 use proto::webhooks::v1::webhook_service_server::WebhookServiceServer;
 use service_runtime::{

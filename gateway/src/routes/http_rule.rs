@@ -8,6 +8,8 @@ use super::path_template::{PathTemplate, TemplateError};
 
 const HTTP_EXTENSION: &str = "google.api.http";
 const SCOPE_EXTENSION: &str = "platform.required_scope";
+const STATUS_EXTENSION: &str = "platform.success_status";
+const STREAM_EXTENSION: &str = "platform.event_stream";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -60,15 +62,61 @@ pub fn bindings(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Vec<
 
 /// The method's `platform.required_scope`, if it declares one.
 fn required_scope(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<String> {
-    let extension = pool.get_extension_by_name(SCOPE_EXTENSION)?;
-    let options = method.options();
-    if !options.has_extension(&extension) {
-        return None;
-    }
-    match options.get_extension(&extension).as_ref() {
-        Value::String(scope) if !scope.is_empty() => Some(scope.clone()),
+    match method_option(pool, method, SCOPE_EXTENSION)? {
+        Value::String(scope) if !scope.is_empty() => Some(scope),
         _ => None,
     }
+}
+
+fn method_option(pool: &DescriptorPool, method: &MethodDescriptor, name: &str) -> Option<Value> {
+    let extension = pool.get_extension_by_name(name)?;
+    let options = method.options();
+    options
+        .has_extension(&extension)
+        .then(|| options.get_extension(&extension).into_owned())
+}
+
+/// The HTTP status of a successful answer: `platform.success_status`, or 200.
+pub fn success_status(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<http::StatusCode, RouteError> {
+    match method_option(pool, method, STATUS_EXTENSION) {
+        None => Ok(http::StatusCode::OK),
+        Some(Value::I32(code)) => u16::try_from(code)
+            .ok()
+            .and_then(|c| http::StatusCode::from_u16(c).ok())
+            .filter(|c| c.is_success())
+            .ok_or_else(|| RouteError::Invalid {
+                method: method.full_name().to_owned(),
+                reason: format!("platform.success_status {code} is not a 2xx status"),
+            }),
+        Some(_) => Err(RouteError::Invalid {
+            method: method.full_name().to_owned(),
+            reason: "platform.success_status is not an int32".into(),
+        }),
+    }
+}
+
+/// The server-streaming sibling named by `platform.event_stream`, checked:
+/// same service, same request type, streams its answers.
+pub fn event_stream(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Option<MethodDescriptor>, RouteError> {
+    let Some(Value::String(name)) = method_option(pool, method, STREAM_EXTENSION) else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| RouteError::Invalid {
+        method: method.full_name().to_owned(),
+        reason,
+    };
+    let sibling = method
+        .parent_service()
+        .methods()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| invalid(format!("platform.event_stream names {name}, which is not a method of this service")))?;
+    if !sibling.is_server_streaming() || sibling.is_client_streaming() {
+        return Err(invalid(format!("platform.event_stream {name} must be server-streaming only")));
+    }
+    if sibling.input() != method.input() {
+        return Err(invalid(format!("platform.event_stream {name} must take {}", method.input().full_name())));
+    }
+    Ok(Some(sibling))
 }
 
 fn decode(message: &DynamicMessage) -> Result<HttpRule, String> {

@@ -13,6 +13,16 @@ use prost_reflect::{DescriptorPool, MethodDescriptor};
 pub use http_rule::RouteError;
 use path_template::{Binding, PathTemplate};
 
+/// `/package.Service/Method`, the gRPC path of `method`.
+fn grpc_path_of(method: &MethodDescriptor) -> Result<http::uri::PathAndQuery, RouteError> {
+    format!("/{}/{}", method.parent_service().full_name(), method.name())
+        .parse()
+        .map_err(|_| RouteError::Invalid {
+            method: method.full_name().to_owned(),
+            reason: "the gRPC path is not a valid URI path".into(),
+        })
+}
+
 /// One REST binding of one RPC.
 #[derive(Debug)]
 pub struct Route {
@@ -28,6 +38,17 @@ pub struct Route {
     /// Index of the upstream serving this route.
     pub upstream: usize,
     /// `/package.Service/Method`, the gRPC path.
+    pub grpc_path: http::uri::PathAndQuery,
+    /// The status of a successful answer (`platform.success_status`).
+    pub success_status: http::StatusCode,
+    /// Called instead for `Accept: text/event-stream` (`platform.event_stream`).
+    pub event_stream: Option<EventStream>,
+}
+
+/// A server-streaming RPC whose messages become Server-Sent Events.
+#[derive(Debug)]
+pub struct EventStream {
+    pub method: MethodDescriptor,
     pub grpc_path: http::uri::PathAndQuery,
 }
 
@@ -53,17 +74,16 @@ impl RouteTable {
         let mut routes = Vec::new();
         for service in pool.services() {
             for method in service.methods() {
+                let success_status = http_rule::success_status(pool, &method)?;
                 for binding in http_rule::bindings(pool, &method)? {
                     let prefix = binding.template.literal_prefix();
                     let upstream = upstream_for(&prefix).ok_or_else(|| RouteError::NoUpstream {
                         path: binding.template.as_str().to_owned(),
                     })?;
-                    let grpc_path = format!("/{}/{}", service.full_name(), method.name())
-                        .parse()
-                        .map_err(|_| RouteError::Invalid {
-                            method: method.full_name().to_owned(),
-                            reason: "the gRPC path is not a valid URI path".into(),
-                        })?;
+                    let grpc_path = grpc_path_of(&method)?;
+                    let event_stream = http_rule::event_stream(pool, &method)?
+                        .map(|m| grpc_path_of(&m).map(|grpc_path| EventStream { method: m, grpc_path }))
+                        .transpose()?;
                     routes.push(Arc::new(Route {
                         http_method: binding.http_method,
                         template: binding.template,
@@ -73,6 +93,8 @@ impl RouteTable {
                         response_body: binding.response_body,
                         upstream,
                         grpc_path,
+                        success_status,
+                        event_stream,
                     }));
                 }
             }

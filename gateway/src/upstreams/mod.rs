@@ -133,6 +133,25 @@ impl Upstreams {
         outcome.map_err(CallError::Status)
     }
 
+    /// Opens a server-streaming call through the breaker. The breaker
+    /// judges the opening only; the stream then runs under `deadline`.
+    pub async fn open_stream(
+        &self,
+        upstream: usize,
+        path: &PathAndQuery,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        response_type: &MessageDescriptor,
+        deadline: Duration,
+    ) -> Result<tonic::Streaming<DynamicMessage>, CallError> {
+        let upstream = &self.list[upstream];
+        let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        let outcome = upstream.open(path, message, metadata, response_type, deadline).await;
+        let failed = matches!(&outcome, Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown));
+        upstream.breaker.record(permit, failed);
+        outcome.map_err(CallError::Status)
+    }
+
     /// Whether the upstream has a healthy replica that reports SERVING.
     pub async fn is_serving(&self, upstream: usize) -> bool {
         let upstream = &self.list[upstream];
@@ -141,6 +160,35 @@ impl Upstreams {
 }
 
 impl Upstream {
+    async fn open(
+        &self,
+        path: &PathAndQuery,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        response_type: &MessageDescriptor,
+        deadline: Duration,
+    ) -> Result<tonic::Streaming<DynamicMessage>, Status> {
+        if self.replicas.healthy() == 0 {
+            return Err(Status::unavailable("no healthy replica"));
+        }
+        let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
+        request.set_timeout(deadline);
+        let mut client = tonic::client::Grpc::new(self.replicas.channel.clone());
+        let open = async {
+            client
+                .ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("upstream not ready: {e}")))?;
+            client
+                .server_streaming(request, path.clone(), DynamicCodec::new(response_type.clone()))
+                .await
+        };
+        match tokio::time::timeout(self.timeout, open).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded("upstream did not answer in time")),
+        }
+    }
+
     /// One attempt with the upstream's deadline, also sent as `grpc-timeout`
     /// so the service can stop work nobody waits for.
     async fn attempt(

@@ -1,4 +1,4 @@
-//! SSRF protection: webhook targets must resolve to public addresses. The
+//! SSRF protection: outbound targets (webhooks, model servers) must resolve to public addresses. The
 //! check runs inside the HTTP client's resolver, so the connection goes to
 //! exactly the addresses that were checked (no second lookup an attacker's
 //! DNS could answer differently). Private ranges can be allowed by CIDR for
@@ -91,6 +91,30 @@ impl TargetGuard {
     pub fn permits(&self, ip: IpAddr) -> bool {
         !is_internal(ip) || self.allowed.iter().any(|c| c.contains(ip))
     }
+
+    /// URLs naming an IP address skip DNS, so the resolver's check cannot
+    /// see them; they are checked here instead. `Some(reason)` when refused.
+    pub fn refuse_literal(&self, url: &str) -> Option<String> {
+        let authority = url.split("://").nth(1)?.split(['/', '?', '#']).next()?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let ip: IpAddr = host.parse().ok()?;
+        (!self.permits(ip)).then(|| format!("{ip} is an internal address; refused"))
+    }
+
+    /// Parses a comma-separated CIDR list, naming the first bad entry.
+    pub fn from_list(list: &str) -> Result<Self, String> {
+        let allowed = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Cidr::parse(s).ok_or_else(|| format!("{s:?} is not a CIDR such as 10.0.0.0/8")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(allowed))
+    }
 }
 
 impl Resolve for TargetGuard {
@@ -140,5 +164,15 @@ mod tests {
         let local = TargetGuard::new(vec![Cidr::parse("127.0.0.0/8").unwrap()]);
         assert!(local.permits(ip("127.0.0.1")));
         assert!(!local.permits(ip("169.254.169.254")));
+    }
+
+    #[test]
+    fn literal_internal_addresses_are_refused_before_any_request() {
+        let guard = TargetGuard::default();
+        assert!(guard.refuse_literal("http://127.0.0.1:9000/hook").is_some());
+        assert!(guard.refuse_literal("http://169.254.169.254/latest/meta-data").is_some());
+        assert!(guard.refuse_literal("http://[::1]:80/").is_some());
+        assert!(guard.refuse_literal("https://hooks.example.com/in").is_none());
+        assert!(guard.refuse_literal("https://93.184.216.34/in").is_none());
     }
 }

@@ -1,0 +1,329 @@
+//! Training jobs: a queue in PostgreSQL, worked by every replica.
+//!
+//! A job snapshots the bot's knowledge into the passages of a new version,
+//! in batches that each commit on their own (no long transaction; the
+//! version is invisible until its job succeeds), then builds the version's
+//! index. A job's worker holds a lease it renews with every batch; a job
+//! whose worker died is taken up again by any replica once the lease lapses.
+
+use std::{sync::Arc, time::Duration};
+
+use prost::Message as _;
+use proto::chatbot::v1::BotConfig;
+use serde_json::json;
+use service_runtime::{events::Envelope, outbox::Outbox};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    chunking,
+    error::{Error, Result},
+    retrieval::{Index, Indexes, Kind, Passage, VersionKey},
+};
+
+pub const BOT_TRAINED: &str = "bot.trained";
+pub const BOT_ERROR: &str = "bot.error";
+
+const BATCH: i64 = 1000;
+const LEASE: &str = "30 seconds";
+const MAX_ATTEMPTS: i32 = 3;
+const POLL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Trainer {
+    pool: PgPool,
+    outbox: Outbox,
+    indexes: Indexes,
+    wake: Arc<Notify>,
+}
+
+/// A claimed job.
+#[derive(sqlx::FromRow)]
+struct Job {
+    workspace_id: String,
+    id: String,
+    bot_id: String,
+    version: i32,
+    attempts: i32,
+}
+
+impl Trainer {
+    pub fn new(pool: PgPool, outbox: Outbox, indexes: Indexes) -> Self {
+        Self {
+            pool,
+            outbox,
+            indexes,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Works jobs until shutdown: at once when woken, and every few
+    /// seconds for jobs other replicas queued or abandoned.
+    pub fn spawn(&self, shutdown: CancellationToken) {
+        let trainer = self.clone();
+        tokio::spawn(async move {
+            loop {
+                while let Some(job) = trainer.claim().await {
+                    trainer.run(job).await;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = trainer.wake.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        });
+    }
+
+    /// Tells the worker a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn claim(&self) -> Option<Job> {
+        let claimed = sqlx::query_as(&format!(
+            "UPDATE training_jobs j
+             SET status = 'running', started_at = coalesce(started_at, now()),
+                 lease_until = now() + interval '{LEASE}', attempts = attempts + 1
+             FROM (SELECT workspace_id, id FROM training_jobs
+                   WHERE status IN ('queued', 'running')
+                     AND (status = 'queued' OR lease_until < now())
+                   ORDER BY created_at
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED) next
+             WHERE j.workspace_id = next.workspace_id AND j.id = next.id
+             RETURNING j.workspace_id, j.id, j.bot_id, j.version, j.attempts"
+        ))
+        .fetch_optional(&self.pool)
+        .await;
+        match claimed {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!(%error, "claiming a training job");
+                None
+            }
+        }
+    }
+
+    async fn run(&self, job: Job) {
+        let started = std::time::Instant::now();
+        let outcome = if job.attempts > MAX_ATTEMPTS {
+            Err(Error::FailedPrecondition(format!(
+                "training was interrupted {MAX_ATTEMPTS} times; start a new training"
+            )))
+        } else {
+            self.index(&job).await
+        };
+        let finished = match outcome {
+            Ok(passages) => {
+                tracing::info!(
+                    bot_id = %job.bot_id, version = job.version, passages,
+                    elapsed_ms = started.elapsed().as_millis() as u64, "training succeeded"
+                );
+                self.finish(&job, Ok(passages)).await
+            }
+            Err(Error::FailedPrecondition(reason)) => self.finish(&job, Err(reason)).await,
+            Err(error) => {
+                // A fault of ours (database, say): the lease lapses and the
+                // job is tried again, up to MAX_ATTEMPTS.
+                tracing::warn!(%error, job_id = %job.id, "training attempt failed; it will be retried");
+                Ok(())
+            }
+        };
+        if let Err(error) = finished {
+            tracing::warn!(%error, job_id = %job.id, "recording a training outcome");
+        }
+    }
+
+    /// Writes the version's passages and builds its index; the count.
+    async fn index(&self, job: &Job) -> Result<i64> {
+        let language = bot_language(&self.pool, &job.workspace_id, &job.bot_id).await?;
+        sqlx::query("DELETE FROM passages WHERE workspace_id = $1 AND bot_id = $2 AND version = $3")
+            .bind(&job.workspace_id)
+            .bind(&job.bot_id)
+            .bind(job.version)
+            .execute(&self.pool)
+            .await?;
+        self.estimate_total(job).await?;
+        let mut passages: Vec<Passage> = Vec::new();
+        let mut after: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
+        loop {
+            let items = self.items_page(job, after.as_ref()).await?;
+            let Some(last) = items.last() else { break };
+            after = Some((last.4, last.0.clone()));
+            let first_new = passages.len();
+            for (item_id, kind, title, body, _) in items {
+                let kind = Kind::parse(&kind);
+                let bodies = match kind {
+                    Kind::Faq => vec![body],
+                    Kind::Document => chunking::split(&body),
+                };
+                passages.extend(bodies.into_iter().map(|body| Passage {
+                    item_id: item_id.clone(),
+                    kind,
+                    title: title.clone(),
+                    body,
+                }));
+            }
+            self.write_batch(job, first_new, &passages[first_new..]).await?;
+        }
+        if passages.is_empty() {
+            return Err(Error::FailedPrecondition(
+                "the bot has no knowledge items to train on; add documents or FAQ pairs first".into(),
+            ));
+        }
+        let count = passages.len() as i64;
+        let index = tokio::task::spawn_blocking({
+            let language = language.clone();
+            move || Index::build(&language, passages)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("building an index: {e}")))?;
+        let key = VersionKey {
+            workspace_id: job.workspace_id.clone(),
+            bot_id: job.bot_id.clone(),
+            version: job.version,
+            language,
+        };
+        self.indexes.insert(key, Arc::new(index)).await;
+        Ok(count)
+    }
+
+    async fn estimate_total(&self, job: &Job) -> Result<()> {
+        sqlx::query(&format!(
+            "UPDATE training_jobs SET passages_total = (
+                 SELECT coalesce(sum(CASE WHEN kind = 'faq' THEN 1
+                                     ELSE greatest(1, ceil(length(body) / {}.0)) END), 0)
+                 FROM knowledge_items WHERE workspace_id = $1 AND bot_id = $2)
+             WHERE workspace_id = $1 AND id = $3",
+            chunking::MAX_PASSAGE_CHARS
+        ))
+        .bind(&job.workspace_id)
+        .bind(&job.bot_id)
+        .bind(&job.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn items_page(
+        &self,
+        job: &Job,
+        after: Option<&(chrono::DateTime<chrono::Utc>, String)>,
+    ) -> Result<Vec<(String, String, String, String, chrono::DateTime<chrono::Utc>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, title, body, created_at FROM knowledge_items
+             WHERE workspace_id = $1 AND bot_id = $2
+               AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
+             ORDER BY created_at, id
+             LIMIT $5",
+        )
+        .bind(&job.workspace_id)
+        .bind(&job.bot_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1.as_str()))
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One batch of passages, committed with the job's progress and a
+    /// renewed lease.
+    async fn write_batch(&self, job: &Job, first_ordinal: usize, batch: &[Passage]) -> Result<()> {
+        let ordinals: Vec<i32> = (first_ordinal..first_ordinal + batch.len()).map(|n| n as i32).collect();
+        let item_ids: Vec<&str> = batch.iter().map(|p| p.item_id.as_str()).collect();
+        let kinds: Vec<&str> = batch.iter().map(|p| p.kind.as_str()).collect();
+        let titles: Vec<&str> = batch.iter().map(|p| p.title.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|p| p.body.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body)
+             SELECT $1, $2, $3, t.* FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) AS t",
+        )
+        .bind(&job.workspace_id)
+        .bind(&job.bot_id)
+        .bind(job.version)
+        .bind(&ordinals)
+        .bind(&item_ids)
+        .bind(&kinds)
+        .bind(&titles)
+        .bind(&bodies)
+        .execute(&mut *tx)
+        .await?;
+        let owned = sqlx::query(&format!(
+            "UPDATE training_jobs
+             SET passages_indexed = $4, passages_total = greatest(passages_total, $4),
+                 lease_until = now() + interval '{LEASE}'
+             WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND attempts = $3"
+        ))
+        .bind(&job.workspace_id)
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind((first_ordinal + batch.len()) as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if owned == 0 {
+            return Err(Error::Internal("the job's lease passed to another worker".into()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the outcome and its event together, if this worker still
+    /// owns the job.
+    async fn finish(&self, job: &Job, outcome: std::result::Result<i64, String>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (status, passages, reason) = match &outcome {
+            Ok(n) => ("succeeded", *n, ""),
+            Err(reason) => ("failed", 0, reason.as_str()),
+        };
+        let owned = sqlx::query(
+            "UPDATE training_jobs
+             SET status = $4, passages_indexed = $5, passages_total = $5, error = $6,
+                 finished_at = now(), lease_until = NULL
+             WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND attempts = $3",
+        )
+        .bind(&job.workspace_id)
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind(status)
+        .bind(passages)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if owned == 0 {
+            return Ok(());
+        }
+        let event = match &outcome {
+            Ok(passages) => Envelope::new(
+                BOT_TRAINED,
+                &job.workspace_id,
+                json!({ "bot_id": job.bot_id, "job_id": job.id, "version": job.version, "passages": passages }),
+            ),
+            Err(reason) => Envelope::new(
+                BOT_ERROR,
+                &job.workspace_id,
+                json!({ "bot_id": job.bot_id, "job_id": job.id, "version": job.version, "reason": reason }),
+            ),
+        };
+        self.outbox.record(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The language the bot's replies (and so its index) are in.
+pub async fn bot_language(pool: &PgPool, workspace_id: &str, bot_id: &str) -> Result<String> {
+    let config: Vec<u8> = sqlx::query_scalar("SELECT config FROM bots WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace_id)
+        .bind(bot_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::FailedPrecondition("the bot was deleted".into()))?;
+    let config = BotConfig::decode(config.as_slice()).map_err(|e| Error::Internal(format!("bot config: {e}")))?;
+    Ok(config.language)
+}

@@ -1,0 +1,99 @@
+//! Setting up bots through the REST API: knowledge, training, deployment,
+//! and asking them questions.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{Client, Reply};
+
+pub async fn create_bot(api: &Client, name: &str, config: Value) -> String {
+    let created = api.post("/api/v1/bots", json!({"name": name, "config": config})).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    created.json["id"].as_str().expect("a bot id").to_owned()
+}
+
+/// Adds FAQ pairs in batches; the new items' ids, in order.
+pub async fn add_faqs(api: &Client, bot: &str, pairs: &[(String, String)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in pairs.chunks(1000) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|(q, a)| json!({"faq": {"question": q, "answer": a}}))
+            .collect();
+        ids.extend(add_items(api, bot, items).await);
+    }
+    ids
+}
+
+pub async fn add_items(api: &Client, bot: &str, items: Vec<Value>) -> Vec<String> {
+    let added = api
+        .post(&format!("/api/v1/bots/{bot}/knowledge:batchCreate"), json!({"items": items}))
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    added.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_str().expect("an item id").to_owned())
+        .collect()
+}
+
+/// Starts training (202) and waits for the job to finish; the finished job.
+pub async fn train(api: &Client, bot: &str) -> Value {
+    let started = api.post(&format!("/api/v1/bots/{bot}/train"), json!({})).await;
+    assert_eq!(started.status, 202, "training answers 202 Accepted: {}", started.text);
+    let job_id = started.json["id"].as_str().expect("a job id").to_owned();
+    wait_for_job(api, bot, &job_id, Duration::from_secs(120)).await
+}
+
+pub async fn wait_for_job(api: &Client, bot: &str, job_id: &str, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let job = api.get(&format!("/api/v1/bots/{bot}/training-jobs/{job_id}")).await;
+        assert_eq!(job.status, 200, "{}", job.text);
+        if matches!(job.json["status"].as_str(), Some("succeeded" | "failed")) {
+            return job.json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "training did not finish: {}", job.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deploys `version` (0: the newest trained one).
+pub async fn deploy(api: &Client, bot: &str, version: i64) -> Reply {
+    api.post(&format!("/api/v1/bots/{bot}/deploy"), json!({"version": version}))
+        .await
+}
+
+/// Trains and deploys; the deployed version.
+pub async fn train_and_deploy(api: &Client, bot: &str) -> i64 {
+    let job = train(api, bot).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let deployed = deploy(api, bot, 0).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text);
+    deployed.json["deployed_version"].as_i64().expect("a version")
+}
+
+pub async fn conversation_with(api: &Client, bot: &str) -> String {
+    let conv = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "customer-1", "channel": "web", "bot_id": bot}),
+        )
+        .await;
+    assert_eq!(conv.status, 200, "{}", conv.text);
+    conv.json["id"].as_str().expect("a conversation id").to_owned()
+}
+
+/// Sends a user message; the whole send response.
+pub async fn ask(api: &Client, conversation: &str, text: &str) -> Reply {
+    let sent = api
+        .post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            json!({"role": "user", "content": text}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    sent
+}
