@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use proto::chatbot::v1::{
     Bot, BotConfig, ConfigureBotRequest, CreateBotRequest, DeployBotRequest, GetBotRequest, GetTrainingJobRequest,
-    ListBotsRequest, ListBotsResponse, ListTrainingJobsRequest, ListTrainingJobsResponse, TrainBotRequest,
-    TrainingJob, bot_service_server::BotService,
+    ListBotsRequest, ListBotsResponse, ListTrainingJobsRequest, ListTrainingJobsResponse, TrainBotRequest, TrainingJob,
+    bot_service_server::BotService,
 };
 use serde_json::json;
 use service_runtime::{events::Envelope, outbox::Outbox, pagination::NewestFirst, principal::Principal};

@@ -55,7 +55,10 @@ fn hard_wrap(sentence: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = sentence;
     while rest.chars().count() > MAX_PASSAGE_CHARS {
-        let limit = rest.char_indices().nth(MAX_PASSAGE_CHARS).map_or(rest.len(), |(i, _)| i);
+        let limit = rest
+            .char_indices()
+            .nth(MAX_PASSAGE_CHARS)
+            .map_or(rest.len(), |(i, _)| i);
         let cut = rest[..limit].rfind(' ').filter(|&i| i > 0).unwrap_or(limit);
         pieces.push(rest[..cut].trim());
         rest = rest[cut..].trim_start();
@@ -72,7 +75,10 @@ mod tests {
 
     #[test]
     fn short_documents_are_one_passage() {
-        assert_eq!(split("Returns are free.\n\nWithin 30 days."), ["Returns are free. Within 30 days."]);
+        assert_eq!(
+            split("Returns are free.\n\nWithin 30 days."),
+            ["Returns are free. Within 30 days."]
+        );
     }
 
     #[test]
@@ -86,7 +92,11 @@ mod tests {
             assert!(passage.ends_with('.'), "{passage:?} ends mid-sentence");
         }
         let joined: String = passages.join(" ");
-        assert_eq!(joined.split_whitespace().count(), text.split_whitespace().count(), "no words lost");
+        assert_eq!(
+            joined.split_whitespace().count(),
+            text.split_whitespace().count(),
+            "no words lost"
+        );
     }
 
     #[test]
@@ -94,6 +104,9 @@ mod tests {
         let text = "word ".repeat(500);
         let passages = split(&text);
         assert!(passages.iter().all(|p| p.chars().count() <= MAX_PASSAGE_CHARS));
-        assert_eq!(passages.iter().map(|p| p.split_whitespace().count()).sum::<usize>(), 500);
+        assert_eq!(
+            passages.iter().map(|p| p.split_whitespace().count()).sum::<usize>(),
+            500
+        );
     }
 }

@@ -271,7 +271,6 @@ pub(crate) async fn record_update(
     Ok(())
 }
 
-
 /// Hands the conversation to a human: status `waiting`, and why under the
 /// `handoff` metadata key; recorded as `conversation.updated`.
 pub(crate) async fn hand_off(

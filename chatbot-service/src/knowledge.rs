@@ -282,7 +282,10 @@ async fn insert(
     bot_id: &BotId,
     items: Vec<NewItem>,
 ) -> Result<Vec<ItemRow>> {
-    let ids: Vec<String> = items.iter().map(|_| KnowledgeItemId::generate().into_string()).collect();
+    let ids: Vec<String> = items
+        .iter()
+        .map(|_| KnowledgeItemId::generate().into_string())
+        .collect();
     let kinds: Vec<&str> = items.iter().map(|i| i.kind).collect();
     let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
     let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();

@@ -137,8 +137,12 @@ impl MessageService for Messages {
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
         let send = Send::parse(request)?;
-        let (row, replayed) = self.append(&send.workspace_id, &send.conversation_id, send.message).await?;
-        let reply = self.reply(&send.workspace_id, &send.conversation_id, &row, None).await?;
+        let (row, replayed) = self
+            .append(&send.workspace_id, &send.conversation_id, send.message)
+            .await?;
+        let reply = self
+            .reply(&send.workspace_id, &send.conversation_id, &row, None)
+            .await?;
         Ok(Response::new(SendMessageResponse {
             message: Some(row.into()),
             replayed,
@@ -156,7 +160,9 @@ impl MessageService for Messages {
         request: Request<SendMessageRequest>,
     ) -> Result<Response<Self::StreamMessageStream>, Status> {
         let send = Send::parse(request)?;
-        let (row, _) = self.append(&send.workspace_id, &send.conversation_id, send.message).await?;
+        let (row, _) = self
+            .append(&send.workspace_id, &send.conversation_id, send.message)
+            .await?;
         let (events, stream) = mpsc::channel(64);
         let this = self.clone();
         tokio::spawn(async move {
@@ -305,7 +311,14 @@ impl Messages {
             idempotency_key: None,
             in_reply_to: Some(question.id.clone()),
         };
-        let row = insert(&mut tx, workspace_id, conversation_id, conversation.message_count() + 1, &message).await?;
+        let row = insert(
+            &mut tx,
+            workspace_id,
+            conversation_id,
+            conversation.message_count() + 1,
+            &message,
+        )
+        .await?;
         if let Some(event) = events::message(workspace_id, &row) {
             self.outbox.record(&mut tx, &event).await?;
         }
@@ -345,7 +358,14 @@ impl Messages {
                 "conversation is ended; it accepts no more messages".into(),
             ));
         }
-        let row = insert(&mut tx, workspace_id, conversation_id, conversation.message_count() + 1, &message).await?;
+        let row = insert(
+            &mut tx,
+            workspace_id,
+            conversation_id,
+            conversation.message_count() + 1,
+            &message,
+        )
+        .await?;
         if let Some(event) = events::message(workspace_id, &row) {
             self.outbox.record(&mut tx, &event).await?;
         }

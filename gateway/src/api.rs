@@ -98,7 +98,12 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         tracing::error!(%error, "rendering upstream reply");
         Problem::internal()
     })?;
-    Ok((route.success_status, [(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+    Ok((
+        route.success_status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (413) whether or

@@ -29,7 +29,12 @@ pub fn wanted(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|media| media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream")))
+        .any(|media| {
+            media
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 pub fn respond(stream: tonic::Streaming<DynamicMessage>, context: ProblemContext) -> Response {
@@ -74,9 +79,7 @@ fn to_event(message: &DynamicMessage) -> Event {
         None => ("message".to_owned(), ""),
     };
     let data = response::render(message, field, Format::Json).unwrap_or_default();
-    Event::default()
-        .event(name)
-        .data(String::from_utf8_lossy(&data))
+    Event::default().event(name).data(String::from_utf8_lossy(&data))
 }
 
 #[cfg(test)]
@@ -86,7 +89,10 @@ mod tests {
     #[test]
     fn event_streams_are_asked_for_by_accept() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, "application/json, text/event-stream;q=0.9".parse().unwrap());
+        headers.insert(
+            header::ACCEPT,
+            "application/json, text/event-stream;q=0.9".parse().unwrap(),
+        );
         assert!(wanted(&headers));
         headers.insert(header::ACCEPT, "application/json".parse().unwrap());
         assert!(!wanted(&headers));

@@ -6,9 +6,9 @@
 mod admin;
 mod api;
 mod api_version;
-mod event_stream;
 pub mod auth;
 pub mod config;
+mod event_stream;
 mod health;
 mod key_management;
 mod metrics;

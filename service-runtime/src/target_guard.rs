@@ -170,7 +170,11 @@ mod tests {
     fn literal_internal_addresses_are_refused_before_any_request() {
         let guard = TargetGuard::default();
         assert!(guard.refuse_literal("http://127.0.0.1:9000/hook").is_some());
-        assert!(guard.refuse_literal("http://169.254.169.254/latest/meta-data").is_some());
+        assert!(
+            guard
+                .refuse_literal("http://169.254.169.254/latest/meta-data")
+                .is_some()
+        );
         assert!(guard.refuse_literal("http://[::1]:80/").is_some());
         assert!(guard.refuse_literal("https://hooks.example.com/in").is_none());
         assert!(guard.refuse_literal("https://93.184.216.34/in").is_none());

@@ -28,7 +28,10 @@ pub async fn add_faqs(api: &Client, bot: &str, pairs: &[(String, String)]) -> Ve
 
 pub async fn add_items(api: &Client, bot: &str, items: Vec<Value>) -> Vec<String> {
     let added = api
-        .post(&format!("/api/v1/bots/{bot}/knowledge:batchCreate"), json!({"items": items}))
+        .post(
+            &format!("/api/v1/bots/{bot}/knowledge:batchCreate"),
+            json!({"items": items}),
+        )
         .await;
     assert_eq!(added.status, 200, "{}", added.text);
     added.json["items"]
@@ -55,7 +58,11 @@ pub async fn wait_for_job(api: &Client, bot: &str, job_id: &str, within: Duratio
         if matches!(job.json["status"].as_str(), Some("succeeded" | "failed")) {
             return job.json;
         }
-        assert!(tokio::time::Instant::now() < deadline, "training did not finish: {}", job.text);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "training did not finish: {}",
+            job.text
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -12,6 +12,7 @@ mod client;
 pub mod event_tap;
 mod infra;
 pub mod jwt_issuer;
+pub mod model_server;
 pub mod redis_server;
 pub mod tcp_proxy;
 pub mod webhook_receiver;
@@ -192,8 +193,7 @@ impl TestStack {
                     model: chatbot_service::replies::model_server::ModelSettings {
                         timeout: Duration::from_millis(1500),
                         backoff: Duration::from_millis(50),
-                        guard: service_runtime::target_guard::TargetGuard::from_list("127.0.0.0/8")
-                            .expect("a CIDR"),
+                        guard: service_runtime::target_guard::TargetGuard::from_list("127.0.0.0/8").expect("a CIDR"),
                         ..Default::default()
                     },
                     secrets: chatbot_service::secrets::Secrets::from_values([(

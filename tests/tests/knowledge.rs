@@ -17,9 +17,18 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 const SHOP: &[(&str, &str)] = &[
-    ("How long does shipping take?", "Standard shipping takes 3 to 5 business days."),
-    ("What is your return policy?", "You can return unused items within 30 days for a full refund."),
-    ("How do I reset my password?", "Choose Forgot password on the sign-in page; the link is valid for one hour."),
+    (
+        "How long does shipping take?",
+        "Standard shipping takes 3 to 5 business days.",
+    ),
+    (
+        "What is your return policy?",
+        "You can return unused items within 30 days for a full refund.",
+    ),
+    (
+        "How do I reset my password?",
+        "Choose Forgot password on the sign-in page; the link is valid for one hour.",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +39,10 @@ async fn knowledge_items_are_added_listed_updated_and_removed() {
     let base = format!("/api/v1/bots/{bot}/knowledge");
 
     let faq = api
-        .post(&base, json!({"faq": {"question": "Do you ship abroad?", "answer": "Yes, to 40 countries."}}))
+        .post(
+            &base,
+            json!({"faq": {"question": "Do you ship abroad?", "answer": "Yes, to 40 countries."}}),
+        )
         .await;
     assert_eq!(faq.status, 200, "{}", faq.text);
     let faq_id = faq.json["id"].as_str().unwrap().to_owned();
@@ -61,11 +73,18 @@ async fn knowledge_items_are_added_listed_updated_and_removed() {
         )
         .await;
     assert_eq!(updated.status, 200, "{}", updated.text);
-    assert_eq!(api.get(&format!("{base}/{faq_id}")).await.json["faq"]["answer"], "Yes, to 45 countries.");
+    assert_eq!(
+        api.get(&format!("{base}/{faq_id}")).await.json["faq"]["answer"],
+        "Yes, to 45 countries."
+    );
 
     assert_eq!(api.delete(&format!("{base}/{doc_id}")).await.status, 200);
-    api.get(&format!("{base}/{doc_id}")).await.assert_problem(404, "not-found");
-    api.delete(&format!("{base}/{doc_id}")).await.assert_problem(404, "not-found");
+    api.get(&format!("{base}/{doc_id}"))
+        .await
+        .assert_problem(404, "not-found");
+    api.delete(&format!("{base}/{doc_id}"))
+        .await
+        .assert_problem(404, "not-found");
 
     // Bad input names the field, in batches too; nothing is half-added.
     let reply = api.post(&base, json!({"faq": {"question": "", "answer": "a"}})).await;
@@ -82,7 +101,10 @@ async fn knowledge_items_are_added_listed_updated_and_removed() {
     reply.assert_problem(400, "invalid-argument");
     assert_eq!(reply.json["field"], "items[1].faq.answer");
     let reply = api
-        .post(&base, json!({"document": {"text": "t", "source_url": "javascript:alert(1)"}}))
+        .post(
+            &base,
+            json!({"document": {"text": "t", "source_url": "javascript:alert(1)"}}),
+        )
         .await;
     assert_eq!(reply.json["field"], "document.source_url");
     assert_eq!(api.get(&base).await.json["items"].as_array().unwrap().len(), 1);
@@ -90,7 +112,10 @@ async fn knowledge_items_are_added_listed_updated_and_removed() {
     // Another workspace sees none of it.
     let other = stack.new_workspace("other").await;
     other.get(&base).await.assert_problem(404, "not-found");
-    other.get(&format!("{base}/{faq_id}")).await.assert_problem(404, "not-found");
+    other
+        .get(&format!("{base}/{faq_id}"))
+        .await
+        .assert_problem(404, "not-found");
     other
         .post(&base, json!({"faq": {"question": "q", "answer": "a"}}))
         .await
@@ -117,7 +142,12 @@ async fn training_runs_in_the_background_and_deploy_makes_a_version_live() {
 
     let long_document = "Our warehouse ships every weekday. ".repeat(200);
     add_faqs(api, &bot, &pairs(SHOP)).await;
-    add_items(api, &bot, vec![json!({"document": {"title": "Warehouse", "text": long_document}})]).await;
+    add_items(
+        api,
+        &bot,
+        vec![json!({"document": {"title": "Warehouse", "text": long_document}})],
+    )
+    .await;
     let job = train(api, &bot).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["version"], 2);
@@ -130,7 +160,12 @@ async fn training_runs_in_the_background_and_deploy_makes_a_version_live() {
     assert_eq!(event["data"]["version"], 2);
 
     let jobs = api.get(&format!("/api/v1/bots/{bot}/training-jobs")).await;
-    let versions: Vec<&Value> = jobs.json["jobs"].as_array().unwrap().iter().map(|j| &j["version"]).collect();
+    let versions: Vec<&Value> = jobs.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| &j["version"])
+        .collect();
     assert_eq!(versions, [&json!(2), &json!(1)]);
 
     let deployed = deploy(api, &bot, 0).await;
@@ -199,11 +234,18 @@ async fn answers_change_only_after_train_and_deploy_and_rollback_restores_them()
 
     let faq = format!("/api/v1/bots/{bot}/knowledge/{}", ids[0]);
     let edited = api
-        .put(&faq, json!({"faq": {"question": "How long does shipping take?", "answer": "Shipping takes 1 day."}}))
+        .put(
+            &faq,
+            json!({"faq": {"question": "How long does shipping take?", "answer": "Shipping takes 1 day."}}),
+        )
         .await;
     assert_eq!(edited.status, 200);
     let conv = conversation_with(api, &bot).await;
-    assert_eq!(answer(ask(api, &conv, question).await), SHOP[0].1, "edits wait for training");
+    assert_eq!(
+        answer(ask(api, &conv, question).await),
+        SHOP[0].1,
+        "edits wait for training"
+    );
     let job = train(api, &bot).await;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(answer(ask(api, &conv, question).await), SHOP[0].1, "and for deployment");
@@ -213,7 +255,11 @@ async fn answers_change_only_after_train_and_deploy_and_rollback_restores_them()
 
     let rolled_back = deploy(api, &bot, first).await;
     assert_eq!(rolled_back.json["deployed_version"], first);
-    assert_eq!(answer(ask(api, &conv, question).await), SHOP[0].1, "rollback restores the old answer");
+    assert_eq!(
+        answer(ask(api, &conv, question).await),
+        SHOP[0].1,
+        "rollback restores the old answer"
+    );
     stack.stop().await;
 }
 
@@ -277,7 +323,10 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
     for (pair, id) in fixture.pairs.iter().zip(&ids) {
         let conv = conversation_with(api, &bot).await;
         let reply = ask(api, &conv, &pair.p).await.json["reply"].clone();
-        let best = reply["metadata"]["candidates"][0]["item_id"].as_str().unwrap_or_default().to_owned();
+        let best = reply["metadata"]["candidates"][0]["item_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         top1 += usize::from(best == *id);
         answered += usize::from(reply["content"] == pair.a.as_str());
     }
@@ -304,6 +353,9 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
     // paraphrases that share few words with the stored question (see the
     // README). This floor guards against regressions from what it reaches.
     assert!(top1_rate >= 0.55, "top-1 accuracy fell to {top1_rate:.2}");
-    assert!(handoff_rate >= 0.9, "unrelated questions handed off only {handoff_rate:.2}");
+    assert!(
+        handoff_rate >= 0.9,
+        "unrelated questions handed off only {handoff_rate:.2}"
+    );
     stack.stop().await;
 }

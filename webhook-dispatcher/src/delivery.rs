@@ -466,4 +466,3 @@ fn describe(error: &reqwest::Error) -> String {
     };
     format!("{kind}: {root}")
 }
-

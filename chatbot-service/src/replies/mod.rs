@@ -95,7 +95,10 @@ impl Replier {
     ) -> Result<Draft> {
         let index = self.deployed_index(workspace_id, bot).await?;
         let draft = match bot.config.engine.as_str() {
-            "llm" => self.from_model(workspace_id, conversation_id, bot, index.as_deref(), question, deltas).await?,
+            "llm" => {
+                self.ask_model(workspace_id, conversation_id, bot, index.as_deref(), question, deltas)
+                    .await?
+            }
             _ => {
                 let draft = from_knowledge(bot, index.as_deref(), question);
                 if let Some(sender) = deltas {
@@ -122,7 +125,7 @@ impl Replier {
         self.indexes.get(&key).await.map(Some)
     }
 
-    async fn from_model(
+    async fn ask_model(
         &self,
         workspace_id: &str,
         conversation_id: &str,
@@ -147,7 +150,11 @@ impl Replier {
             stream: false,
         };
         let citations = citations(&hits);
-        match self.model.complete(&llm.base_url, api_key.as_deref(), request, deltas).await {
+        match self
+            .model
+            .complete(&llm.base_url, api_key.as_deref(), request, deltas)
+            .await
+        {
             Ok(completion) if !completion.text.trim().is_empty() => Ok(Draft {
                 content: completion.text,
                 metadata: json!({
@@ -172,11 +179,21 @@ impl Replier {
 fn from_knowledge(bot: &Bot, index: Option<&Index>, question: &str) -> Draft {
     let threshold = bot.config.handoff_threshold;
     let Some(index) = index else {
-        return handoff(bot, json!({"reason": "not_deployed", "detail": "the bot has no deployed knowledge version"}), 0.0, Vec::new());
+        return handoff(
+            bot,
+            json!({"reason": "not_deployed", "detail": "the bot has no deployed knowledge version"}),
+            0.0,
+            Vec::new(),
+        );
     };
     let hits = index.search(question, CANDIDATES);
     let Some(best) = choose(&hits) else {
-        return handoff(bot, json!({"reason": "low_confidence", "confidence": 0.0}), 0.0, Vec::new());
+        return handoff(
+            bot,
+            json!({"reason": "low_confidence", "confidence": 0.0}),
+            0.0,
+            Vec::new(),
+        );
     };
     let candidates: Vec<Value> = hits
         .iter()
@@ -205,9 +222,9 @@ fn choose<'a>(hits: &'a [Hit<'a>]) -> Option<&'a Hit<'a>> {
     if best.passage.kind == Kind::Faq {
         return Some(best);
     }
-    let faq = hits
-        .iter()
-        .find(|h| h.passage.kind == Kind::Faq && h.score >= best.score * FAQ_PREFERENCE && h.confidence >= best.confidence);
+    let faq = hits.iter().find(|h| {
+        h.passage.kind == Kind::Faq && h.score >= best.score * FAQ_PREFERENCE && h.confidence >= best.confidence
+    });
     Some(faq.unwrap_or(best))
 }
 

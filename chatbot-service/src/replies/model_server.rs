@@ -125,9 +125,7 @@ impl ModelClient {
         loop {
             attempt += 1;
             let mut forwarded = false;
-            let outcome = self
-                .attempt(&url, api_key, &request, deltas, &mut forwarded)
-                .await;
+            let outcome = self.attempt(&url, api_key, &request, deltas, &mut forwarded).await;
             match outcome {
                 Err(error) if error.retryable() && !forwarded && attempt < self.settings.max_attempts => {
                     let wait = self.delay(attempt, &error);
@@ -288,12 +286,11 @@ fn parse_chunk(data: &str, completion: &mut Completion) -> Result<String, ModelE
 
 /// Takes one complete server-sent event (up to a blank line) off `buffer`.
 fn next_event(buffer: &mut Vec<u8>) -> Option<String> {
-    let end = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)).or_else(|| {
-        buffer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| (i, 4))
-    })?;
+    let end = buffer
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, 2))
+        .or_else(|| buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4)))?;
     let event: Vec<u8> = buffer.drain(..end.0 + end.1).collect();
     Some(String::from_utf8_lossy(&event[..end.0]).into_owned())
 }

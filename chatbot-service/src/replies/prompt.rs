@@ -89,7 +89,10 @@ fn system_prompt(config: &BotConfig, hits: &[Hit<'_>], passage_budget: usize) ->
         prompt.push_str(config.persona.trim());
         prompt.push_str("\n\n");
     }
-    prompt.push_str(&format!("Reply in the language with BCP 47 tag \"{}\".", config.language));
+    prompt.push_str(&format!(
+        "Reply in the language with BCP 47 tag \"{}\".",
+        config.language
+    ));
     if hits.is_empty() {
         return prompt;
     }
@@ -139,7 +142,11 @@ mod tests {
             language: "en".into(),
             ..Default::default()
         };
-        let history = vec![message("user", "hi"), message("assistant", "Hello!"), message("user", "refund time?")];
+        let history = vec![
+            message("user", "hi"),
+            message("assistant", "Hello!"),
+            message("user", "refund time?"),
+        ];
         let messages = assemble(&config, &hits, history, 512);
         assert_eq!(messages[0].role, "system");
         assert!(messages[0].content.starts_with("You are Ava"));
@@ -152,7 +159,11 @@ mod tests {
     #[test]
     fn old_history_is_dropped_to_fit_the_budget_but_the_question_stays() {
         let long = "x".repeat(16_000);
-        let history = vec![message("user", &long), message("assistant", &long), message("user", "and now?")];
+        let history = vec![
+            message("user", &long),
+            message("assistant", &long),
+            message("user", "and now?"),
+        ];
         let messages = assemble(&BotConfig::default(), &[], history, 1024);
         let rest: Vec<&str> = messages[1..].iter().map(|m| m.content.as_str()).collect();
         assert_eq!(rest, ["and now?"]);

@@ -76,8 +76,7 @@ impl Analyzer {
 fn is_english_stop_word(word: &str) -> bool {
     matches!(
         word,
-        "i"
-            | "me"
+        "i" | "me"
             | "my"
             | "myself"
             | "we"

@@ -190,7 +190,11 @@ mod tests {
             "en",
             vec![
                 faq("kn_1", "How do I cancel my order?", "Open the order and choose Cancel."),
-                faq("kn_2", "When will my refund arrive?", "Refunds reach your card in 5 to 10 days."),
+                faq(
+                    "kn_2",
+                    "When will my refund arrive?",
+                    "Refunds reach your card in 5 to 10 days.",
+                ),
                 faq("kn_3", "Do you ship abroad?", "We ship to 40 countries."),
             ],
         )
@@ -217,4 +221,3 @@ mod tests {
         assert!(Index::build("en", Vec::new()).search("refund", 3).is_empty());
     }
 }
-

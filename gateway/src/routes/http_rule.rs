@@ -109,12 +109,21 @@ pub fn event_stream(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<
         .parent_service()
         .methods()
         .find(|m| m.name() == name)
-        .ok_or_else(|| invalid(format!("platform.event_stream names {name}, which is not a method of this service")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "platform.event_stream names {name}, which is not a method of this service"
+            ))
+        })?;
     if !sibling.is_server_streaming() || sibling.is_client_streaming() {
-        return Err(invalid(format!("platform.event_stream {name} must be server-streaming only")));
+        return Err(invalid(format!(
+            "platform.event_stream {name} must be server-streaming only"
+        )));
     }
     if sibling.input() != method.input() {
-        return Err(invalid(format!("platform.event_stream {name} must take {}", method.input().full_name())));
+        return Err(invalid(format!(
+            "platform.event_stream {name} must take {}",
+            method.input().full_name()
+        )));
     }
     Ok(Some(sibling))
 }
