@@ -27,8 +27,7 @@ fn llm_config(base_url: &str) -> Value {
 
 /// Sends with `Accept: text/event-stream`; the response, body unread.
 async fn send_streaming(api: &e2e::Client, conversation: &str, text: &str) -> reqwest::Response {
-    let response = api
-        .request(Method::POST, &format!("/api/v1/conversations/{conversation}/messages"))
+    api.request(Method::POST, &format!("/api/v1/conversations/{conversation}/messages"))
         .header("accept", "text/event-stream")
         .json(&json!({"role": "user", "content": text}))
         .send()
