@@ -140,9 +140,16 @@ impl MessageService for Messages {
         let (row, replayed) = self
             .append(&send.workspace_id, &send.conversation_id, send.message)
             .await?;
-        let reply = self
-            .reply(&send.workspace_id, &send.conversation_id, &row, None)
-            .await?;
+        // A task of its own: if the caller's deadline passes while a model
+        // is slow, this handler is dropped, but the reply is still stored.
+        let this = self.clone();
+        let question = row.clone();
+        let reply = tokio::spawn(async move {
+            this.reply(&send.workspace_id, &send.conversation_id, &question, None)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("drafting a reply: {e}")))??;
         Ok(Response::new(SendMessageResponse {
             message: Some(row.into()),
             replayed,

@@ -2,7 +2,6 @@
 //! standard health and reflection services alongside, until shutdown.
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
@@ -43,7 +42,8 @@ pub async fn serve(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
-        .await
+    // No Nagle: a reply written in several frames must not wait for the
+    // peer's delayed ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    router.serve_with_incoming_shutdown(incoming, drain).await
 }

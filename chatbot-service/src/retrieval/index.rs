@@ -136,7 +136,10 @@ impl Index {
             return Vec::new();
         }
         let mut total_weight = 0.0f32;
-        let mut scores: HashMap<u32, (f32, f32)> = HashMap::new();
+        // Dense accumulators: common words touch most passages, and an
+        // array beats hashing at that scale.
+        let mut scores: Vec<(f32, f32)> = vec![(0.0, 0.0); self.passages.len()];
+        let mut touched: Vec<u32> = Vec::new();
         for term in &query {
             let Some(&id) = self.terms.get(term) else {
                 total_weight += self.idf(0);
@@ -149,12 +152,18 @@ impl Index {
                 let tf = f32::from(posting.frequency);
                 let length = self.lengths[posting.passage as usize] as f32;
                 let norm = K1 * (1.0 - B + B * length / self.average_length);
-                let entry = scores.entry(posting.passage).or_default();
+                let entry = &mut scores[posting.passage as usize];
+                if entry.1 == 0.0 {
+                    touched.push(posting.passage);
+                }
                 entry.0 += idf * tf * (K1 + 1.0) / (tf + norm);
                 entry.1 += idf;
             }
         }
-        let mut hits: Vec<(u32, f32, f32)> = scores.into_iter().map(|(p, (s, w))| (p, s, w)).collect();
+        let mut hits: Vec<(u32, f32, f32)> = touched
+            .into_iter()
+            .map(|p| (p, scores[p as usize].0, scores[p as usize].1))
+            .collect();
         let keep = limit.min(hits.len());
         if keep == 0 {
             return Vec::new();
