@@ -69,8 +69,8 @@ async fn a_failed_replica_leaves_the_rotation_while_the_others_serve() {
     .await;
     let conv = stack.client.create_conversation("u").await;
     stack.stop_service("chatbot", 0).await;
-    // One health-check interval for the gateway to notice.
-    tokio::time::sleep(gateway::upstreams::replicas::CHECK_EVERY + Duration::from_millis(500)).await;
+    // Two failed health checks for the gateway to take it out of rotation.
+    tokio::time::sleep(gateway::upstreams::replicas::REMOVAL_DELAY + Duration::from_millis(500)).await;
 
     for i in 0..10 {
         let read = stack.client.get(&format!("/api/v1/conversations/{conv}")).await;

@@ -16,6 +16,11 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+/// Consecutive failed checks that take a replica out of rotation: one slow
+/// answer on a busy machine is not an outage.
+const FAILURES_TO_REMOVE: u32 = 2;
+/// The longest a failed replica stays in rotation.
+pub const REMOVAL_DELAY: Duration = Duration::from_secs(FAILURES_TO_REMOVE as u64);
 
 /// A balanced channel over the healthy replicas.
 pub struct Replicas {
@@ -30,6 +35,7 @@ impl Replicas {
         let (channel, changes) = Channel::balance_channel::<usize>(64);
         let healthy = Arc::new(AtomicUsize::new(endpoints.len()));
         let mut in_rotation = vec![true; endpoints.len()];
+        let mut failures = vec![0u32; endpoints.len()];
         for (i, endpoint) in endpoints.iter().enumerate() {
             let _ = changes.try_send(Change::Insert(i, endpoint.clone()));
         }
@@ -43,7 +49,9 @@ impl Replicas {
                     _ = tick.tick() => {}
                 }
                 for (i, probe) in probes.iter().enumerate() {
-                    let serving = is_serving(probe.clone()).await;
+                    let answered = is_serving(probe.clone()).await;
+                    failures[i] = if answered { 0 } else { failures[i] + 1 };
+                    let serving = answered || (in_rotation[i] && failures[i] < FAILURES_TO_REMOVE);
                     if serving != in_rotation[i] {
                         in_rotation[i] = serving;
                         let change = if serving {
