@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::body::HttpBody as _;
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -11,7 +12,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use service_runtime::principal as keys;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
@@ -108,16 +109,48 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
 
 /// Reads the whole body, refusing more than `limit` bytes (413) whether or
 /// not the client declared a Content-Length.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Problem::payload_too_large(limit)),
-        Err(error) => Err(Problem::bad_request(
-            "unreadable-body",
-            "Unreadable request body",
-            format!("the request body could not be read: {error}"),
-        )),
+pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
+    let declared = body.size_hint().exact().unwrap_or(0);
+    if declared > limit as u64 {
+        drain(body).await;
+        return Err(Problem::payload_too_large(limit));
     }
+    let mut collected = Vec::with_capacity(declared as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            Problem::bad_request(
+                "unreadable-body",
+                "Unreadable request body",
+                format!("the request body could not be read: {error}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                drain(body).await;
+                return Err(Problem::payload_too_large(limit));
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.into())
+}
+
+/// Reads and drops what is left of a refused body, within bounds, before
+/// answering: closing a socket with unread data makes the kernel reset the
+/// connection, and the client may then never see the 413.
+async fn drain(mut body: Body) {
+    const DRAIN_BYTES: usize = 1024 * 1024;
+    const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut drained = 0;
+        while drained < DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
+                _ => return,
+            }
+        }
+    })
+    .await;
 }
 
 fn call_problem(route: &str, error: CallError) -> Problem {

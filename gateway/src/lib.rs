@@ -110,6 +110,11 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     });
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Answers go out as soon as they are written: with Nagle's algorithm a
+    // reply written in two pieces waits for the client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
