@@ -271,7 +271,9 @@ impl Messages {
         if question.role != Role::User.as_str() {
             return Ok(None);
         }
-        if let Some(existing) = find_reply(&self.pool, workspace_id, conversation_id, &question.id).await? {
+        if let Some(existing) =
+            find_by(&self.pool, workspace_id, conversation_id, Lookup::ReplyTo, &question.id).await?
+        {
             if let Some(sender) = deltas {
                 let _ = sender.send(existing.content.clone()).await;
             }
@@ -303,7 +305,7 @@ impl Messages {
     ) -> Result<Option<MessageRow>> {
         let mut tx = self.pool.begin().await?;
         let conversation = conversations::lock(&mut tx, workspace_id, conversation_id).await?;
-        if let Some(existing) = find_reply(&mut *tx, workspace_id, conversation_id, &question.id).await? {
+        if let Some(existing) = find_by(&mut *tx, workspace_id, conversation_id, Lookup::ReplyTo, &question.id).await? {
             return Ok(Some(existing));
         }
         if !conversation.status()?.accepts_messages() {
@@ -351,7 +353,7 @@ impl Messages {
         let mut tx = self.pool.begin().await?;
         let conversation = conversations::lock(&mut tx, workspace_id, conversation_id).await?;
         if let Some(key) = &message.idempotency_key
-            && let Some(first) = find_by_key(&mut tx, workspace_id, conversation_id, key).await?
+            && let Some(first) = find_by(&mut *tx, workspace_id, conversation_id, Lookup::IdempotencyKey, key).await?
         {
             if first.role != message.role.as_str() || first.content != message.content {
                 return Err(Error::AlreadyExists(
@@ -430,36 +432,32 @@ async fn insert(
     Ok(row)
 }
 
-async fn find_reply<'e>(
+/// The message of the conversation whose `column` (`in_reply_to` or
+/// `idempotency_key`, both uniquely indexed) is `value`.
+async fn find_by<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     workspace_id: &str,
     conversation_id: &ConversationId,
-    question_id: &str,
+    column: Lookup,
+    value: &str,
 ) -> Result<Option<MessageRow>> {
+    let column = match column {
+        Lookup::ReplyTo => "in_reply_to",
+        Lookup::IdempotencyKey => "idempotency_key",
+    };
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM messages
-         WHERE workspace_id = $1 AND conversation_id = $2 AND in_reply_to = $3"
+         WHERE workspace_id = $1 AND conversation_id = $2 AND {column} = $3"
     ))
     .bind(workspace_id)
     .bind(conversation_id.as_str())
-    .bind(question_id)
+    .bind(value)
     .fetch_optional(executor)
     .await?)
 }
 
-async fn find_by_key(
-    tx: &mut Transaction<'_, Postgres>,
-    workspace_id: &str,
-    conversation_id: &ConversationId,
-    key: &str,
-) -> Result<Option<MessageRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM messages
-         WHERE workspace_id = $1 AND conversation_id = $2 AND idempotency_key = $3"
-    ))
-    .bind(workspace_id)
-    .bind(conversation_id.as_str())
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await?)
+#[derive(Clone, Copy)]
+enum Lookup {
+    ReplyTo,
+    IdempotencyKey,
 }

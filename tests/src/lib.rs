@@ -364,6 +364,12 @@ impl TestStack {
             .unwrap_or_else(|| panic!("no replica {index} of {upstream}"))
     }
 
+    /// The stack's own PostgreSQL database, for tests that set up a state
+    /// the API cannot produce (a worker that died mid-job, say).
+    pub fn database_url(&self) -> &str {
+        &self.infra().database_url
+    }
+
     /// A client for a brand-new workspace (tenant isolation tests).
     pub async fn new_workspace(&self, name: &str) -> Client {
         self.create_workspace(name).await.0

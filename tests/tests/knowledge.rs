@@ -359,3 +359,110 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_send_returns_the_same_reply_and_the_bot_answers_once() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let bot = create_bot(api, "Support", json!({})).await;
+    add_faqs(api, &bot, &pairs(SHOP)).await;
+    train_and_deploy(api, &bot).await;
+    let conv = conversation_with(api, &bot).await;
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let send = || async {
+        let reply = e2e::Client::send(
+            api.request(reqwest::Method::POST, &path)
+                .header("idempotency-key", "retry-7")
+                .json(&json!({"role": "user", "content": "what is your return policy?"})),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply
+    };
+    let (first, second) = tokio::join!(send(), send());
+    let third = send().await;
+    for retry in [&second, &third] {
+        assert_eq!(retry.json["reply"]["id"], first.json["reply"]["id"]);
+        assert_eq!(retry.json["message"]["id"], first.json["message"]["id"]);
+    }
+    assert_eq!(first.json["reply"]["content"], SHOP[1].1);
+    let stored = api.get(&path).await;
+    assert_eq!(
+        stored.json["messages"].as_array().unwrap().len(),
+        2,
+        "one question, one answer"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_replies_stream_as_server_sent_events_too() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let bot = create_bot(api, "Support", json!({})).await;
+    add_faqs(api, &bot, &pairs(SHOP)).await;
+    train_and_deploy(api, &bot).await;
+    let conv = conversation_with(api, &bot).await;
+    let body = api
+        .request(reqwest::Method::POST, &format!("/api/v1/conversations/{conv}/messages"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"role": "user", "content": "how long does shipping take?"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<(&str, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name, serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let deltas: String = events
+        .iter()
+        .filter(|(n, _)| *n == "delta")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, SHOP[0].1);
+    assert_eq!(events.first().unwrap().0, "message");
+    let (last, reply) = events.last().unwrap();
+    assert_eq!(*last, "reply");
+    assert_eq!(reply["content"], SHOP[0].1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_job_whose_worker_died_is_taken_up_again() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let bot = create_bot(api, "Support", json!({})).await;
+    add_faqs(api, &bot, &pairs(SHOP)).await;
+    // What a replica that crashed mid-job leaves behind: a running job whose
+    // lease has lapsed.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(stack.database_url())
+        .await
+        .expect("the stack's database");
+    sqlx::query("UPDATE chatbot.bots SET latest_version = 1 WHERE id = $1")
+        .bind(&bot)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO chatbot.training_jobs
+             (workspace_id, id, bot_id, status, version, attempts, started_at, lease_until)
+         VALUES ($1, 'job_abandoned1', $2, 'running', 1, 1, now() - interval '1 minute', now() - interval '1 second')",
+    )
+    .bind(&stack.workspace_id)
+    .bind(&bot)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let job = e2e::bots::wait_for_job(api, &bot, "job_abandoned1", Duration::from_secs(20)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["passages_indexed"], "3");
+    assert_eq!(deploy(api, &bot, 1).await.json["deployed_version"], 1);
+    stack.stop().await;
+}

@@ -168,17 +168,9 @@ impl Upstream {
         response_type: &MessageDescriptor,
         deadline: Duration,
     ) -> Result<tonic::Streaming<DynamicMessage>, Status> {
-        if self.replicas.healthy() == 0 {
-            return Err(Status::unavailable("no healthy replica"));
-        }
-        let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
-        request.set_timeout(deadline);
-        let mut client = tonic::client::Grpc::new(self.replicas.channel.clone());
+        let (mut client, request) = self.ready_client(message, metadata, deadline)?;
         let open = async {
-            client
-                .ready()
-                .await
-                .map_err(|e| Status::unavailable(format!("upstream not ready: {e}")))?;
+            ready(&mut client).await?;
             client
                 .server_streaming(request, path.clone(), DynamicCodec::new(response_type.clone()))
                 .await
@@ -187,6 +179,28 @@ impl Upstream {
             Ok(result) => result.map(tonic::Response::into_inner),
             Err(_) => Err(Status::deadline_exceeded("upstream did not answer in time")),
         }
+    }
+
+    /// A client on the balanced channel and the request with its deadline,
+    /// unless no replica is healthy.
+    fn ready_client(
+        &self,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        deadline: Duration,
+    ) -> Result<
+        (
+            tonic::client::Grpc<tonic::transport::Channel>,
+            tonic::Request<DynamicMessage>,
+        ),
+        Status,
+    > {
+        if self.replicas.healthy() == 0 {
+            return Err(Status::unavailable("no healthy replica"));
+        }
+        let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
+        request.set_timeout(deadline);
+        Ok((tonic::client::Grpc::new(self.replicas.channel.clone()), request))
     }
 
     /// One attempt with the upstream's deadline, also sent as `grpc-timeout`
@@ -198,17 +212,9 @@ impl Upstream {
         metadata: MetadataMap,
         response_type: &MessageDescriptor,
     ) -> Result<DynamicMessage, Status> {
-        if self.replicas.healthy() == 0 {
-            return Err(Status::unavailable("no healthy replica"));
-        }
-        let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
-        request.set_timeout(self.timeout);
-        let mut client = tonic::client::Grpc::new(self.replicas.channel.clone());
+        let (mut client, request) = self.ready_client(message, metadata, self.timeout)?;
         let call = async {
-            client
-                .ready()
-                .await
-                .map_err(|e| Status::unavailable(format!("upstream not ready: {e}")))?;
+            ready(&mut client).await?;
             client
                 .unary(request, path.clone(), DynamicCodec::new(response_type.clone()))
                 .await
@@ -224,4 +230,11 @@ impl Upstream {
             Err(_) => Err(Status::deadline_exceeded("upstream did not answer in time")),
         }
     }
+}
+
+async fn ready(client: &mut tonic::client::Grpc<tonic::transport::Channel>) -> Result<(), Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("upstream not ready: {e}")))
 }
