@@ -23,7 +23,7 @@ use governor::{
 use chrono::Utc;
 use reqwest::{StatusCode, header::HeaderMap, redirect::Policy};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use service_runtime::outbox::Outbox;
@@ -73,6 +73,7 @@ pub fn spawn(
         settings,
         lanes: Mutex::new(HashMap::new()),
         rate_limits: Mutex::new(HashMap::new()),
+        finished: Notify::new(),
     });
     tokio::spawn(async move { sender.run(shutdown).await });
     Ok(())
@@ -89,6 +90,8 @@ struct Sender {
     /// Token buckets of endpoints with a rate limit, with the rate they
     /// were made for (a changed limit replaces the bucket).
     rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
+    /// Rung when a delivery finishes: its endpoint may take another now.
+    finished: Notify,
 }
 
 #[derive(sqlx::FromRow)]
@@ -106,19 +109,26 @@ impl Sender {
             let _ = l.listen(WAKE_CHANNEL).await;
         }
         loop {
-            match self.claim().await {
+            match self.claim(self.saturated()).await {
                 Ok(claimed) => {
+                    let mut over_limit = Vec::new();
                     for delivery in claimed {
                         let Some(permit) = self.lane(&delivery.endpoint_id) else {
-                            // The endpoint is at its limit: hand the lease back.
-                            let _ = self.release(&delivery.id).await;
+                            over_limit.push(delivery.id);
                             continue;
                         };
                         let sender = Arc::clone(&self);
                         tokio::spawn(async move {
                             sender.deliver(delivery).await;
                             drop(permit);
+                            sender.finished.notify_one();
                         });
+                    }
+                    // Endpoints at their limit: hand those leases back.
+                    if !over_limit.is_empty()
+                        && let Err(error) = self.release(&over_limit).await
+                    {
+                        tracing::warn!(%error, "releasing deliveries; their leases will lapse");
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming deliveries"),
@@ -134,9 +144,21 @@ impl Sender {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = wake => {}
+                _ = self.finished.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
+    }
+
+    /// Endpoints with every lane busy: claiming their deliveries now would
+    /// only hand them back.
+    fn saturated(&self) -> Vec<String> {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .filter(|(_, lane)| lane.available_permits() == 0)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn lane(&self, endpoint_id: &str) -> Option<OwnedSemaphorePermit> {
@@ -153,12 +175,13 @@ impl Sender {
 
     /// Leases due deliveries: their next attempt moves past the request
     /// timeout, so nobody else claims them while this attempt runs.
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+    async fn claim(&self, saturated: Vec<String>) -> Result<Vec<Claimed>, sqlx::Error> {
         let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
         sqlx::query_as(
             "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
              WHERE id IN (SELECT d.id FROM deliveries d
                           WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                            AND d.endpoint_id <> ALL($3)
                             -- Ordered deliveries wait for every earlier pending
                             -- one of the same conversation (in flight included).
                             AND (d.ordering_key IS NULL OR NOT EXISTS (
@@ -172,13 +195,14 @@ impl Sender {
         )
         .bind(lease)
         .bind(CLAIM_BATCH)
+        .bind(saturated)
         .fetch_all(&self.pool)
         .await
     }
 
-    async fn release(&self, delivery_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE deliveries SET next_attempt_at = now() + interval '100 milliseconds' WHERE id = $1")
-            .bind(delivery_id)
+    async fn release(&self, delivery_ids: &[String]) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = ANY($1)")
+            .bind(delivery_ids)
             .execute(&self.pool)
             .await
             .map(|_| ())
