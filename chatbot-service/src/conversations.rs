@@ -2,6 +2,7 @@
 //! and delete conversations, each scoped to the caller's workspace.
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
 use proto::chatbot::v1::{
     Conversation, CreateConversationRequest, DeleteConversationRequest, DeleteConversationResponse,
     GetConversationRequest, ListConversationsRequest, ListConversationsResponse, UpdateConversationRequest,
@@ -16,6 +17,7 @@ use crate::{
     error::{Error, Result},
     events,
     ids::{BotId, ConversationId},
+    messages,
     model::{ConversationStatus, parse_channel, required_text},
     proto_convert::{json_to_struct, metadata_to_json, timestamp},
 };
@@ -106,9 +108,12 @@ impl ConversationService for Conversations {
         let user_id = required_text("user_id", &req.user_id, MAX_USER_ID_CHARS)?;
         let channel = parse_channel("channel", &req.channel)?;
         let metadata = metadata_to_json("metadata", req.metadata)?;
-        let bot_id = match req.bot_id.as_str() {
-            "" => None,
-            id => Some(self.existing_bot(&principal.workspace_id, id).await?),
+        let (bot_id, greeting) = match req.bot_id.as_str() {
+            "" => (None, String::new()),
+            id => {
+                let (bot_id, greeting) = self.existing_bot(&principal.workspace_id, id).await?;
+                (Some(bot_id), greeting)
+            }
         };
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let row: ConversationRow = sqlx::query_as(&format!(
@@ -128,6 +133,13 @@ impl ConversationService for Conversations {
         .map_err(Error::from)?;
         let started = events::conversation(events::CONVERSATION_STARTED, &principal.workspace_id, &row);
         self.outbox.record(&mut tx, &started).await.map_err(Error::from)?;
+        let row = if greeting.is_empty() {
+            row
+        } else {
+            let id = ConversationId::parse("conversation_id", &row.id)?;
+            messages::greet(&mut tx, &self.outbox, &principal.workspace_id, &id, &greeting).await?;
+            lock(&mut tx, &principal.workspace_id, &id).await?
+        };
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(row.into()))
     }
@@ -220,17 +232,20 @@ impl ConversationService for Conversations {
 }
 
 impl Conversations {
-    async fn existing_bot(&self, workspace_id: &str, id: &str) -> Result<BotId> {
+    /// The bot, if it is the workspace's, and the greeting it opens with.
+    async fn existing_bot(&self, workspace_id: &str, id: &str) -> Result<(BotId, String)> {
         let bot_id = BotId::parse("bot_id", id)
             .map_err(|_| Error::invalid("bot_id", format!("no bot {id} in this workspace")))?;
-        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM bots WHERE workspace_id = $1 AND id = $2")
+        let config: Option<Vec<u8>> = sqlx::query_scalar("SELECT config FROM bots WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(bot_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        found
-            .map(|_| bot_id)
-            .ok_or_else(|| Error::invalid("bot_id", format!("no bot {id} in this workspace")))
+        let config = config.ok_or_else(|| Error::invalid("bot_id", format!("no bot {id} in this workspace")))?;
+        let greeting = proto::chatbot::v1::BotConfig::decode(config.as_slice())
+            .map(|c| c.greeting.trim().to_owned())
+            .unwrap_or_default();
+        Ok((bot_id, greeting))
     }
 }
 

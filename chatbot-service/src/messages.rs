@@ -394,6 +394,28 @@ impl Messages {
     }
 }
 
+/// The bot's greeting, the first message of a conversation it opens.
+pub(crate) async fn greet(
+    tx: &mut Transaction<'_, Postgres>,
+    outbox: &Outbox,
+    workspace_id: &str,
+    conversation_id: &ConversationId,
+    greeting: &str,
+) -> Result<()> {
+    let message = NewMessage {
+        role: Role::Bot,
+        content: greeting.to_owned(),
+        metadata: json!({ "greeting": true }),
+        idempotency_key: None,
+        in_reply_to: None,
+    };
+    let row = insert(tx, workspace_id, conversation_id, 1, &message).await?;
+    if let Some(event) = events::message(workspace_id, &row) {
+        outbox.record(tx, &event).await?;
+    }
+    Ok(())
+}
+
 /// Inserts the message at `sequence` and counts it on the conversation,
 /// whose row lock the caller holds.
 async fn insert(

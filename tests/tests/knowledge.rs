@@ -466,3 +466,43 @@ async fn a_training_job_whose_worker_died_is_taken_up_again() {
     assert_eq!(deploy(api, &bot, 1).await.json["deployed_version"], 1);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_with_a_greeting_opens_the_conversation_with_it() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let bot = create_bot(
+        api,
+        "Support",
+        json!({"greeting": "Hi! Ask me about orders, shipping or returns."}),
+    )
+    .await;
+    let conv = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "customer-1", "channel": "web", "bot_id": bot}),
+        )
+        .await;
+    assert_eq!(conv.json["message_count"], "1", "{}", conv.text);
+    let id = conv.json["id"].as_str().unwrap();
+    let messages = api.get(&format!("/api/v1/conversations/{id}/messages")).await;
+    let first = &messages.json["messages"][0];
+    assert_eq!(first["role"], "bot");
+    assert_eq!(first["content"], "Hi! Ask me about orders, shipping or returns.");
+    assert_eq!(first["sequence"], "1");
+    let events = tap.take(2, Duration::from_secs(10)).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["conversation.started", "message.sent"]);
+
+    // Without a greeting nothing is said first.
+    let quiet = create_bot(api, "Quiet", json!({})).await;
+    let conv = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "c2", "channel": "web", "bot_id": quiet}),
+        )
+        .await;
+    assert_eq!(conv.json["message_count"], "0");
+    stack.stop().await;
+}
