@@ -16,7 +16,7 @@ use crate::{
     bot_config,
     error::{Error, Result},
     ids::{BotId, JobId},
-    knowledge::ensure_bot,
+    knowledge::newest_of_bot,
     model::{bounded_text, required_text},
     proto_convert::timestamp,
     retrieval::{Indexes, VersionKey},
@@ -229,20 +229,14 @@ impl BotService for Bots {
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id)?;
         let page = NewestFirst::new(req.limit, &req.cursor)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        ensure_bot(&mut tx, &principal.workspace_id, &bot_id).await?;
-        let rows: Vec<JobRow> = page
-            .bind(
-                sqlx::query_as(&format!(
-                    "SELECT {JOB_COLUMNS} FROM training_jobs WHERE workspace_id = $1 AND bot_id = $5 AND {}",
-                    NewestFirst::CLAUSE
-                ))
-                .bind(&principal.workspace_id),
-            )
-            .bind(bot_id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+        let rows: Vec<JobRow> = newest_of_bot(
+            &self.pool,
+            &principal.workspace_id,
+            &bot_id,
+            &page,
+            &format!("SELECT {JOB_COLUMNS} FROM training_jobs"),
+        )
+        .await?;
         let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         Ok(Response::new(ListTrainingJobsResponse {
             jobs: rows.into_iter().map(TrainingJob::from).collect(),

@@ -168,20 +168,14 @@ impl KnowledgeService for Knowledge {
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id)?;
         let page = NewestFirst::new(req.limit, &req.cursor)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        ensure_bot(&mut tx, &principal.workspace_id, &bot_id).await?;
-        let rows: Vec<ItemRow> = page
-            .bind(
-                sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM knowledge_items WHERE workspace_id = $1 AND bot_id = $5 AND {}",
-                    NewestFirst::CLAUSE
-                ))
-                .bind(&principal.workspace_id),
-            )
-            .bind(bot_id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+        let rows: Vec<ItemRow> = newest_of_bot(
+            &self.pool,
+            &principal.workspace_id,
+            &bot_id,
+            &page,
+            &format!("SELECT {COLUMNS} FROM knowledge_items"),
+        )
+        .await?;
         let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));
         Ok(Response::new(ListKnowledgeItemsResponse {
             items: rows.into_iter().map(KnowledgeItem::from).collect(),
@@ -261,6 +255,33 @@ impl KnowledgeService for Knowledge {
         }
         Ok(Response::new(DeleteKnowledgeItemResponse {}))
     }
+}
+
+/// A page of the bot's rows of a table, newest first; `select` is the
+/// query up to its `FROM` clause. NOT_FOUND unless the bot is the caller's.
+pub(crate) async fn newest_of_bot<T>(
+    pool: &PgPool,
+    workspace_id: &str,
+    bot_id: &BotId,
+    page: &NewestFirst,
+    select: &str,
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut tx = pool.begin().await?;
+    ensure_bot(&mut tx, workspace_id, bot_id).await?;
+    let query = format!(
+        "{select} WHERE workspace_id = $1 AND bot_id = $5 AND {}",
+        NewestFirst::CLAUSE
+    );
+    let rows = page
+        .bind(sqlx::query_as(&query).bind(workspace_id))
+        .bind(bot_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// NOT_FOUND unless the bot is the caller's; locks nothing.

@@ -16,6 +16,14 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter().map(|(q, a)| ((*q).to_owned(), (*a).to_owned())).collect()
 }
 
+/// A conversation with a trained, deployed bot that knows [`SHOP`].
+async fn shop_conversation(api: &e2e::Client) -> String {
+    let bot = create_bot(api, "Support", json!({})).await;
+    add_faqs(api, &bot, &pairs(SHOP)).await;
+    train_and_deploy(api, &bot).await;
+    conversation_with(api, &bot).await
+}
+
 const SHOP: &[(&str, &str)] = &[
     (
         "How long does shipping take?",
@@ -364,10 +372,7 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
 async fn a_retried_send_returns_the_same_reply_and_the_bot_answers_once() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    let bot = create_bot(api, "Support", json!({})).await;
-    add_faqs(api, &bot, &pairs(SHOP)).await;
-    train_and_deploy(api, &bot).await;
-    let conv = conversation_with(api, &bot).await;
+    let conv = shop_conversation(api).await;
     let path = format!("/api/v1/conversations/{conv}/messages");
     let send = || async {
         let reply = e2e::Client::send(
@@ -399,10 +404,7 @@ async fn a_retried_send_returns_the_same_reply_and_the_bot_answers_once() {
 async fn knowledge_replies_stream_as_server_sent_events_too() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    let bot = create_bot(api, "Support", json!({})).await;
-    add_faqs(api, &bot, &pairs(SHOP)).await;
-    train_and_deploy(api, &bot).await;
-    let conv = conversation_with(api, &bot).await;
+    let conv = shop_conversation(api).await;
     let body = api
         .request(reqwest::Method::POST, &format!("/api/v1/conversations/{conv}/messages"))
         .header("accept", "text/event-stream")
