@@ -315,7 +315,8 @@ impl Messages {
         metadata["in_reply_to"] = serde_json::Value::String(question.id.clone());
         let message = NewMessage {
             role: Role::Bot,
-            content: draft.content,
+            // Replies obey the same bound as what clients may send.
+            content: draft.content.chars().take(MAX_CONTENT_CHARS).collect(),
             metadata,
             idempotency_key: None,
             in_reply_to: Some(question.id.clone()),

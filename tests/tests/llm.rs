@@ -287,3 +287,26 @@ async fn model_servers_on_internal_addresses_are_refused_unless_allowed() {
     assert!(reason.contains("refused"), "{reason}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_server_quoting_the_api_key_in_an_error_never_gets_it_stored() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let model = ModelServer::start(vec![Answer::Error {
+        status: 401,
+        message: format!("Incorrect API key provided: {}", e2e::MODEL_KEY),
+        retry_after: None,
+    }])
+    .await;
+    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let conv = conversation_with(api, &bot).await;
+    let sent = ask(api, &conv, "hello?").await;
+    assert_eq!(sent.json["reply"]["content"], FALLBACK);
+    let reason = sent.json["reply"]["metadata"]["failure"]["reason"].as_str().unwrap();
+    assert!(reason.contains("401") && reason.contains("[redacted]"), "{reason}");
+    assert!(!sent.text.contains(e2e::MODEL_KEY));
+    assert_eq!(model.received().len(), 1, "a 401 is not retried");
+    let stored = api.get(&format!("/api/v1/conversations/{conv}/messages")).await;
+    assert!(!stored.text.contains(e2e::MODEL_KEY));
+    stack.stop().await;
+}

@@ -14,6 +14,11 @@ use serde_json::Value;
 use service_runtime::target_guard::TargetGuard;
 use tokio::sync::mpsc;
 
+/// Largest answer read from a model server (a reply is at most 32 768
+/// characters of text, and JSON framing adds some).
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+const MAX_ERROR_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
     /// Per attempt; for a stream, the longest silence between chunks.
@@ -173,16 +178,22 @@ impl ModelClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let body = response.bytes().await.unwrap_or_default();
+            let body = self.read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default();
+            let mut message = error_message(&body);
+            // Some servers quote the key they were sent; it must not end up
+            // in a stored message or an event.
+            if let Some(key) = api_key.filter(|k| !k.is_empty()) {
+                message = message.replace(key, "[redacted]");
+            }
             return Err(ModelError::Status {
                 status: status.as_u16(),
-                message: error_message(&body),
+                message,
                 retry_after,
             });
         }
         match deltas {
             None => {
-                let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
+                let body = self.read_bounded(response, MAX_ANSWER_BYTES).await?;
                 parse_completion(&body)
             }
             Some(sender) => self.read_stream(response, sender, forwarded).await,
@@ -209,6 +220,11 @@ impl ModelClient {
                     return Ok(completion);
                 }
                 let piece = parse_chunk(&data, &mut completion)?;
+                if completion.text.len() + piece.len() > MAX_ANSWER_BYTES {
+                    return Err(ModelError::Malformed(format!(
+                        "the answer exceeds {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
                 if !piece.is_empty() {
                     completion.text.push_str(&piece);
                     *forwarded = true;
@@ -216,6 +232,19 @@ impl ModelClient {
                 }
             }
         }
+    }
+
+    /// The body, refusing more than `limit` bytes: a model server is not
+    /// trusted to bound its own answers.
+    async fn read_bounded(&self, mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ModelError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(ModelError::Malformed(format!("the answer exceeds {limit} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ModelError {
