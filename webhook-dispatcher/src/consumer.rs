@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::{
+    message::Delivery,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
     },
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{endpoint_rules, endpoints::new_id};
 
 pub const WAKE_CHANNEL: &str = "webhooks_deliveries";
+/// Most events recorded in one transaction (the prefetch allows 200).
+const BATCH: usize = 100;
 
 /// The dispatcher's queue on `exchange`.
 pub fn queue_name(exchange: &str) -> String {
@@ -70,28 +73,60 @@ async fn consume(pool: &PgPool, amqp_url: &str, exchange: &str) -> anyhow::Resul
     let (_connection, mut messages) = setup
         .await
         .map_err(|_| anyhow::anyhow!("RabbitMQ did not finish the consumer set-up within 15 s"))??;
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        match record(pool, &message.data).await {
-            Ok(()) => {
-                message.ack(BasicAckOptions::default()).await?;
+    while let Some(first) = messages.next().await {
+        // Whatever else has already arrived joins this batch: one
+        // transaction and one fsync for many events, never a wait for more.
+        let mut batch = vec![first?];
+        while batch.len() < BATCH {
+            match messages.next().now_or_never() {
+                Some(Some(message)) => batch.push(message?),
+                _ => break,
             }
-            Err(RecordError::Malformed(reason)) => {
+        }
+        settle(pool, batch).await?;
+    }
+    Ok(())
+}
+
+/// Records a batch of messages and acknowledges each only after the commit.
+async fn settle(pool: &PgPool, batch: Vec<Delivery>) -> anyhow::Result<()> {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut parsed = Vec::with_capacity(batch.len());
+    for message in batch {
+        match serde_json::from_slice::<Head>(&message.data) {
+            Ok(head) => {
+                events.push(head);
+                parsed.push(message);
+            }
+            Err(error) => {
                 // Redelivering a message that can never parse would block
                 // the queue; drop it loudly instead.
-                tracing::error!(reason, "dropping a malformed event");
+                tracing::error!(reason = %error, "dropping a malformed event");
                 message.ack(BasicAckOptions::default()).await?;
             }
-            Err(RecordError::Database(error)) => {
-                tracing::warn!(%error, "recording an event failed; it will be redelivered");
+        }
+    }
+    if parsed.is_empty() {
+        return Ok(());
+    }
+    let bodies: Vec<&[u8]> = parsed.iter().map(|m| m.data.as_slice()).collect();
+    match record(pool, &events, &bodies).await {
+        Ok(()) => {
+            for message in parsed {
+                message.ack(BasicAckOptions::default()).await?;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, events = parsed.len(), "recording events failed; they will be redelivered");
+            for message in parsed {
                 message
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..Default::default()
                     })
                     .await?;
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     Ok(())
@@ -135,58 +170,92 @@ async fn subscribe(amqp_url: &str, exchange: &str) -> anyhow::Result<(lapin::Con
     Ok((connection, messages))
 }
 
-#[derive(Debug, thiserror::Error)]
-enum RecordError {
-    #[error("malformed event: {0}")]
-    Malformed(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-/// Stores the event and one pending delivery per interested endpoint.
-async fn record(pool: &PgPool, body: &[u8]) -> Result<(), RecordError> {
-    let head: Head = serde_json::from_slice(body).map_err(|e| RecordError::Malformed(e.to_string()))?;
+/// Stores the events and one pending delivery per interested endpoint of
+/// each event's workspace, in one transaction of three statements.
+async fn record(pool: &PgPool, events: &[Head], bodies: &[&[u8]]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     sqlx::query(
-        "INSERT INTO events (id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO events (id, workspace_id, event_type, body)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[])
+         ON CONFLICT (id) DO NOTHING",
     )
-    .bind(&head.id)
-    .bind(&head.workspace_id)
-    .bind(&head.event)
-    .bind(body)
+    .bind(&ids)
+    .bind(&workspaces)
+    .bind(&types)
+    .bind(bodies)
     .execute(&mut *tx)
     .await?;
-    let endpoints: Vec<(String, Vec<String>, bool)> = sqlx::query_as(
-        "SELECT id, event_types, ordered_by_conversation FROM endpoints WHERE workspace_id = $1 AND enabled",
+    let endpoints: Vec<(String, String, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT workspace_id, id, event_types, ordered_by_conversation FROM endpoints
+         WHERE workspace_id = ANY($1) AND enabled",
     )
-    .bind(&head.workspace_id)
+    .bind(&workspaces)
     .fetch_all(&mut *tx)
     .await?;
-    let mut created = 0;
-    for (endpoint_id, filters, ordered) in endpoints {
-        if !endpoint_rules::wants(&filters, &head.event) {
-            continue;
+    let mut rows = NewDeliveries::default();
+    for event in events {
+        for (workspace_id, endpoint_id, filters, ordered) in &endpoints {
+            if *workspace_id == event.workspace_id && endpoint_rules::wants(filters, &event.event) {
+                rows.push(event, endpoint_id, *ordered);
+            }
         }
-        created += sqlx::query(
-            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status, ordering_key)
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6) ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-        )
-        .bind(new_id("dlv_"))
-        .bind(&head.workspace_id)
-        .bind(&endpoint_id)
-        .bind(&head.id)
-        .bind(&head.event)
-        .bind(if ordered { head.conversation() } else { None })
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
     }
+    let created = rows.insert(&mut tx).await?;
     if created > 0 {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(WAKE_CHANNEL)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    tx.commit().await
+}
+
+/// Delivery rows to insert, column by column, in the order the events came
+/// (the sequence that ordered endpoints deliver by).
+#[derive(Default)]
+struct NewDeliveries {
+    ids: Vec<String>,
+    workspaces: Vec<String>,
+    endpoints: Vec<String>,
+    events: Vec<String>,
+    types: Vec<String>,
+    ordering_keys: Vec<Option<String>>,
+}
+
+impl NewDeliveries {
+    fn push(&mut self, event: &Head, endpoint_id: &str, ordered: bool) {
+        self.ids.push(new_id("dlv_"));
+        self.workspaces.push(event.workspace_id.clone());
+        self.endpoints.push(endpoint_id.to_owned());
+        self.events.push(event.id.clone());
+        self.types.push(event.event.clone());
+        self.ordering_keys
+            .push(if ordered { event.conversation().map(str::to_owned) } else { None });
+    }
+
+    async fn insert(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(
+            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status, ordering_key)
+             SELECT id, workspace_id, endpoint_id, event_id, event_type, 'pending', ordering_key
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                  WITH ORDINALITY AS t(id, workspace_id, endpoint_id, event_id, event_type, ordering_key, n)
+             ORDER BY n
+             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+        )
+        .bind(&self.ids)
+        .bind(&self.workspaces)
+        .bind(&self.endpoints)
+        .bind(&self.events)
+        .bind(&self.types)
+        .bind(&self.ordering_keys)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+    }
 }
