@@ -102,6 +102,15 @@ struct NewMessage {
     in_reply_to: Option<String>,
 }
 
+/// A message as `append` left it.
+struct Appended {
+    row: MessageRow,
+    /// An earlier request with the same idempotency key stored it.
+    replayed: bool,
+    /// The conversation has a bot, which may answer.
+    with_bot: bool,
+}
+
 /// A send request, validated, with whom it is for.
 struct Send {
     workspace_id: String,
@@ -137,19 +146,28 @@ impl MessageService for Messages {
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
         let send = Send::parse(request)?;
-        let (row, replayed) = self
+        let Appended {
+            row,
+            replayed,
+            with_bot,
+        } = self
             .append(&send.workspace_id, &send.conversation_id, send.message)
             .await?;
-        // A task of its own: if the caller's deadline passes while a model
-        // is slow, this handler is dropped, but the reply is still stored.
-        let this = self.clone();
-        let question = row.clone();
-        let reply = tokio::spawn(async move {
-            this.reply(&send.workspace_id, &send.conversation_id, &question, None)
-                .await
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("drafting a reply: {e}")))??;
+        let reply = if with_bot && row.role == Role::User.as_str() {
+            // A task of its own: if the caller's deadline passes while a
+            // model is slow, this handler is dropped, but the reply is
+            // still stored.
+            let this = self.clone();
+            let question = row.clone();
+            tokio::spawn(async move {
+                this.reply(&send.workspace_id, &send.conversation_id, &question, None)
+                    .await
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("drafting a reply: {e}")))??
+        } else {
+            None
+        };
         Ok(Response::new(SendMessageResponse {
             message: Some(row.into()),
             replayed,
@@ -167,13 +185,16 @@ impl MessageService for Messages {
         request: Request<SendMessageRequest>,
     ) -> Result<Response<Self::StreamMessageStream>, Status> {
         let send = Send::parse(request)?;
-        let (row, _) = self
+        let Appended { row, with_bot, .. } = self
             .append(&send.workspace_id, &send.conversation_id, send.message)
             .await?;
         let (events, stream) = mpsc::channel(64);
         let this = self.clone();
         tokio::spawn(async move {
             let _ = events.send(Ok(event(Event::Message(row.to_message())))).await;
+            if !with_bot {
+                return;
+            }
             let (deltas, mut pieces) = mpsc::channel::<String>(64);
             let forward = {
                 let events = events.clone();
@@ -350,9 +371,10 @@ impl Messages {
         workspace_id: &str,
         conversation_id: &ConversationId,
         message: NewMessage,
-    ) -> Result<(MessageRow, bool)> {
+    ) -> Result<Appended> {
         let mut tx = self.pool.begin().await?;
         let conversation = conversations::lock(&mut tx, workspace_id, conversation_id).await?;
+        let with_bot = conversation.bot_id().is_some();
         if let Some(key) = &message.idempotency_key
             && let Some(first) = find_by(&mut *tx, workspace_id, conversation_id, Lookup::IdempotencyKey, key).await?
         {
@@ -361,7 +383,11 @@ impl Messages {
                     "Idempotency-Key was already used for a different message in this conversation".into(),
                 ));
             }
-            return Ok((first, true));
+            return Ok(Appended {
+                row: first,
+                replayed: true,
+                with_bot,
+            });
         }
         if !conversation.status()?.accepts_messages() {
             return Err(Error::FailedPrecondition(
@@ -380,7 +406,11 @@ impl Messages {
             self.outbox.record(&mut tx, &event).await?;
         }
         tx.commit().await?;
-        Ok((row, false))
+        Ok(Appended {
+            row,
+            replayed: false,
+            with_bot,
+        })
     }
 
     async fn ensure_conversation(&self, workspace_id: &str, id: &ConversationId) -> Result<()> {

@@ -71,6 +71,7 @@ struct Row {
 async fn run(passages: usize, questions: usize) -> Row {
     let stack = TestStack::start_with(Options {
         max_body_bytes: Some(16 * 1024 * 1024),
+        db_connections: Some(10),
         ..Options::default()
     })
     .await;

@@ -13,10 +13,18 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{TestStack, webhook_receiver::Receiver};
+use e2e::{Options, TestStack, webhook_receiver::Receiver};
 use lapin::{BasicProperties, options::BasicPublishOptions};
 use serde_json::json;
 use service_runtime::events::Envelope;
+
+/// Each service with its production pool of database connections.
+fn production_pools() -> Options {
+    Options {
+        db_connections: Some(10),
+        ..Options::default()
+    }
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -49,7 +57,7 @@ async fn main() {
 }
 
 async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
-    let stack = TestStack::start().await;
+    let stack = TestStack::start_with(production_pools()).await;
     let receiver = Receiver::start().await;
     for _ in 0..endpoints {
         let reply = stack
@@ -83,7 +91,7 @@ async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
 }
 
 async fn latency(rate: u64) -> (f64, f64, usize) {
-    let stack = TestStack::start().await;
+    let stack = TestStack::start_with(production_pools()).await;
     let receiver = Receiver::start().await;
     stack
         .client

@@ -60,6 +60,9 @@ pub struct Options {
     pub forbid_internal_webhook_targets: bool,
     /// How long an endpoint may fail before it is disabled (default 5 days).
     pub webhook_disable_after: Option<Duration>,
+    /// Database connections per service; default 5, so many test stacks
+    /// fit one PostgreSQL. Benchmarks use the production default, 10.
+    pub db_connections: Option<u32>,
 }
 
 /// The upstreams, as the gateway names them.
@@ -99,6 +102,7 @@ pub struct TestStack {
     chatbot_amqp_url: String,
     forbid_internal_webhook_targets: bool,
     webhook_disable_after: Option<Duration>,
+    db_connections: u32,
     shutdown: CancellationToken,
     services: Vec<Service>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -120,6 +124,7 @@ impl TestStack {
         let mut stack = Self {
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             webhook_disable_after: options.webhook_disable_after,
+            db_connections: options.db_connections.unwrap_or(5),
             exchange: infra.exchange.clone(),
             chatbot_amqp_url: options
                 .chatbot_amqp_url
@@ -178,7 +183,7 @@ impl TestStack {
         let settings = service_runtime::config::ServiceSettings {
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
-            max_db_connections: 5,
+            max_db_connections: self.db_connections,
         };
         let token = stop.clone();
         let task = match upstream {

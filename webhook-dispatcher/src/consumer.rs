@@ -232,8 +232,11 @@ impl NewDeliveries {
         self.endpoints.push(endpoint_id.to_owned());
         self.events.push(event.id.clone());
         self.types.push(event.event.clone());
-        self.ordering_keys
-            .push(if ordered { event.conversation().map(str::to_owned) } else { None });
+        self.ordering_keys.push(if ordered {
+            event.conversation().map(str::to_owned)
+        } else {
+            None
+        });
     }
 
     async fn insert(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, sqlx::Error> {

@@ -283,7 +283,33 @@ impl Sender {
 
     /// Records the attempt, then finishes the delivery or schedules the
     /// next attempt. 410 Gone disables the endpoint.
+    /// The common case in one statement (one round trip, one commit): the
+    /// attempt, the delivery done, and the endpoint's failure streak over.
+    async fn record_success(&self, delivery: &Claimed, outcome: &Outcome) -> anyhow::Result<()> {
+        sqlx::query(
+            "WITH attempt AS (
+                 INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt)
+                 VALUES ($1, $2, '', $3, $4)
+             ), healthy AS (
+                 UPDATE endpoints SET failing_since = NULL WHERE id = $5 AND failing_since IS NOT NULL
+             )
+             UPDATE deliveries SET status = 'succeeded', attempts = $6, updated_at = now() WHERE id = $1",
+        )
+        .bind(&delivery.id)
+        .bind(outcome.status.map(|s| i32::from(s.as_u16())))
+        .bind(outcome.latency.as_millis().min(i32::MAX as u128) as i32)
+        .bind(&outcome.excerpt)
+        .bind(&delivery.endpoint_id)
+        .bind(delivery.attempts + 1)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn record(&self, delivery: &Claimed, outcome: &Outcome) -> anyhow::Result<()> {
+        if outcome.status.is_some_and(|s| s.is_success()) {
+            return self.record_success(delivery, outcome).await;
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt) VALUES ($1, $2, $3, $4, $5)",
