@@ -342,17 +342,8 @@ impl Messages {
             idempotency_key: None,
             in_reply_to: Some(question.id.clone()),
         };
-        let row = insert(
-            &mut tx,
-            workspace_id,
-            conversation_id,
-            conversation.message_count() + 1,
-            &message,
-        )
-        .await?;
-        if let Some(event) = events::message(workspace_id, &row) {
-            self.outbox.record(&mut tx, &event).await?;
-        }
+        let sequence = conversation.message_count() + 1;
+        let row = insert(&mut tx, &self.outbox, workspace_id, conversation_id, sequence, &message).await?;
         if let Some(reason) = &draft.failure {
             let event = events::message_failed(workspace_id, question, &row, reason);
             self.outbox.record(&mut tx, &event).await?;
@@ -394,17 +385,8 @@ impl Messages {
                 "conversation is ended; it accepts no more messages".into(),
             ));
         }
-        let row = insert(
-            &mut tx,
-            workspace_id,
-            conversation_id,
-            conversation.message_count() + 1,
-            &message,
-        )
-        .await?;
-        if let Some(event) = events::message(workspace_id, &row) {
-            self.outbox.record(&mut tx, &event).await?;
-        }
+        let sequence = conversation.message_count() + 1;
+        let row = insert(&mut tx, &self.outbox, workspace_id, conversation_id, sequence, &message).await?;
         tx.commit().await?;
         Ok(Appended {
             row,
@@ -440,17 +422,15 @@ pub(crate) async fn greet(
         idempotency_key: None,
         in_reply_to: None,
     };
-    let row = insert(tx, workspace_id, conversation_id, 1, &message).await?;
-    if let Some(event) = events::message(workspace_id, &row) {
-        outbox.record(tx, &event).await?;
-    }
+    insert(tx, outbox, workspace_id, conversation_id, 1, &message).await?;
     Ok(())
 }
 
-/// Inserts the message at `sequence` and counts it on the conversation,
-/// whose row lock the caller holds.
+/// Inserts the message at `sequence`, counts it on the conversation (whose
+/// row lock the caller holds) and records the event announcing it.
 async fn insert(
     tx: &mut Transaction<'_, Postgres>,
+    outbox: &Outbox,
     workspace_id: &str,
     conversation_id: &ConversationId,
     sequence: i64,
@@ -482,6 +462,9 @@ async fn insert(
     .bind(row.created_at)
     .execute(&mut **tx)
     .await?;
+    if let Some(event) = events::message(workspace_id, &row) {
+        outbox.record(tx, &event).await?;
+    }
     Ok(row)
 }
 

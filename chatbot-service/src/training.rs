@@ -38,6 +38,16 @@ pub struct Trainer {
     wake: Arc<Notify>,
 }
 
+/// A knowledge item as training reads it.
+#[derive(sqlx::FromRow)]
+struct Item {
+    id: String,
+    kind: String,
+    title: String,
+    body: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// A claimed job.
 #[derive(sqlx::FromRow)]
 struct Job {
@@ -151,9 +161,16 @@ impl Trainer {
         loop {
             let items = self.items_page(job, after.as_ref()).await?;
             let Some(last) = items.last() else { break };
-            after = Some((last.4, last.0.clone()));
+            after = Some((last.created_at, last.id.clone()));
             let first_new = passages.len();
-            for (item_id, kind, title, body, _) in items {
+            for Item {
+                id: item_id,
+                kind,
+                title,
+                body,
+                ..
+            } in items
+            {
                 let kind = Kind::parse(&kind);
                 let bodies = match kind {
                     Kind::Faq => vec![body],
@@ -207,12 +224,11 @@ impl Trainer {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
     async fn items_page(
         &self,
         job: &Job,
         after: Option<&(chrono::DateTime<chrono::Utc>, String)>,
-    ) -> Result<Vec<(String, String, String, String, chrono::DateTime<chrono::Utc>)>> {
+    ) -> Result<Vec<Item>> {
         Ok(sqlx::query_as(
             "SELECT id, kind, title, body, created_at FROM knowledge_items
              WHERE workspace_id = $1 AND bot_id = $2
