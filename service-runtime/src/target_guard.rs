@@ -11,6 +11,10 @@ use std::{
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+/// How the resolver's refusal reads; callers that classify transport
+/// errors recognise it by this text (reqwest erases the error type).
+pub const REFUSED: &str = "resolves only to internal addresses; refused";
+
 /// One allowed network, `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cidr {
@@ -125,7 +129,7 @@ impl Resolve for TargetGuard {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted: Vec<SocketAddr> = resolved.iter().copied().filter(|a| guard.permits(a.ip())).collect();
             if permitted.is_empty() {
-                return Err(format!("{host} resolves only to internal addresses; refused").into());
+                return Err(format!("{host} {REFUSED}").into());
             }
             Ok(Box::new(permitted.into_iter()) as Addrs)
         })

@@ -256,7 +256,7 @@ impl ModelClient {
             root = source;
         }
         let text = root.to_string();
-        if text.contains("internal addresses") {
+        if text.contains(service_runtime::target_guard::REFUSED) {
             ModelError::Refused(text)
         } else {
             ModelError::Network(text)
