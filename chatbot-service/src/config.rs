@@ -1,6 +1,6 @@
 //! chatbot-service settings, from the environment.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use service_runtime::{
     config::{self, ConfigError, ServiceSettings},
@@ -22,6 +22,10 @@ pub struct Config {
     pub model: ModelSettings,
     /// `CHATBOT_SECRETS_DIR` and `CHATBOT_SECRET_<REF>`: model API keys.
     pub secrets: Secrets,
+    /// `CHATBOT_EMBEDDING_MODEL_DIR`: a sentence-transformers BERT model
+    /// (config.json, model.safetensors, vocab.txt) for matching questions
+    /// by meaning. Unset: questions are matched by their words alone.
+    pub embedding_model_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -34,6 +38,9 @@ impl Config {
             },
             model: model_settings()?,
             secrets: Secrets::from_env(),
+            embedding_model_dir: Some(config::string("CHATBOT_EMBEDDING_MODEL_DIR", ""))
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
         })
     }
 }

@@ -54,7 +54,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     .await?;
     let outbox = Outbox::new(SCHEMA);
     outbox::spawn_relay(pool.clone(), outbox.clone(), config.events, shutdown.clone());
-    let indexes = Indexes::new(pool.clone());
+    let indexes = Indexes::new(pool.clone(), load_embedder(config.embedding_model_dir).await?);
     let trainer = Trainer::new(pool.clone(), outbox.clone(), indexes.clone());
     trainer.spawn(shutdown.clone());
     let replier = Replier::new(
@@ -72,6 +72,22 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         secrets: config.secrets,
     };
     serve_parts(parts, listener, shutdown).await
+}
+
+/// The configured sentence embedder; a configured model that does not load
+/// stops start-up rather than quietly matching by words alone.
+async fn load_embedder(dir: Option<std::path::PathBuf>) -> anyhow::Result<Option<std::sync::Arc<retrieval::Embedder>>> {
+    let Some(dir) = dir else {
+        tracing::info!("no CHATBOT_EMBEDDING_MODEL_DIR: questions are matched by their words alone");
+        return Ok(None);
+    };
+    let embedder = tokio::task::spawn_blocking(move || retrieval::embedder::shared(&dir)).await??;
+    tracing::info!(
+        model = embedder.id(),
+        dimensions = embedder.dimensions(),
+        "loaded the embedding model"
+    );
+    Ok(Some(embedder))
 }
 
 /// What the gRPC services share.

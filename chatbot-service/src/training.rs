@@ -5,6 +5,8 @@
 //! version is invisible until its job succeeds), then builds the version's
 //! index. A job's worker holds a lease it renews with every batch; a job
 //! whose worker died is taken up again by any replica once the lease lapses.
+//! With an embedder configured, each FAQ question is stored with its
+//! sentence vector, so replies can match it by meaning.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,13 +21,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     chunking,
     error::{Error, Result},
-    retrieval::{Index, Indexes, Kind, Passage, VersionKey},
+    retrieval::{Index, Indexes, Kind, Passage, VersionKey, vector_to_bytes},
 };
 
 pub const BOT_TRAINED: &str = "bot.trained";
 pub const BOT_ERROR: &str = "bot.error";
 
 const BATCH: i64 = 1000;
+/// Questions embedded in one forward pass of the model.
+const EMBED_BATCH: usize = 32;
 const LEASE: &str = "30 seconds";
 const MAX_ATTEMPTS: i32 = 3;
 const POLL: Duration = Duration::from_secs(5);
@@ -181,8 +185,10 @@ impl Trainer {
                     kind,
                     title: title.clone(),
                     body,
+                    vector: None,
                 }));
             }
+            self.embed_questions(&mut passages[first_new..]).await?;
             self.write_batch(job, first_new, &passages[first_new..]).await?;
         }
         if passages.is_empty() {
@@ -205,6 +211,35 @@ impl Trainer {
         };
         self.indexes.insert(key, Arc::new(index)).await;
         Ok(count)
+    }
+
+    /// Gives each FAQ passage its question's vector, off the async threads.
+    async fn embed_questions(&self, batch: &mut [Passage]) -> Result<()> {
+        let Some(embedder) = self.indexes.embedder().cloned() else {
+            return Ok(());
+        };
+        let questions: Vec<(usize, String)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.kind == Kind::Faq)
+            .map(|(at, p)| (at, p.title.clone()))
+            .collect();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let mut vectors = Vec::with_capacity(questions.len());
+            for chunk in questions.chunks(EMBED_BATCH) {
+                let texts: Vec<&str> = chunk.iter().map(|(_, q)| q.as_str()).collect();
+                let embedded = embedder.embed(&texts)?;
+                vectors.extend(chunk.iter().map(|(at, _)| *at).zip(embedded));
+            }
+            Ok::<_, crate::retrieval::embedder::EmbedderError>(vectors)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("embedding questions: {e}")))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        for (at, vector) in vectors {
+            batch[at].vector = Some(vector);
+        }
+        Ok(())
     }
 
     async fn estimate_total(&self, job: &Job) -> Result<()> {
@@ -253,10 +288,12 @@ impl Trainer {
         let kinds: Vec<&str> = batch.iter().map(|p| p.kind.as_str()).collect();
         let titles: Vec<&str> = batch.iter().map(|p| p.title.as_str()).collect();
         let bodies: Vec<&str> = batch.iter().map(|p| p.body.as_str()).collect();
+        let vectors: Vec<Option<Vec<u8>>> = batch.iter().map(|p| p.vector.as_deref().map(vector_to_bytes)).collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body)
-             SELECT $1, $2, $3, t.* FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) AS t",
+            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body, embedding)
+             SELECT $1, $2, $3, t.*
+             FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[]) AS t",
         )
         .bind(&job.workspace_id)
         .bind(&job.bot_id)
@@ -266,6 +303,7 @@ impl Trainer {
         .bind(&kinds)
         .bind(&titles)
         .bind(&bodies)
+        .bind(&vectors)
         .execute(&mut *tx)
         .await?;
         let owned = sqlx::query(&format!(
@@ -296,10 +334,11 @@ impl Trainer {
             Ok(n) => ("succeeded", *n, ""),
             Err(reason) => ("failed", 0, reason.as_str()),
         };
+        let embedding_model = self.indexes.embedder().map(|e| e.id().to_owned());
         let owned = sqlx::query(
             "UPDATE training_jobs
              SET status = $4, passages_indexed = $5, passages_total = $5, error = $6,
-                 finished_at = now(), lease_until = NULL
+                 finished_at = now(), lease_until = NULL, embedding_model = $7
              WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND attempts = $3",
         )
         .bind(&job.workspace_id)
@@ -308,6 +347,7 @@ impl Trainer {
         .bind(status)
         .bind(passages)
         .bind(reason)
+        .bind(embedding_model)
         .execute(&mut *tx)
         .await?
         .rows_affected();

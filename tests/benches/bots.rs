@@ -11,12 +11,17 @@
 //! from a 20 000-word vocabulary, each split into passages by training;
 //! questions take five words of a random passage. `BENCH_QUESTIONS`
 //! (default 300 per size) tunes the latency run.
+//!
+//! A second table does the same for bots of 1 000 and 10 000 FAQ pairs
+//! (`BENCH_FAQ_SIZES`), whose questions training embeds with the sentence
+//! model and whose replies embed the user's question: English questions of
+//! 6 to 12 words drawn from a support vocabulary.
 
 use std::time::{Duration, Instant};
 
 use e2e::{
     Options, TestStack,
-    bots::{add_items, conversation_with, create_bot, deploy, train},
+    bots::{add_faqs, add_items, conversation_with, create_bot, deploy, train},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
@@ -47,17 +52,33 @@ async fn main() {
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 10_000, 100_000]);
     for passages in sizes {
-        let row = run(passages, questions).await;
-        println!(
-            "{:>9} {:>12.2} {:>14.0} {:>10.2} {:>10.2} {:>10}",
-            row.passages,
-            row.train_seconds,
-            row.passages as f64 / row.train_seconds,
-            row.p50,
-            row.p99,
-            row.answered
-        );
+        print_row(&run(passages, questions).await);
     }
+    e2e::require_embedding_model();
+    println!("\nFAQ bots (questions embedded with the sentence model)\n");
+    println!(
+        "{:>9} {:>12} {:>14} {:>10} {:>10} {:>10}",
+        "FAQs", "train (s)", "FAQs/s", "p50 (ms)", "p99 (ms)", "questions"
+    );
+    let faq_sizes: Vec<usize> = std::env::var("BENCH_FAQ_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000]);
+    for faqs in faq_sizes {
+        print_row(&run_faqs(faqs, questions).await);
+    }
+}
+
+fn print_row(row: &Row) {
+    println!(
+        "{:>9} {:>12.2} {:>14.0} {:>10.2} {:>10.2} {:>10}",
+        row.passages,
+        row.train_seconds,
+        row.passages as f64 / row.train_seconds,
+        row.p50,
+        row.p99,
+        row.answered
+    );
 }
 
 struct Row {
@@ -110,12 +131,64 @@ async fn run(passages: usize, questions: usize) -> Row {
     if passages == 100 {
         baseline(api, questions).await;
     }
-    let conv = conversation_with(api, &bot).await;
+    let (p50, p99, answered) = round_trips(api, &bot, questions, || {
+        let passage = &samples[rng.gen_range(0..samples.len())];
+        question_from(passage, &mut rng)
+    })
+    .await;
+    stack.stop().await;
+    Row {
+        passages,
+        train_seconds,
+        p50,
+        p99,
+        answered,
+    }
+}
+
+/// A bot of `faqs` synthetic FAQ pairs, trained and asked.
+async fn run_faqs(faqs: usize, questions: usize) -> Row {
+    let stack = TestStack::start_with(Options {
+        max_body_bytes: Some(16 * 1024 * 1024),
+        db_connections: Some(10),
+        ..Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let bot = create_bot(api, "Bench FAQ", json!({"handoff_threshold": 0.01})).await;
+    let mut rng = StdRng::seed_from_u64(faqs as u64);
+    let pairs: Vec<(String, String)> = (0..faqs)
+        .map(|_| (support_sentence(&mut rng), support_sentence(&mut rng)))
+        .collect();
+    add_faqs(api, &bot, &pairs).await;
+    let started = Instant::now();
+    let job = train(api, &bot).await;
+    let train_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(deploy(api, &bot, 0).await.status, 200);
+    let (p50, p99, answered) = round_trips(api, &bot, questions, || support_sentence(&mut rng)).await;
+    stack.stop().await;
+    Row {
+        passages: faqs,
+        train_seconds,
+        p50,
+        p99,
+        answered,
+    }
+}
+
+/// p50 and p99 (ms) of sends after 20 warm-up ones, and how many counted.
+async fn round_trips(
+    api: &e2e::Client,
+    bot: &str,
+    questions: usize,
+    mut next_question: impl FnMut() -> String,
+) -> (f64, f64, usize) {
+    let conv = conversation_with(api, bot).await;
     let path = format!("/api/v1/conversations/{conv}/messages");
     let mut latencies = Vec::with_capacity(questions);
     for n in 0..questions + 20 {
-        let passage = &samples[rng.gen_range(0..samples.len())];
-        let question = question_from(passage, &mut rng);
+        let question = next_question();
         let started = Instant::now();
         let sent = api.post(&path, json!({"role": "user", "content": question})).await;
         let elapsed = started.elapsed();
@@ -131,15 +204,68 @@ async fn run(passages: usize, questions: usize) -> Row {
     }
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let row = Row {
-        passages,
-        train_seconds,
-        p50: ms(at(0.50)),
-        p99: ms(at(0.99)),
-        answered: latencies.len(),
-    };
-    stack.stop().await;
-    row
+    (ms(at(0.50)), ms(at(0.99)), latencies.len())
+}
+
+/// A question-like sentence of 6 to 12 words a shopper might use.
+fn support_sentence(rng: &mut StdRng) -> String {
+    const WORDS: &[&str] = &[
+        "how",
+        "can",
+        "I",
+        "my",
+        "order",
+        "return",
+        "refund",
+        "package",
+        "delivery",
+        "shipping",
+        "card",
+        "account",
+        "password",
+        "change",
+        "cancel",
+        "track",
+        "where",
+        "when",
+        "is",
+        "the",
+        "a",
+        "gift",
+        "voucher",
+        "size",
+        "colour",
+        "store",
+        "pickup",
+        "express",
+        "free",
+        "charge",
+        "invoice",
+        "address",
+        "email",
+        "discount",
+        "code",
+        "broken",
+        "missing",
+        "late",
+        "item",
+        "exchange",
+        "warranty",
+        "price",
+        "subscription",
+        "pay",
+        "later",
+        "country",
+        "customs",
+        "label",
+        "box",
+        "today",
+        "tomorrow",
+        "week",
+    ];
+    let length = rng.gen_range(6..=12);
+    let words: Vec<&str> = (0..length).map(|_| WORDS[rng.gen_range(0..WORDS.len())]).collect();
+    format!("{}?", words.join(" "))
 }
 
 /// The same send to a conversation without a bot: what storing a message

@@ -65,6 +65,19 @@ pub struct Options {
     pub db_connections: Option<u32>,
 }
 
+/// Where the sentence-embedding model is, as chatbot-service reads it;
+/// deploy/test.sh fetches the model and sets it for every test.
+pub const EMBEDDING_MODEL_VAR: &str = "CHATBOT_EMBEDDING_MODEL_DIR";
+
+/// Fails a test that needs the embedding model when it is not configured.
+pub fn require_embedding_model() {
+    assert!(
+        std::env::var_os(EMBEDDING_MODEL_VAR).is_some(),
+        "{EMBEDDING_MODEL_VAR} is not set: run the suite with deploy/test.sh, which fetches \
+         all-MiniLM-L6-v2 and sets it, or point it at that model's directory"
+    );
+}
+
 /// The upstreams, as the gateway names them.
 const UPSTREAMS: [&str; 4] = ["chatbot", "integration", "analytics", "webhooks"];
 
@@ -100,6 +113,7 @@ pub struct TestStack {
     /// That workspace's id.
     pub workspace_id: String,
     chatbot_amqp_url: String,
+    embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
     webhook_disable_after: Option<Duration>,
     db_connections: u32,
@@ -122,6 +136,7 @@ impl TestStack {
         let infra = Infra::create().await;
         let shutdown = CancellationToken::new();
         let mut stack = Self {
+            embedding_model_dir: std::env::var_os(EMBEDDING_MODEL_VAR).map(Into::into),
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             webhook_disable_after: options.webhook_disable_after,
             db_connections: options.db_connections.unwrap_or(5),
@@ -205,6 +220,7 @@ impl TestStack {
                         MODEL_KEY_REF.to_owned(),
                         MODEL_KEY.to_owned(),
                     )]),
+                    embedding_model_dir: self.embedding_model_dir.clone(),
                 };
                 tokio::spawn(chatbot_service::serve(config, listener, token))
             }

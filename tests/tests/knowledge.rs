@@ -319,6 +319,7 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
     let fixture: Fixture =
         serde_json::from_str(include_str!("../fixtures/faq_retail.json")).expect("the fixture parses");
     assert!(fixture.pairs.len() >= 100);
+    e2e::require_embedding_model();
     let stack = TestStack::start().await;
     let api = &stack.client;
     let bot = create_bot(api, "Support", json!({})).await;
@@ -357,10 +358,14 @@ async fn retrieval_quality_on_a_realistic_support_faq() {
         fixture.unrelated.len(),
         handoff_rate * 100.0
     );
-    // The target is 90% top-1; the lexical engine reaches less on
-    // paraphrases that share few words with the stored question (see the
+    // The target is 90% top-1. BM25 mixed with all-MiniLM-L6-v2
+    // vectors reaches 76% on these paraphrases (BM25 alone: 58%; see the
     // README). This floor guards against regressions from what it reaches.
-    assert!(top1_rate >= 0.55, "top-1 accuracy fell to {top1_rate:.2}");
+    assert!(top1_rate >= 0.72, "top-1 accuracy fell to {top1_rate:.2}");
+    assert!(
+        answered_rate >= 0.68,
+        "correct answers above the threshold fell to {answered_rate:.2}"
+    );
     assert!(
         handoff_rate >= 0.9,
         "unrelated questions handed off only {handoff_rate:.2}"

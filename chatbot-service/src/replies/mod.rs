@@ -94,13 +94,21 @@ impl Replier {
         deltas: Option<&mpsc::Sender<String>>,
     ) -> Result<Draft> {
         let index = self.deployed_index(workspace_id, bot).await?;
+        let vector = match &index {
+            Some(index) => self.indexes.question_vector(index, question).await,
+            None => None,
+        };
+        let hits = index
+            .as_deref()
+            .map(|i| i.search(question, vector.as_deref(), CANDIDATES))
+            .unwrap_or_default();
         let draft = match bot.config.engine.as_str() {
             "llm" => {
-                self.ask_model(workspace_id, conversation_id, bot, index.as_deref(), question, deltas)
+                self.ask_model(workspace_id, conversation_id, bot, &hits, deltas)
                     .await?
             }
             _ => {
-                let draft = from_knowledge(bot, index.as_deref(), question);
+                let draft = from_knowledge(bot, index.is_some(), &hits);
                 if let Some(sender) = deltas {
                     for piece in word_pieces(&draft.content) {
                         let _ = sender.send(piece.to_owned()).await;
@@ -130,14 +138,12 @@ impl Replier {
         workspace_id: &str,
         conversation_id: &str,
         bot: &Bot,
-        index: Option<&Index>,
-        question: &str,
+        hits: &[Hit<'_>],
         deltas: Option<&mpsc::Sender<String>>,
     ) -> Result<Draft> {
         let llm = bot.config.llm.clone().unwrap_or_default();
-        let hits = index.map(|i| i.search(question, CANDIDATES)).unwrap_or_default();
         let history = prompt::history(&self.pool, workspace_id, conversation_id).await?;
-        let messages = prompt::assemble(&bot.config, &hits, history, llm.max_tokens);
+        let messages = prompt::assemble(&bot.config, hits, history, llm.max_tokens);
         let api_key = match llm.api_key_ref.as_str() {
             "" => None,
             reference => self.secrets.get(reference),
@@ -149,7 +155,7 @@ impl Replier {
             max_tokens: llm.max_tokens,
             stream: false,
         };
-        let citations = citations(&hits);
+        let citations = citations(hits);
         match self
             .model
             .complete(&llm.base_url, api_key.as_deref(), request, deltas)
@@ -176,18 +182,17 @@ impl Replier {
 
 /// The best FAQ answer when a question matches one, otherwise the most
 /// relevant passage; the fallback and a handoff below the threshold.
-fn from_knowledge(bot: &Bot, index: Option<&Index>, question: &str) -> Draft {
+fn from_knowledge(bot: &Bot, deployed: bool, hits: &[Hit<'_>]) -> Draft {
     let threshold = bot.config.handoff_threshold;
-    let Some(index) = index else {
+    if !deployed {
         return handoff(
             bot,
             json!({"reason": "not_deployed", "detail": "the bot has no deployed knowledge version"}),
             0.0,
             Vec::new(),
         );
-    };
-    let hits = index.search(question, CANDIDATES);
-    let Some(best) = choose(&hits) else {
+    }
+    let Some(best) = choose(hits) else {
         return handoff(
             bot,
             json!({"reason": "low_confidence", "confidence": 0.0}),
@@ -197,7 +202,12 @@ fn from_knowledge(bot: &Bot, index: Option<&Index>, question: &str) -> Draft {
     };
     let candidates: Vec<Value> = hits
         .iter()
-        .map(|h| json!({"item_id": h.passage.item_id, "kind": h.passage.kind.as_str(), "score": h.score, "confidence": h.confidence}))
+        .map(|h| {
+            json!({
+                "item_id": h.passage.item_id, "kind": h.passage.kind.as_str(), "score": h.score,
+                "confidence": h.confidence, "similarity": h.similarity,
+            })
+        })
         .collect();
     if best.confidence < threshold {
         let why = json!({"reason": "low_confidence", "confidence": best.confidence, "threshold": threshold});
@@ -219,7 +229,9 @@ fn from_knowledge(bot: &Bot, index: Option<&Index>, question: &str) -> Draft {
 
 fn choose<'a>(hits: &'a [Hit<'a>]) -> Option<&'a Hit<'a>> {
     let best = hits.first()?;
-    if best.passage.kind == Kind::Faq {
+    // Mixed scores already favour a matching FAQ; the ratio below is for
+    // BM25 scores, which mixed ones are not.
+    if best.passage.kind == Kind::Faq || hits.iter().any(|h| h.similarity.is_some()) {
         return Some(best);
     }
     let faq = hits.iter().find(|h| {

@@ -134,9 +134,10 @@ mod tests {
                 kind: Kind::Faq,
                 title: "How long do refunds take?".into(),
                 body: "Refunds take 5 to 10 days.".into(),
+                vector: None,
             }],
         );
-        let hits = index.search("refund time", 3);
+        let hits = index.search("refund time", None, 3);
         let config = BotConfig {
             persona: "You are Ava, the Acme support assistant.".into(),
             language: "en".into(),

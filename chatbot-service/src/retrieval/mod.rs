@@ -3,8 +3,10 @@
 //! stored passages on first use by any replica.
 
 pub mod analyzer;
+pub mod embedder;
 pub mod index;
 mod thesaurus;
+mod wordpiece;
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use moka::future::Cache;
 use sqlx::PgPool;
 
 use crate::error::{Error, Result};
+pub use embedder::Embedder;
 pub use index::{Index, Kind, Passage};
 
 /// Which index: one trained version of one bot, analysed in one language.
@@ -23,24 +26,40 @@ pub struct VersionKey {
     pub language: String,
 }
 
-/// Loaded indexes, weighed by passages so memory stays bounded.
+/// Loaded indexes, weighed by passages so memory stays bounded, and the
+/// sentence embedder when one is configured.
 #[derive(Clone)]
 pub struct Indexes {
     pool: PgPool,
     cache: Cache<VersionKey, Arc<Index>>,
+    embedder: Option<Arc<Embedder>>,
 }
 
 /// At roughly 1 KiB a passage, about 2 GiB of indexes at most.
 const MAX_CACHED_PASSAGES: u64 = 2_000_000;
 
+/// A stored passage as the index loads it.
+#[derive(sqlx::FromRow)]
+struct StoredPassage {
+    item_id: String,
+    kind: String,
+    title: String,
+    body: String,
+    embedding: Option<Vec<u8>>,
+}
+
 impl Indexes {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, embedder: Option<Arc<Embedder>>) -> Self {
         let cache = Cache::builder()
             .max_capacity(MAX_CACHED_PASSAGES)
             .weigher(|_, index: &Arc<Index>| u32::try_from(index.len().max(1)).unwrap_or(u32::MAX))
             .time_to_idle(std::time::Duration::from_secs(3600))
             .build();
-        Self { pool, cache }
+        Self { pool, cache, embedder }
+    }
+
+    pub fn embedder(&self) -> Option<&Arc<Embedder>> {
+        self.embedder.as_ref()
     }
 
     /// The index of `key`, loading it once however many callers ask at once.
@@ -59,10 +78,28 @@ impl Indexes {
         self.cache.insert(key, index).await;
     }
 
+    /// The question's vector, when `index` can use one. A failing model
+    /// costs the reply its vector, not the reply.
+    pub async fn question_vector(&self, index: &Index, question: &str) -> Option<Vec<f32>> {
+        let embedder = self.embedder.clone().filter(|_| index.has_vectors())?;
+        let question = question.to_owned();
+        let embedded = tokio::task::spawn_blocking(move || embedder.embed(&[&question])).await;
+        let vectors = embedded
+            .map_err(|e| e.to_string())
+            .and_then(|result| result.map_err(|e| e.to_string()));
+        match vectors {
+            Ok(mut vectors) => vectors.pop(),
+            Err(error) => {
+                tracing::warn!(%error, "embedding a question; answering from words alone");
+                None
+            }
+        }
+    }
+
     async fn load(&self, key: &VersionKey) -> Result<Arc<Index>> {
         let started = std::time::Instant::now();
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT item_id, kind, title, body FROM passages
+        let rows: Vec<StoredPassage> = sqlx::query_as(
+            "SELECT item_id, kind, title, body, embedding FROM passages
              WHERE workspace_id = $1 AND bot_id = $2 AND version = $3
              ORDER BY ordinal",
         )
@@ -71,13 +108,15 @@ impl Indexes {
         .bind(key.version)
         .fetch_all(&self.pool)
         .await?;
+        let usable = self.vectors_usable(key).await?;
         let passages = rows
             .into_iter()
-            .map(|(item_id, kind, title, body)| Passage {
-                item_id,
-                kind: Kind::parse(&kind),
-                title,
-                body,
+            .map(|row| Passage {
+                item_id: row.item_id,
+                kind: Kind::parse(&row.kind),
+                title: row.title,
+                body: row.body,
+                vector: row.embedding.filter(|_| usable).map(|bytes| vector_from_bytes(&bytes)),
             })
             .collect();
         let language = key.language.clone();
@@ -88,9 +127,58 @@ impl Indexes {
             bot_id = %key.bot_id,
             version = key.version,
             passages = index.len(),
+            vectors = index.has_vectors(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded a knowledge index"
         );
         Ok(Arc::new(index))
+    }
+
+    /// Whether the version's vectors came from the model loaded here.
+    async fn vectors_usable(&self, key: &VersionKey) -> Result<bool> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(false);
+        };
+        let trained_with: Option<String> = sqlx::query_scalar(
+            "SELECT embedding_model FROM training_jobs
+             WHERE workspace_id = $1 AND bot_id = $2 AND version = $3 AND status = 'succeeded'",
+        )
+        .bind(&key.workspace_id)
+        .bind(&key.bot_id)
+        .bind(key.version)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let usable = trained_with.as_deref() == Some(embedder.id());
+        if trained_with.is_some() && !usable {
+            tracing::warn!(
+                bot_id = %key.bot_id, version = key.version,
+                "the version was trained with another embedding model; retrain it to match questions by meaning"
+            );
+        }
+        Ok(usable)
+    }
+}
+
+/// Vectors are stored as little-endian f32s.
+pub fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vector_survives_storage_exactly() {
+        let vector = vec![0.25, -1.5, f32::MIN_POSITIVE, 0.1];
+        assert_eq!(vector_from_bytes(&vector_to_bytes(&vector)), vector);
     }
 }
