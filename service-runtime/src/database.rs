@@ -51,23 +51,44 @@ pub async fn connect_and_migrate(
     max_connections: u32,
     migrator: &Migrator,
 ) -> Result<PgPool, DatabaseError> {
-    debug_assert!(schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-    let base: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
-    let target = format!("{}:{}", base.get_host(), base.get_port());
-    let database = base.get_database().unwrap_or("postgres").to_owned();
-    let options = base.options([("search_path", schema)]);
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .map_err(|source| connect_error(source, target, database))?;
+    let pool = connect(url, schema, max_connections, &[]).await?;
     create_schema(&pool, schema).await?;
     migrator.run(&pool).await.map_err(|source| DatabaseError::Migrate {
         schema: schema.to_owned(),
         source,
     })?;
     Ok(pool)
+}
+
+/// A second pool on an already migrated `schema` whose commits do not wait
+/// for the write-ahead log to reach disk. Only for writes whose loss in a
+/// database crash is harmless because they are redone (leases, attempt
+/// bookkeeping under at-least-once delivery): it spares each of them a
+/// disk flush. Anything acknowledged to a client or a broker belongs on a
+/// durable pool.
+pub async fn connect_async_commit(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, DatabaseError> {
+    connect(url, schema, max_connections, &[("synchronous_commit", "off")]).await
+}
+
+async fn connect(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    settings: &[(&str, &str)],
+) -> Result<PgPool, DatabaseError> {
+    debug_assert!(schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    let base: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
+    let target = format!("{}:{}", base.get_host(), base.get_port());
+    let database = base.get_database().unwrap_or("postgres").to_owned();
+    let options = base
+        .options([("search_path", schema)])
+        .options(settings.iter().copied());
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| connect_error(source, target, database))
 }
 
 fn connect_error(source: sqlx::Error, target: String, database: String) -> DatabaseError {

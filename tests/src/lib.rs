@@ -181,7 +181,7 @@ impl TestStack {
         }
         stack.base_url = stack.gateway_urls[0].clone();
         stack.client = Client::anonymous(&stack.base_url);
-        stack.wait_until_ready(!options.dead_upstreams.is_empty()).await;
+        stack.wait_until_ready(&options.dead_upstreams).await;
         let (client, workspace_id) = stack.create_workspace("test workspace").await;
         stack.client = client;
         stack.workspace_id = workspace_id;
@@ -441,7 +441,9 @@ impl TestStack {
 
     /// Waits for `/readyz` (or, with a dead upstream on purpose, for the
     /// gateway to answer at all), failing with the reason if a service died.
-    async fn wait_until_ready(&mut self, partial: bool) {
+    /// Until /readyz is 200, or, with `dead` upstreams, until every other
+    /// upstream reports SERVING.
+    async fn wait_until_ready(&mut self, dead: &[&str]) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let anonymous = Client::anonymous(&self.base_url);
         loop {
@@ -456,10 +458,14 @@ impl TestStack {
                     panic!("a gateway stopped during start-up: {:?}", gateway.await);
                 }
             }
-            if let Some(reply) = anonymous.try_get("/readyz").await
-                && (reply.status == 200 || (partial && reply.status == 503))
-            {
-                return;
+            if let Some(reply) = anonymous.try_get("/readyz").await {
+                let live_serving = UPSTREAMS
+                    .iter()
+                    .filter(|u| !dead.contains(u))
+                    .all(|u| reply.json["upstreams"][u] == "SERVING");
+                if reply.status == 200 || (!dead.is_empty() && live_serving) {
+                    return;
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -7,9 +7,20 @@
 //! retries are rows in PostgreSQL: they survive restarts of the dispatcher
 //! and of RabbitMQ. A per-endpoint limit keeps a slow endpoint from holding
 //! every worker.
+//!
+//! The common path is two statements per batch, not per delivery: the claim
+//! returns what sending needs (endpoint and event body), and successes are
+//! recorded by one writer that takes whatever has finished since its last
+//! write. When one or a few endpoints hold the backlog (a claim had to hand
+//! their deliveries back), their lanes drain them: each finished lane
+//! leases its endpoint's next due delivery by an index rather than waiting
+//! for the shared claim, most of whose rows would be handed back. When
+//! many endpoints are backlogged, the shared claim's batches fill the lanes
+//! with fewer statements, so lanes leave it to them. A 2xx not yet recorded when the dispatcher dies is sent again
+//! once its lease lapses: delivery is at least once either way.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -23,7 +34,7 @@ use governor::{
 use chrono::Utc;
 use reqwest::{StatusCode, header::HeaderMap, redirect::Policy};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use service_runtime::outbox::Outbox;
@@ -49,6 +60,12 @@ pub const ENDPOINT_DISABLED: &str = "webhook.endpoint.disabled";
 const USER_AGENT: &str = concat!("chatbot-platform-webhooks/", env!("CARGO_PKG_VERSION"));
 const EXCERPT_BYTES: usize = 512;
 const CLAIM_BATCH: i64 = 100;
+/// Lanes drain their own endpoint only while at most this many are
+/// backlogged.
+const DRAINED_ENDPOINTS: usize = 4;
+/// Successes recorded in one statement at most, and waiting at most.
+const SUCCESS_BATCH: usize = 500;
+const SUCCESS_QUEUE: usize = 4096;
 
 pub fn spawn(
     pool: PgPool,
@@ -65,8 +82,11 @@ pub fn spawn(
         .dns_resolver(Arc::new(settings.guard.clone()))
         .user_agent(USER_AGENT)
         .build()?;
+    let (successes, finished_ok) = mpsc::channel(SUCCESS_QUEUE);
+    tokio::spawn(record_successes(pool.clone(), finished_ok));
     let sender = Arc::new(Sender {
         pool,
+        successes,
         secrets,
         outbox,
         http,
@@ -74,13 +94,17 @@ pub fn spawn(
         lanes: Mutex::new(HashMap::new()),
         rate_limits: Mutex::new(HashMap::new()),
         finished: Notify::new(),
+        backlogged: Mutex::new(HashSet::new()),
+        shutdown,
     });
-    tokio::spawn(async move { sender.run(shutdown).await });
+    tokio::spawn(async move { sender.run().await });
     Ok(())
 }
 
 struct Sender {
     pool: PgPool,
+    /// To the writer that records successful attempts in batches.
+    successes: mpsc::Sender<Success>,
     secrets: SecretBox,
     outbox: Outbox,
     http: reqwest::Client,
@@ -92,45 +116,43 @@ struct Sender {
     rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
     /// Rung when a delivery finishes: its endpoint may take another now.
     finished: Notify,
+    /// Endpoints whose last shared claim found more due deliveries than
+    /// free lanes: their lanes lease the next ones themselves.
+    backlogged: Mutex<HashSet<String>>,
+    shutdown: CancellationToken,
 }
 
+/// A leased delivery with what sending it needs.
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
     endpoint_id: String,
     event_id: String,
     attempts: i32,
+    #[sqlx(flatten)]
+    target: Target,
+}
+
+/// A successful attempt waiting to be recorded.
+struct Success {
+    delivery_id: String,
+    endpoint_id: String,
+    attempts: i32,
+    http_status: i32,
+    latency_ms: i32,
+    excerpt: String,
 }
 
 impl Sender {
-    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    async fn run(self: Arc<Self>) {
         let mut listener = PgListener::connect_with(&self.pool).await.ok();
         if let Some(l) = listener.as_mut() {
             let _ = l.listen(WAKE_CHANNEL).await;
         }
         loop {
-            match self.claim(self.saturated()).await {
-                Ok(claimed) => {
-                    let mut over_limit = Vec::new();
-                    for delivery in claimed {
-                        let Some(permit) = self.lane(&delivery.endpoint_id) else {
-                            over_limit.push(delivery.id);
-                            continue;
-                        };
-                        let sender = Arc::clone(&self);
-                        tokio::spawn(async move {
-                            sender.deliver(delivery).await;
-                            drop(permit);
-                            sender.finished.notify_one();
-                        });
-                    }
-                    // Endpoints at their limit: hand those leases back.
-                    if !over_limit.is_empty()
-                        && let Err(error) = self.release(&over_limit).await
-                    {
-                        tracing::warn!(%error, "releasing deliveries; their leases will lapse");
-                    }
-                }
+            let saturated = self.saturated();
+            match self.claim(&saturated).await {
+                Ok(claimed) => self.dispatch(claimed, saturated).await,
                 Err(error) => tracing::warn!(%error, "claiming deliveries"),
             }
             let wake = async {
@@ -142,12 +164,77 @@ impl Sender {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = self.shutdown.cancelled() => return,
                 _ = wake => {}
                 _ = self.finished.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
+    }
+
+    /// Starts each claimed delivery in a free lane of its endpoint and hands
+    /// back the rest; notes which endpoints are backlogged.
+    async fn dispatch(self: &Arc<Self>, claimed: Vec<Claimed>, saturated: Vec<String>) {
+        let mut over_limit = Vec::new();
+        let mut handed_back = HashSet::new();
+        for delivery in claimed {
+            let Some(permit) = self.lane(&delivery.endpoint_id) else {
+                handed_back.insert(delivery.endpoint_id.clone());
+                over_limit.push(delivery.id);
+                continue;
+            };
+            let sender = Arc::clone(self);
+            tokio::spawn(async move {
+                sender.drain_lane(delivery).await;
+                drop(permit);
+                sender.finished.notify_one();
+            });
+        }
+        {
+            // Endpoints this claim skipped as saturated keep their mark;
+            // the others are backlogged exactly when rows went back.
+            let saturated: HashSet<String> = saturated.into_iter().collect();
+            let mut backlogged = self.backlogged.lock().unwrap_or_else(|e| e.into_inner());
+            backlogged.retain(|endpoint| saturated.contains(endpoint));
+            backlogged.extend(handed_back);
+        }
+        if !over_limit.is_empty()
+            && let Err(error) = self.release(&over_limit).await
+        {
+            tracing::warn!(%error, "releasing deliveries; their leases will lapse");
+        }
+    }
+
+    /// Delivers `first`, then, while its endpoint is backlogged, that
+    /// endpoint's next due deliveries, holding the caller's lane.
+    async fn drain_lane(&self, first: Claimed) {
+        let endpoint_id = first.endpoint_id.clone();
+        // A rate-limited endpoint's deliveries are postponed rather than
+        // sent; draining would only postpone them all.
+        let mut drain = first.target.rate_limit_per_second.is_none();
+        self.deliver(first).await;
+        while drain && self.should_drain(&endpoint_id) && !self.shutdown.is_cancelled() {
+            match self.claim_next(&endpoint_id).await {
+                Ok(Some(delivery)) => {
+                    drain = delivery.target.rate_limit_per_second.is_none();
+                    self.deliver(delivery).await;
+                }
+                Ok(None) => {
+                    let mut backlogged = self.backlogged.lock().unwrap_or_else(|e| e.into_inner());
+                    backlogged.remove(&endpoint_id);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, endpoint = %endpoint_id, "claiming an endpoint's next delivery");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn should_drain(&self, endpoint_id: &str) -> bool {
+        let backlogged = self.backlogged.lock().unwrap_or_else(|e| e.into_inner());
+        backlogged.len() <= DRAINED_ENDPOINTS && backlogged.contains(endpoint_id)
     }
 
     /// Endpoints with every lane busy: claiming their deliveries now would
@@ -175,29 +262,26 @@ impl Sender {
 
     /// Leases due deliveries: their next attempt moves past the request
     /// timeout, so nobody else claims them while this attempt runs.
-    async fn claim(&self, saturated: Vec<String>) -> Result<Vec<Claimed>, sqlx::Error> {
-        let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
-        sqlx::query_as(
-            "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
-             WHERE id IN (SELECT d.id FROM deliveries d
-                          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                            AND d.endpoint_id <> ALL($3)
-                            -- Ordered deliveries wait for every earlier pending
-                            -- one of the same conversation (in flight included).
-                            AND (d.ordering_key IS NULL OR NOT EXISTS (
-                                SELECT 1 FROM deliveries earlier
-                                WHERE earlier.endpoint_id = d.endpoint_id
-                                  AND earlier.ordering_key = d.ordering_key
-                                  AND earlier.status = 'pending'
-                                  AND earlier.sequence < d.sequence))
-                          ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id, endpoint_id, event_id, attempts",
-        )
-        .bind(lease)
-        .bind(CLAIM_BATCH)
-        .bind(saturated)
-        .fetch_all(&self.pool)
-        .await
+    async fn claim(&self, saturated: &[String]) -> Result<Vec<Claimed>, sqlx::Error> {
+        sqlx::query_as(&claim_sql("d.endpoint_id <> ALL($3)", "$2"))
+            .bind(self.lease_seconds())
+            .bind(CLAIM_BATCH)
+            .bind(saturated)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Leases one endpoint's next due delivery.
+    async fn claim_next(&self, endpoint_id: &str) -> Result<Option<Claimed>, sqlx::Error> {
+        sqlx::query_as(&claim_sql("d.endpoint_id = $2", "1"))
+            .bind(self.lease_seconds())
+            .bind(endpoint_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    fn lease_seconds(&self) -> f64 {
+        (self.settings.timeout + Duration::from_secs(5)).as_secs_f64()
     }
 
     async fn release(&self, delivery_ids: &[String]) -> Result<(), sqlx::Error> {
@@ -215,19 +299,10 @@ impl Sender {
     }
 
     async fn try_deliver(&self, delivery: &Claimed) -> anyhow::Result<()> {
-        let target: Option<Target> = sqlx::query_as(
-            "SELECT e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
-                    e.rate_limit_per_second, ev.body
-             FROM endpoints e JOIN events ev ON ev.id = $2
-             WHERE e.id = $1",
-        )
-        .bind(&delivery.endpoint_id)
-        .bind(&delivery.event_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(target) = target.filter(|t| t.enabled) else {
+        let target = &delivery.target;
+        if !target.enabled {
             return self.finish(delivery, "failed").await;
-        };
+        }
         if let Some(wait) = target
             .rate_limit_per_second
             .and_then(|limit| self.throttle(&delivery.endpoint_id, limit))
@@ -235,7 +310,7 @@ impl Sender {
             // Over the endpoint's rate: not an attempt, just later.
             return self.postpone(&delivery.id, wait).await;
         }
-        let outcome = self.send(delivery, &target).await?;
+        let outcome = self.send(delivery, target).await?;
         self.record(delivery, &outcome).await
     }
 
@@ -281,31 +356,24 @@ impl Sender {
         })
     }
 
-    /// Records the attempt, then finishes the delivery or schedules the
-    /// next attempt. 410 Gone disables the endpoint.
-    /// The common case in one statement (one round trip, one commit): the
-    /// attempt, the delivery done, and the endpoint's failure streak over.
+    /// Hands a success to the batch writer; waits only when it is behind.
     async fn record_success(&self, delivery: &Claimed, outcome: &Outcome) -> anyhow::Result<()> {
-        sqlx::query(
-            "WITH attempt AS (
-                 INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt)
-                 VALUES ($1, $2, '', $3, $4)
-             ), healthy AS (
-                 UPDATE endpoints SET failing_since = NULL WHERE id = $5 AND failing_since IS NOT NULL
-             )
-             UPDATE deliveries SET status = 'succeeded', attempts = $6, updated_at = now() WHERE id = $1",
-        )
-        .bind(&delivery.id)
-        .bind(outcome.status.map(|s| i32::from(s.as_u16())))
-        .bind(outcome.latency.as_millis().min(i32::MAX as u128) as i32)
-        .bind(&outcome.excerpt)
-        .bind(&delivery.endpoint_id)
-        .bind(delivery.attempts + 1)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let success = Success {
+            delivery_id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            attempts: delivery.attempts + 1,
+            http_status: outcome.status.map_or(0, |s| i32::from(s.as_u16())),
+            latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
+            excerpt: outcome.excerpt.clone(),
+        };
+        self.successes
+            .send(success)
+            .await
+            .map_err(|_| anyhow::anyhow!("the success writer has stopped"))
     }
 
+    /// Records the attempt, then finishes the delivery or schedules the
+    /// next attempt. 410 Gone disables the endpoint.
     async fn record(&self, delivery: &Claimed, outcome: &Outcome) -> anyhow::Result<()> {
         if outcome.status.is_some_and(|s| s.is_success()) {
             return self.record_success(delivery, outcome).await;
@@ -444,6 +512,78 @@ impl Sender {
             .await?;
         Ok(())
     }
+}
+
+/// The claim statement: lease up to `limit` due deliveries matching
+/// `filter` (`$1` is the lease in seconds), and return them with their
+/// endpoint and event body.
+fn claim_sql(filter: &str, limit: &str) -> String {
+    format!(
+        "WITH claimed AS (
+         UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
+         WHERE id IN (SELECT d.id FROM deliveries d
+                      WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND {filter}
+                        -- Ordered deliveries wait for every earlier pending
+                        -- one of the same conversation (in flight included).
+                        AND (d.ordering_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM deliveries earlier
+                            WHERE earlier.endpoint_id = d.endpoint_id
+                              AND earlier.ordering_key = d.ordering_key
+                              AND earlier.status = 'pending'
+                              AND earlier.sequence < d.sequence))
+                      ORDER BY d.next_attempt_at LIMIT {limit} FOR UPDATE SKIP LOCKED)
+         RETURNING id, endpoint_id, event_id, attempts)
+         SELECT c.id, c.endpoint_id, c.event_id, c.attempts,
+                e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
+                e.rate_limit_per_second, ev.body
+         FROM claimed c JOIN endpoints e ON e.id = c.endpoint_id JOIN events ev ON ev.id = c.event_id"
+    )
+}
+
+/// Records successes as they come, each write taking every one that
+/// finished during the previous write: one statement and one commit for
+/// many deliveries when the dispatcher is busy.
+async fn record_successes(pool: PgPool, mut finished: mpsc::Receiver<Success>) {
+    let mut batch = Vec::with_capacity(SUCCESS_BATCH);
+    while finished.recv_many(&mut batch, SUCCESS_BATCH).await > 0 {
+        if let Err(error) = write_successes(&pool, &batch).await {
+            tracing::warn!(
+                %error, deliveries = batch.len(),
+                "recording successful deliveries failed; they will be sent again when their leases lapse"
+            );
+        }
+        batch.clear();
+    }
+}
+
+/// The attempts, the deliveries done, and their endpoints' failure streaks
+/// over, in one statement.
+async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&Success) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let number = |f: fn(&Success) -> i32| batch.iter().map(f).collect::<Vec<i32>>();
+    sqlx::query(
+        "WITH done AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::text[])
+                 AS t(delivery_id, endpoint_id, attempts, http_status, latency_ms, excerpt)
+         ), attempt AS (
+             INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt)
+             SELECT delivery_id, http_status, '', latency_ms, excerpt FROM done
+         ), healthy AS (
+             UPDATE endpoints SET failing_since = NULL
+             WHERE id IN (SELECT endpoint_id FROM done) AND failing_since IS NOT NULL
+         )
+         UPDATE deliveries d SET status = 'succeeded', attempts = done.attempts, updated_at = now()
+         FROM done WHERE d.id = done.delivery_id",
+    )
+    .bind(column(|s| &s.delivery_id))
+    .bind(column(|s| &s.endpoint_id))
+    .bind(number(|s| s.attempts))
+    .bind(number(|s| s.http_status))
+    .bind(number(|s| s.latency_ms))
+    .bind(column(|s| &s.excerpt))
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 #[derive(sqlx::FromRow)]

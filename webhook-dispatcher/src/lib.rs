@@ -46,8 +46,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         exchange: config.exchange.clone(),
     };
     outbox::spawn_relay(pool.clone(), outbox.clone(), relay, shutdown.clone());
+    // Sending's own bookkeeping (leases, attempts, outcomes) may be lost in
+    // a database crash without losing a webhook: it is redone and the
+    // delivery sent again. Recording deliveries before the broker ack stays
+    // on the durable pool.
+    let sending_pool =
+        database::connect_async_commit(&service.database_url, SCHEMA, service.max_db_connections).await?;
     delivery::spawn(
-        pool.clone(),
+        sending_pool,
         secrets.clone(),
         outbox,
         config.delivery.clone(),
