@@ -188,7 +188,9 @@ impl Trainer {
                     vector: None,
                 }));
             }
-            self.embed_questions(&mut passages[first_new..]).await?;
+            if embeds(&language) {
+                self.embed_questions(&mut passages[first_new..]).await?;
+            }
             self.write_batch(job, first_new, &passages[first_new..]).await?;
         }
         if passages.is_empty() {
@@ -372,6 +374,15 @@ impl Trainer {
     }
 }
 
+/// Whether questions in `language` get vectors. The bundled model
+/// (all-MiniLM-L6-v2) learnt English; other languages are matched by their
+/// stemmed words, which serves them better than a model that does not know
+/// them.
+fn embeds(language: &str) -> bool {
+    let primary = language.split('-').next().unwrap_or_default();
+    primary.eq_ignore_ascii_case("en")
+}
+
 /// The language the bot's replies (and so its index) are in.
 pub async fn bot_language(pool: &PgPool, workspace_id: &str, bot_id: &str) -> Result<String> {
     let config: Vec<u8> = sqlx::query_scalar("SELECT config FROM bots WHERE workspace_id = $1 AND id = $2")
@@ -382,4 +393,15 @@ pub async fn bot_language(pool: &PgPool, workspace_id: &str, bot_id: &str) -> Re
         .ok_or_else(|| Error::FailedPrecondition("the bot was deleted".into()))?;
     let config = BotConfig::decode(config.as_slice()).map_err(|e| Error::Internal(format!("bot config: {e}")))?;
     Ok(config.language)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::embeds;
+
+    #[test]
+    fn only_english_questions_are_embedded() {
+        assert!(embeds("en") && embeds("en-GB") && embeds("EN-us"));
+        assert!(!embeds("de") && !embeds("fr-CA") && !embeds("eng"));
+    }
 }

@@ -90,12 +90,7 @@ struct Row {
 }
 
 async fn run(passages: usize, questions: usize) -> Row {
-    let stack = TestStack::start_with(Options {
-        max_body_bytes: Some(16 * 1024 * 1024),
-        db_connections: Some(10),
-        ..Options::default()
-    })
-    .await;
+    let stack = bench_stack().await;
     let api = &stack.client;
     let bot = create_bot(api, "Bench", json!({"handoff_threshold": 0.01})).await;
     let mut rng = StdRng::seed_from_u64(passages as u64);
@@ -120,13 +115,9 @@ async fn run(passages: usize, questions: usize) -> Row {
         }
         add_items(api, &bot, items).await;
     }
-    let started = Instant::now();
-    let job = train(api, &bot).await;
-    let train_seconds = started.elapsed().as_secs_f64();
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let (train_seconds, job) = train_and_deploy_timed(api, &bot).await;
     let indexed: usize = job["passages_indexed"].as_str().unwrap().parse().unwrap();
     assert_eq!(indexed, passages, "the corpus splits as planned: {job}");
-    assert_eq!(deploy(api, &bot, 0).await.status, 200);
 
     if passages == 100 {
         baseline(api, questions).await;
@@ -146,14 +137,31 @@ async fn run(passages: usize, questions: usize) -> Row {
     }
 }
 
-/// A bot of `faqs` synthetic FAQ pairs, trained and asked.
-async fn run_faqs(faqs: usize, questions: usize) -> Row {
-    let stack = TestStack::start_with(Options {
+/// A stack as production runs it (10 database connections per service),
+/// taking large knowledge batches.
+async fn bench_stack() -> TestStack {
+    TestStack::start_with(Options {
         max_body_bytes: Some(16 * 1024 * 1024),
         db_connections: Some(10),
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+/// Trains the bot and deploys the version: the seconds from `POST /train`
+/// to the job's success, and the job.
+async fn train_and_deploy_timed(api: &e2e::Client, bot: &str) -> (f64, Value) {
+    let started = Instant::now();
+    let job = train(api, bot).await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(deploy(api, bot, 0).await.status, 200);
+    (seconds, job)
+}
+
+/// A bot of `faqs` synthetic FAQ pairs, trained and asked.
+async fn run_faqs(faqs: usize, questions: usize) -> Row {
+    let stack = bench_stack().await;
     let api = &stack.client;
     let bot = create_bot(api, "Bench FAQ", json!({"handoff_threshold": 0.01})).await;
     let mut rng = StdRng::seed_from_u64(faqs as u64);
@@ -161,11 +169,7 @@ async fn run_faqs(faqs: usize, questions: usize) -> Row {
         .map(|_| (support_sentence(&mut rng), support_sentence(&mut rng)))
         .collect();
     add_faqs(api, &bot, &pairs).await;
-    let started = Instant::now();
-    let job = train(api, &bot).await;
-    let train_seconds = started.elapsed().as_secs_f64();
-    assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!(deploy(api, &bot, 0).await.status, 200);
+    let (train_seconds, _) = train_and_deploy_timed(api, &bot).await;
     let (p50, p99, answered) = round_trips(api, &bot, questions, || support_sentence(&mut rng)).await;
     stack.stop().await;
     Row {
