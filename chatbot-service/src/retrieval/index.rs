@@ -150,6 +150,12 @@ impl Index {
         }
     }
 
+    /// Memory in units of about 1 KiB: one per passage, and a vector's
+    /// 4 bytes a dimension on top.
+    pub fn weight(&self) -> usize {
+        self.passages.len() + self.embedded.len() * (self.dimensions * 4).div_ceil(1024)
+    }
+
     /// Whether a question's vector would be used: some passages have one.
     pub fn has_vectors(&self) -> bool {
         !self.embedded.is_empty()
@@ -364,6 +370,14 @@ mod tests {
         let index = with_vectors([[0.6, 0.6, 0.0], [0.6, 0.6, 0.0], [0.0, 0.0, 1.0]]);
         let hits = index.search("cancel the order", Some(&[0.7, 0.7, 0.0]), 3);
         assert_eq!(hits[0].passage.item_id, "kn_1");
+    }
+
+    #[test]
+    fn vectors_weigh_on_the_cache_as_well_as_passages() {
+        assert_eq!(index().weight(), 3);
+        let mut passages = vec![faq("kn_1", "q", "a"), faq("kn_2", "r", "b")];
+        passages[0].vector = Some(vec![0.0; 384]);
+        assert_eq!(Index::build("en", passages).weight(), 2 + 2);
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub struct Indexes {
     embedder: Option<Arc<Embedder>>,
 }
 
-/// At roughly 1 KiB a passage, about 2 GiB of indexes at most.
-const MAX_CACHED_PASSAGES: u64 = 2_000_000;
+/// In units of about 1 KiB (a passage; a 384-dimension vector is 1.5 KiB
+/// more, see [`Index::weight`]): about 2 GiB of indexes at most.
+const MAX_CACHED_WEIGHT: u64 = 2_000_000;
 
 /// A stored passage as the index loads it.
 #[derive(sqlx::FromRow)]
@@ -51,8 +52,8 @@ struct StoredPassage {
 impl Indexes {
     pub fn new(pool: PgPool, embedder: Option<Arc<Embedder>>) -> Self {
         let cache = Cache::builder()
-            .max_capacity(MAX_CACHED_PASSAGES)
-            .weigher(|_, index: &Arc<Index>| u32::try_from(index.len().max(1)).unwrap_or(u32::MAX))
+            .max_capacity(MAX_CACHED_WEIGHT)
+            .weigher(|_, index: &Arc<Index>| u32::try_from(index.weight().max(1)).unwrap_or(u32::MAX))
             .time_to_idle(std::time::Duration::from_secs(3600))
             .build();
         Self { pool, cache, embedder }
