@@ -390,10 +390,8 @@ impl Sender {
         .execute(&mut *tx)
         .await?;
         let attempts = delivery.attempts + 1;
-        let succeeded = outcome.status.is_some_and(|s| s.is_success());
-        self.track_health(&mut tx, &delivery.endpoint_id, succeeded).await?;
+        self.track_failure(&mut tx, &delivery.endpoint_id).await?;
         let (status, next) = match outcome.status {
-            Some(s) if s.is_success() => ("succeeded", None),
             Some(StatusCode::GONE) => {
                 sqlx::query("UPDATE endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone', updated_at = now() WHERE id = $1")
                     .bind(&delivery.endpoint_id)
@@ -425,22 +423,15 @@ impl Sender {
         Ok(())
     }
 
-    /// Clears the endpoint's failing streak on success; on failure starts
-    /// it, and disables the endpoint once it has lasted `disable_after`,
-    /// telling the workspace with a `webhook.endpoint.disabled` event.
-    async fn track_health(
+    /// Starts the endpoint's failing streak (successes end it, see
+    /// [`write_successes`]), and disables the endpoint once the streak has
+    /// lasted `disable_after`, telling the workspace with a
+    /// `webhook.endpoint.disabled` event.
+    async fn track_failure(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         endpoint_id: &str,
-        succeeded: bool,
     ) -> anyhow::Result<()> {
-        if succeeded {
-            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                .bind(endpoint_id)
-                .execute(&mut **tx)
-                .await?;
-            return Ok(());
-        }
         let streak: Option<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
             "UPDATE endpoints SET failing_since = COALESCE(failing_since, now())
              WHERE id = $1 AND enabled

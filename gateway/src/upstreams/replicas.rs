@@ -20,7 +20,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 /// answer on a busy machine is not an outage.
 const FAILURES_TO_REMOVE: u32 = 2;
 /// The longest a failed replica stays in rotation.
-pub const REMOVAL_DELAY: Duration = Duration::from_secs(FAILURES_TO_REMOVE as u64);
+pub const REMOVAL_DELAY: Duration = Duration::from_secs(CHECK_EVERY.as_secs() * FAILURES_TO_REMOVE as u64);
 
 /// A balanced channel over the healthy replicas.
 pub struct Replicas {
