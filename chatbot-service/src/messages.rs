@@ -436,11 +436,19 @@ async fn insert(
     sequence: i64,
     message: &NewMessage,
 ) -> Result<MessageRow> {
+    // Stored and counted in one round trip: this is every send's path.
     let row: MessageRow = sqlx::query_as(&format!(
-        "INSERT INTO messages
-             (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key, in_reply_to)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING {COLUMNS}"
+        "WITH stored AS (
+             INSERT INTO messages
+                 (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key, in_reply_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING {COLUMNS}
+         ), counted AS (
+             UPDATE conversations SET message_count = message_count + 1,
+                 last_activity = (SELECT created_at FROM stored)
+             WHERE workspace_id = $1 AND id = $3
+         )
+         SELECT * FROM stored"
     ))
     .bind(workspace_id)
     .bind(MessageId::generate().as_str())
@@ -452,15 +460,6 @@ async fn insert(
     .bind(&message.idempotency_key)
     .bind(&message.in_reply_to)
     .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversations SET message_count = message_count + 1, last_activity = $3
-         WHERE workspace_id = $1 AND id = $2",
-    )
-    .bind(workspace_id)
-    .bind(conversation_id.as_str())
-    .bind(row.created_at)
-    .execute(&mut **tx)
     .await?;
     if let Some(event) = events::message(workspace_id, &row) {
         outbox.record(tx, &event).await?;

@@ -52,17 +52,20 @@ impl Outbox {
     /// Records `envelope` inside `tx`. The relay is woken on commit (NOTIFY
     /// is transactional), so events leave within milliseconds.
     pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO outbox (event_id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4)")
-            .bind(&envelope.id)
-            .bind(&envelope.workspace_id)
-            .bind(&envelope.event_type)
-            .bind(&envelope.body)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&self.notify_channel)
-            .execute(&mut **tx)
-            .await?;
+        // One round trip for both: this runs inside every state change.
+        sqlx::query(
+            "WITH recorded AS (
+                 INSERT INTO outbox (event_id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4) RETURNING 1
+             )
+             SELECT pg_notify($5, '') FROM recorded",
+        )
+        .bind(&envelope.id)
+        .bind(&envelope.workspace_id)
+        .bind(&envelope.event_type)
+        .bind(&envelope.body)
+        .bind(&self.notify_channel)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 }
@@ -212,6 +215,9 @@ async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchang
         "SELECT id, event_id, event_type, body FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
+    // Planned for each batch, like the update below: a plan cached while
+    // the table was small scans it whole once published rows pile up.
+    .persistent(false)
     .fetch_all(&mut **leader)
     .await?;
     if pending.is_empty() {
@@ -247,6 +253,7 @@ async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchang
     }
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&confirmed)
+        .persistent(false)
         .execute(&mut **leader)
         .await?;
     match refused {

@@ -18,7 +18,11 @@ use service_runtime::amqp;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{endpoint_rules, endpoints::new_id};
+use crate::{
+    delivery::{Dispatcher, Leased, Target},
+    endpoint_rules,
+    endpoints::new_id,
+};
 
 pub const WAKE_CHANNEL: &str = "webhooks_deliveries";
 /// Most events recorded in one transaction (the prefetch allows 200).
@@ -48,12 +52,12 @@ impl Head {
     }
 }
 
-pub fn spawn(pool: PgPool, amqp_url: String, exchange: String, shutdown: CancellationToken) {
+pub fn spawn(pool: PgPool, dispatcher: Dispatcher, amqp_url: String, exchange: String, shutdown: CancellationToken) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                outcome = consume(&pool, &amqp_url, &exchange) => {
+                outcome = consume(&pool, &dispatcher, &amqp_url, &exchange) => {
                     if let Err(error) = outcome {
                         tracing::warn!(%error, "event consumer stopped; reconnecting");
                     }
@@ -67,7 +71,7 @@ pub fn spawn(pool: PgPool, amqp_url: String, exchange: String, shutdown: Cancell
     });
 }
 
-async fn consume(pool: &PgPool, amqp_url: &str, exchange: &str) -> anyhow::Result<()> {
+async fn consume(pool: &PgPool, dispatcher: &Dispatcher, amqp_url: &str, exchange: &str) -> anyhow::Result<()> {
     // Setting up must not hang on a half-open broker connection.
     let setup = tokio::time::timeout(Duration::from_secs(15), subscribe(amqp_url, exchange));
     let (_connection, mut messages) = setup
@@ -83,49 +87,48 @@ async fn consume(pool: &PgPool, amqp_url: &str, exchange: &str) -> anyhow::Resul
                 _ => break,
             }
         }
-        settle(pool, batch).await?;
+        settle(pool, dispatcher, batch).await?;
     }
     Ok(())
 }
 
-/// Records a batch of messages and acknowledges each only after the commit.
-async fn settle(pool: &PgPool, batch: Vec<Delivery>) -> anyhow::Result<()> {
+/// Records a batch of messages and acknowledges them only after the commit,
+/// with one `multiple` ack (or nack) for the whole batch: batches are
+/// settled in order on one channel, so everything up to the batch's last
+/// message is this batch.
+async fn settle(pool: &PgPool, dispatcher: &Dispatcher, batch: Vec<Delivery>) -> anyhow::Result<()> {
+    let Some(last) = batch.last() else {
+        return Ok(());
+    };
     let mut events = Vec::with_capacity(batch.len());
-    let mut parsed = Vec::with_capacity(batch.len());
-    for message in batch {
+    let mut bodies = Vec::with_capacity(batch.len());
+    for message in &batch {
         match serde_json::from_slice::<Head>(&message.data) {
             Ok(head) => {
                 events.push(head);
-                parsed.push(message);
+                bodies.push(message.data.as_slice());
             }
-            Err(error) => {
-                // Redelivering a message that can never parse would block
-                // the queue; drop it loudly instead.
-                tracing::error!(reason = %error, "dropping a malformed event");
-                message.ack(BasicAckOptions::default()).await?;
-            }
+            // Redelivering a message that can never parse would block the
+            // queue; it is dropped loudly instead (acked with the batch).
+            Err(error) => tracing::error!(reason = %error, "dropping a malformed event"),
         }
     }
-    if parsed.is_empty() {
-        return Ok(());
-    }
-    let bodies: Vec<&[u8]> = parsed.iter().map(|m| m.data.as_slice()).collect();
-    match record(pool, &events, &bodies).await {
+    let recorded = if events.is_empty() {
+        Ok(())
+    } else {
+        record(pool, dispatcher, &events, &bodies).await
+    };
+    match recorded {
         Ok(()) => {
-            for message in parsed {
-                message.ack(BasicAckOptions::default()).await?;
-            }
+            last.ack(BasicAckOptions { multiple: true }).await?;
         }
         Err(error) => {
-            tracing::warn!(%error, events = parsed.len(), "recording events failed; they will be redelivered");
-            for message in parsed {
-                message
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await?;
-            }
+            tracing::warn!(%error, events = events.len(), "recording events failed; they will be redelivered");
+            last.nack(BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            })
+            .await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -170,47 +173,95 @@ async fn subscribe(amqp_url: &str, exchange: &str) -> anyhow::Result<(lapin::Con
     Ok((connection, messages))
 }
 
+/// An enabled endpoint of one of the batch's workspaces.
+#[derive(sqlx::FromRow)]
+struct Subscriber {
+    workspace_id: String,
+    id: String,
+    event_types: Vec<String>,
+    ordered_by_conversation: bool,
+    url: String,
+    secret_sealed: Vec<u8>,
+    previous_secret_sealed: Option<Vec<u8>>,
+    previous_secret_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    rate_limit_per_second: Option<i32>,
+}
+
+impl Subscriber {
+    /// Whether this endpoint's deliveries may skip the claim loop: ordered
+    /// and rate-limited ones need its checks.
+    fn direct(&self) -> bool {
+        !self.ordered_by_conversation && self.rate_limit_per_second.is_none()
+    }
+
+    fn target(&self, body: &[u8]) -> Target {
+        Target {
+            url: self.url.clone(),
+            enabled: true,
+            secret_sealed: self.secret_sealed.clone(),
+            previous_secret_sealed: self.previous_secret_sealed.clone(),
+            previous_secret_expires_at: self.previous_secret_expires_at,
+            rate_limit_per_second: None,
+            body: body.to_vec(),
+        }
+    }
+}
+
 /// Stores the events and one pending delivery per interested endpoint of
-/// each event's workspace, in one transaction of three statements.
-async fn record(pool: &PgPool, events: &[Head], bodies: &[&[u8]]) -> Result<(), sqlx::Error> {
+/// each event's workspace, in one transaction of two statements. The
+/// deliveries of endpoints with room are leased in the same statement and
+/// handed to the senders once the transaction commits.
+async fn record(pool: &PgPool, dispatcher: &Dispatcher, events: &[Head], bodies: &[&[u8]]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO events (id, workspace_id, event_type, body)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[])
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&ids)
-    .bind(&workspaces)
-    .bind(&types)
-    .bind(bodies)
-    .execute(&mut *tx)
-    .await?;
-    let endpoints: Vec<(String, String, Vec<String>, bool)> = sqlx::query_as(
-        "SELECT workspace_id, id, event_types, ordered_by_conversation FROM endpoints
-         WHERE workspace_id = ANY($1) AND enabled",
+    let subscribers: Vec<Subscriber> = sqlx::query_as(
+        "SELECT workspace_id, id, event_types, ordered_by_conversation, url, secret_sealed,
+                previous_secret_sealed, previous_secret_expires_at, rate_limit_per_second
+         FROM endpoints WHERE workspace_id = ANY($1) AND enabled",
     )
     .bind(&workspaces)
     .fetch_all(&mut *tx)
     .await?;
     let mut rows = NewDeliveries::default();
-    for event in events {
-        for (workspace_id, endpoint_id, filters, ordered) in &endpoints {
-            if *workspace_id == event.workspace_id && endpoint_rules::wants(filters, &event.event) {
-                rows.push(event, endpoint_id, *ordered);
+    let mut wanted = Vec::new();
+    for (n, event) in events.iter().enumerate() {
+        for subscriber in &subscribers {
+            if subscriber.workspace_id == event.workspace_id
+                && endpoint_rules::wants(&subscriber.event_types, &event.event)
+            {
+                let direct = subscriber.direct() && dispatcher.has_room(&subscriber.id);
+                rows.push(event, &subscriber.id, subscriber.ordered_by_conversation, direct);
+                wanted.push((n, subscriber));
             }
         }
     }
-    let created = rows.insert(&mut tx).await?;
-    if created > 0 {
+    let inserted = rows.insert(&mut tx, events, bodies, dispatcher.lease()).await?;
+    if inserted.iter().any(|row| !row.leased) {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(WAKE_CHANNEL)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    // Rows not returned were recorded before (a redelivered message): the
+    // claim loop has them.
+    let handed: Vec<Leased> = inserted
+        .into_iter()
+        .filter(|row| row.leased)
+        .map(|row| {
+            let (n, subscriber) = wanted[row.n as usize - 1];
+            Leased {
+                endpoint_id: subscriber.id.clone(),
+                event_id: events[n].id.clone(),
+                attempts: 0,
+                lease: row.next_attempt_at,
+                target: subscriber.target(bodies[n]),
+                id: row.id,
+            }
+        })
+        .collect();
+    dispatcher.hand_off(handed);
+    Ok(())
 }
 
 /// Delivery rows to insert, column by column, in the order the events came
@@ -223,10 +274,21 @@ struct NewDeliveries {
     events: Vec<String>,
     types: Vec<String>,
     ordering_keys: Vec<Option<String>>,
+    leased: Vec<bool>,
+}
+
+/// A delivery row that was inserted (not one recorded before).
+#[derive(sqlx::FromRow)]
+struct Inserted {
+    id: String,
+    /// Its place in [`NewDeliveries`], from 1.
+    n: i64,
+    next_attempt_at: chrono::DateTime<chrono::Utc>,
+    leased: bool,
 }
 
 impl NewDeliveries {
-    fn push(&mut self, event: &Head, endpoint_id: &str, ordered: bool) {
+    fn push(&mut self, event: &Head, endpoint_id: &str, ordered: bool, leased: bool) {
         self.ids.push(new_id("dlv_"));
         self.workspaces.push(event.workspace_id.clone());
         self.endpoints.push(endpoint_id.to_owned());
@@ -237,19 +299,39 @@ impl NewDeliveries {
         } else {
             None
         });
+        self.leased.push(leased);
     }
 
-    async fn insert(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, sqlx::Error> {
-        if self.ids.is_empty() {
-            return Ok(0);
-        }
-        Ok(sqlx::query(
-            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status, ordering_key)
-             SELECT id, workspace_id, endpoint_id, event_id, event_type, 'pending', ordering_key
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  WITH ORDINALITY AS t(id, workspace_id, endpoint_id, event_id, event_type, ordering_key, n)
-             ORDER BY n
-             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+    /// Stores the events (new ones only), then inserts the rows, the leased
+    /// ones with a lease of `lease` taken: one statement.
+    async fn insert(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        events: &[Head],
+        bodies: &[&[u8]],
+        lease: Duration,
+    ) -> Result<Vec<Inserted>, sqlx::Error> {
+        let event_ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        sqlx::query_as(
+            "WITH stored AS (
+                 INSERT INTO events (id, workspace_id, event_type, body)
+                 SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::bytea[])
+                 ON CONFLICT (id) DO NOTHING
+             ), incoming AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
+                      WITH ORDINALITY AS t(id, workspace_id, endpoint_id, event_id, event_type, ordering_key, leased, n)
+             ), inserted AS (
+                 INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_type, status, ordering_key, next_attempt_at)
+                 SELECT id, workspace_id, endpoint_id, event_id, event_type, 'pending', ordering_key,
+                        CASE WHEN leased THEN now() + make_interval(secs => $8) ELSE now() END
+                 FROM incoming ORDER BY n
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING
+                 RETURNING id, next_attempt_at
+             )
+             SELECT inserted.id, incoming.n, inserted.next_attempt_at, incoming.leased
+             FROM inserted JOIN incoming USING (id)",
         )
         .bind(&self.ids)
         .bind(&self.workspaces)
@@ -257,8 +339,13 @@ impl NewDeliveries {
         .bind(&self.events)
         .bind(&self.types)
         .bind(&self.ordering_keys)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
+        .bind(&self.leased)
+        .bind(lease.as_secs_f64())
+        .bind(&event_ids)
+        .bind(&workspaces)
+        .bind(&types)
+        .bind(bodies)
+        .fetch_all(&mut **tx)
+        .await
     }
 }

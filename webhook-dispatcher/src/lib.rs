@@ -34,12 +34,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let pool =
         database::connect_and_migrate(&service.database_url, SCHEMA, service.max_db_connections, &MIGRATIONS).await?;
     let secrets = secrets::SecretBox::new(&config.secret_key);
-    consumer::spawn(
-        pool.clone(),
-        config.amqp_url.clone(),
-        config.exchange.clone(),
-        shutdown.clone(),
-    );
     let outbox = Outbox::new(SCHEMA);
     let relay = RelayConfig {
         amqp_url: config.amqp_url.clone(),
@@ -52,13 +46,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     // on the durable pool.
     let sending_pool =
         database::connect_async_commit(&service.database_url, SCHEMA, service.max_db_connections).await?;
-    delivery::spawn(
+    let dispatcher = delivery::spawn(
         sending_pool,
         secrets.clone(),
         outbox,
         config.delivery.clone(),
         shutdown.clone(),
     )?;
+    consumer::spawn(
+        pool.clone(),
+        dispatcher,
+        config.amqp_url.clone(),
+        config.exchange.clone(),
+        shutdown.clone(),
+    );
     let (router, health) = grpc_server::base_router();
     let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool, secrets, config.secret_grace));
     grpc_server::mark_serving::<WebhookServiceServer<endpoints::Endpoints>>(&health).await;

@@ -1,0 +1,229 @@
+//! Recording what an attempt came to: a success finishes the delivery; a
+//! failure is an attempt row and either a scheduled retry or the end.
+//!
+//! Successes are the common case and are written in batches by one task
+//! that takes whatever finished during its previous write: one statement
+//! and one commit for many deliveries when the dispatcher is busy.
+//! Failures are rare and each gets its own transaction, since they may
+//! disable the endpoint and tell its workspace.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use service_runtime::outbox::Outbox;
+
+use super::{ENDPOINT_DISABLED, leases::Leased, request::Outcome};
+use crate::retry_schedule::RetrySchedule;
+
+/// Successes recorded in one statement at most, and waiting at most.
+const SUCCESS_BATCH: usize = 500;
+const SUCCESS_QUEUE: usize = 4096;
+
+pub struct Recorder {
+    pool: PgPool,
+    outbox: Outbox,
+    schedule: RetrySchedule,
+    disable_after: Duration,
+    successes: mpsc::Sender<Success>,
+}
+
+/// A successful attempt waiting to be recorded.
+struct Success {
+    delivery_id: String,
+    endpoint_id: String,
+    attempts: i32,
+    http_status: i32,
+    latency_ms: i32,
+    excerpt: String,
+}
+
+impl Recorder {
+    /// Starts the success writer.
+    pub fn start(pool: PgPool, outbox: Outbox, schedule: RetrySchedule, disable_after: Duration) -> Self {
+        let (successes, finished) = mpsc::channel(SUCCESS_QUEUE);
+        tokio::spawn(record_successes(pool.clone(), finished));
+        Self {
+            pool,
+            outbox,
+            schedule,
+            disable_after,
+            successes,
+        }
+    }
+
+    /// Records the attempt, then finishes the delivery or schedules the
+    /// next attempt. 410 Gone disables the endpoint.
+    pub async fn record(&self, delivery: &Leased, outcome: &Outcome) -> anyhow::Result<()> {
+        if outcome.succeeded() {
+            return self.record_success(delivery, outcome).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&delivery.id)
+        .bind(outcome.http_status())
+        .bind(&outcome.error)
+        .bind(outcome.latency_ms())
+        .bind(&outcome.excerpt)
+        .execute(&mut *tx)
+        .await?;
+        let attempts = delivery.attempts + 1;
+        self.track_failure(&mut tx, &delivery.endpoint_id).await?;
+        let (status, next) = match outcome.status {
+            Some(StatusCode::GONE) => {
+                sqlx::query("UPDATE endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone', updated_at = now() WHERE id = $1")
+                    .bind(&delivery.endpoint_id)
+                    .execute(&mut *tx)
+                    .await?;
+                ("failed", None)
+            }
+            _ => match self.schedule.next_delay(attempts as usize, outcome.retry_after) {
+                Some(delay) => ("pending", Some(delay)),
+                None => ("failed", None),
+            },
+        };
+        sqlx::query(
+            "UPDATE deliveries SET status = $2, attempts = $3,
+                 next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(&delivery.id)
+        .bind(status)
+        .bind(attempts)
+        .bind(next.unwrap_or_default().as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hands a success to the batch writer; waits only when it is behind.
+    async fn record_success(&self, delivery: &Leased, outcome: &Outcome) -> anyhow::Result<()> {
+        let success = Success {
+            delivery_id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            attempts: delivery.attempts + 1,
+            http_status: outcome.http_status().unwrap_or_default(),
+            latency_ms: outcome.latency_ms(),
+            excerpt: outcome.excerpt.clone(),
+        };
+        self.successes
+            .send(success)
+            .await
+            .map_err(|_| anyhow::anyhow!("the success writer has stopped"))
+    }
+
+    /// Starts the endpoint's failing streak (successes end it, see
+    /// [`write_successes`]), and disables the endpoint once the streak has
+    /// lasted `disable_after`, telling the workspace with a
+    /// `webhook.endpoint.disabled` event.
+    async fn track_failure(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        endpoint_id: &str,
+    ) -> anyhow::Result<()> {
+        let streak: Option<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE endpoints SET failing_since = COALESCE(failing_since, now())
+             WHERE id = $1 AND enabled
+             RETURNING workspace_id, failing_since",
+        )
+        .bind(endpoint_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((workspace_id, since)) = streak else {
+            return Ok(());
+        };
+        let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
+        if failing_for < self.disable_after {
+            return Ok(());
+        }
+        let reason = format!(
+            "failing continuously since {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        sqlx::query("UPDATE endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1")
+            .bind(endpoint_id)
+            .bind(&reason)
+            .execute(&mut **tx)
+            .await?;
+        tracing::warn!(endpoint = endpoint_id, reason, "endpoint disabled");
+        let event = service_runtime::events::Envelope::new(
+            ENDPOINT_DISABLED,
+            &workspace_id,
+            serde_json::json!({"endpoint_id": endpoint_id, "reason": reason}),
+        );
+        self.outbox.record(tx, &event).await?;
+        Ok(())
+    }
+
+    /// Over the endpoint's rate limit: not an attempt, just later.
+    pub async fn postpone(&self, delivery_id: &str, wait: Duration) -> anyhow::Result<()> {
+        sqlx::query("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1")
+            .bind(delivery_id)
+            .bind(wait.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a delivery that will not be sent (its endpoint was disabled).
+    pub async fn abandon(&self, delivery_id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE deliveries SET status = 'failed', updated_at = now() WHERE id = $1")
+            .bind(delivery_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn record_successes(pool: PgPool, mut finished: mpsc::Receiver<Success>) {
+    let mut batch = Vec::with_capacity(SUCCESS_BATCH);
+    while finished.recv_many(&mut batch, SUCCESS_BATCH).await > 0 {
+        if let Err(error) = write_successes(&pool, &batch).await {
+            tracing::warn!(
+                %error, deliveries = batch.len(),
+                "recording successful deliveries failed; they will be sent again when their leases lapse"
+            );
+        }
+        batch.clear();
+    }
+}
+
+/// The attempts, the deliveries done, and their endpoints' failure streaks
+/// over, in one statement. Deliveries deleted meanwhile (with their
+/// endpoint) are passed over rather than failing the whole batch.
+async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&Success) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let number = |f: fn(&Success) -> i32| batch.iter().map(f).collect::<Vec<i32>>();
+    sqlx::query(
+        "WITH done AS (
+             UPDATE deliveries d SET status = 'succeeded', attempts = t.attempts, updated_at = now()
+             FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::text[])
+                 AS t(delivery_id, endpoint_id, attempts, http_status, latency_ms, excerpt)
+             WHERE d.id = t.delivery_id
+             RETURNING t.*
+         ), healthy AS (
+             UPDATE endpoints SET failing_since = NULL
+             WHERE id IN (SELECT endpoint_id FROM done) AND failing_since IS NOT NULL
+         )
+         INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt)
+         SELECT delivery_id, http_status, '', latency_ms, excerpt FROM done",
+    )
+    .bind(column(|s| &s.delivery_id))
+    .bind(column(|s| &s.endpoint_id))
+    .bind(number(|s| s.attempts))
+    .bind(number(|s| s.http_status))
+    .bind(number(|s| s.latency_ms))
+    .bind(column(|s| &s.excerpt))
+    // Planned for each batch: a plan cached while `deliveries` was small
+    // would scan it whole once it is not.
+    .persistent(false)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}

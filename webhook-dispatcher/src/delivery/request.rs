@@ -1,0 +1,153 @@
+//! One webhook request: the signed POST of a delivery's stored bytes, and
+//! what came of it.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use reqwest::{StatusCode, header::HeaderMap};
+
+use crate::{secrets::SecretBox, signing, target_guard::TargetGuard};
+
+const EXCERPT_BYTES: usize = 512;
+
+/// Where a delivery goes and what it carries.
+#[derive(sqlx::FromRow)]
+pub struct Target {
+    pub url: String,
+    pub enabled: bool,
+    pub secret_sealed: Vec<u8>,
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<chrono::DateTime<Utc>>,
+    pub rate_limit_per_second: Option<i32>,
+    /// The event exactly as received: the bytes signed and sent.
+    pub body: Vec<u8>,
+}
+
+impl Target {
+    /// The current key, then the previous one while its grace period runs.
+    fn signing_keys(&self, secrets: &SecretBox) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut keys = vec![key(&secrets.open(&self.secret_sealed)?)?];
+        if let (Some(sealed), Some(until)) = (&self.previous_secret_sealed, self.previous_secret_expires_at)
+            && until > Utc::now()
+        {
+            keys.push(key(&secrets.open(sealed)?)?);
+        }
+        Ok(keys)
+    }
+}
+
+fn key(secret: &str) -> anyhow::Result<Vec<u8>> {
+    signing::key_bytes(secret).ok_or_else(|| anyhow::anyhow!("a stored secret is not a whsec_ secret"))
+}
+
+/// What identifies one attempt to the receiver.
+pub struct Attempt<'a> {
+    pub delivery_id: &'a str,
+    pub event_id: &'a str,
+    /// 1 for the first attempt.
+    pub number: i32,
+}
+
+pub struct Outcome {
+    pub status: Option<StatusCode>,
+    pub error: String,
+    pub latency: Duration,
+    pub excerpt: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    fn network(error: String, latency: Duration) -> Self {
+        Self {
+            status: None,
+            error,
+            latency,
+            excerpt: String::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| s.is_success())
+    }
+
+    pub fn latency_ms(&self) -> i32 {
+        self.latency.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    pub fn http_status(&self) -> Option<i32> {
+        self.status.map(|s| i32::from(s.as_u16()))
+    }
+}
+
+/// Signs and POSTs `target.body`. A failure to reach the receiver is an
+/// outcome; only a broken stored secret is an error.
+pub async fn send(
+    http: &reqwest::Client,
+    guard: &TargetGuard,
+    secrets: &SecretBox,
+    attempt: Attempt<'_>,
+    target: &Target,
+) -> anyhow::Result<Outcome> {
+    if let Some(refusal) = guard.refuse_literal(&target.url) {
+        return Ok(Outcome::network(refusal, Duration::ZERO));
+    }
+    let timestamp = Utc::now().timestamp();
+    let keys = target.signing_keys(secrets)?;
+    let signatures: Vec<String> = keys
+        .iter()
+        .map(|k| signing::standard_signature(k, attempt.event_id, timestamp, &target.body))
+        .collect();
+    let started = Instant::now();
+    let sent = http
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", attempt.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures.join(" "))
+        .header("x-signature", signing::body_signature(&keys[0], &target.body))
+        .header("x-idempotency-key", attempt.delivery_id)
+        .header("x-attempt", attempt.number.to_string())
+        .body(target.body.clone())
+        .send()
+        .await;
+    Ok(match sent {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            let bytes = response.bytes().await.unwrap_or_default();
+            let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+            Outcome {
+                status: Some(status),
+                error: String::new(),
+                latency: started.elapsed(),
+                excerpt,
+                retry_after,
+            }
+        }
+        Err(error) => Outcome::network(describe(&error), started.elapsed()),
+    })
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// What went wrong, down to the root cause (a refused target, a reset
+/// connection), which is what an endpoint's owner needs to see.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let mut root: &dyn std::error::Error = error;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let kind = if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {root}")
+}
