@@ -60,6 +60,8 @@ pub struct Options {
     pub forbid_internal_webhook_targets: bool,
     /// How long an endpoint may fail before it is disabled (default 5 days).
     pub webhook_disable_after: Option<Duration>,
+    /// Webhook requests in flight to one endpoint (default 16).
+    pub webhook_concurrency: Option<usize>,
     /// Database connections per service; default 5, so many test stacks
     /// fit one PostgreSQL. Benchmarks use the production default, 10.
     pub db_connections: Option<u32>,
@@ -116,6 +118,7 @@ pub struct TestStack {
     embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
     webhook_disable_after: Option<Duration>,
+    webhook_concurrency: Option<usize>,
     db_connections: u32,
     shutdown: CancellationToken,
     services: Vec<Service>,
@@ -139,6 +142,7 @@ impl TestStack {
             embedding_model_dir: std::env::var_os(EMBEDDING_MODEL_VAR).map(Into::into),
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             webhook_disable_after: options.webhook_disable_after,
+            webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
             exchange: infra.exchange.clone(),
             chatbot_amqp_url: options
@@ -241,6 +245,9 @@ impl TestStack {
                 config.delivery.timeout = Duration::from_secs(2);
                 if let Some(after) = self.webhook_disable_after {
                     config.delivery.disable_after = after;
+                }
+                if let Some(concurrency) = self.webhook_concurrency {
+                    config.delivery.per_endpoint = concurrency;
                 }
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)

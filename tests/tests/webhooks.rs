@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use e2e::{
-    Client, TestStack,
+    Client, Options, TestStack,
     webhook_receiver::{Receiver, verify_independently},
 };
 use serde_json::{Value, json};
@@ -292,6 +292,34 @@ async fn an_endpoint_that_hangs_does_not_slow_delivery_to_another() {
         "the healthy endpoint waited {:?}",
         started.elapsed()
     );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_queued_behind_a_slow_endpoint_longer_than_their_lease_are_sent_once() {
+    // One request at a time, each taking 1 s: the last of nine waits about
+    // 8 s in memory, past its 7 s lease (the 2 s test timeout plus 5 s).
+    let stack = TestStack::start_with(Options {
+        webhook_concurrency: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let slow = Receiver::start().await;
+    slow.respond_after(Duration::from_secs(1));
+    subscribe(&stack.client, &slow.url, json!(["conversation.started"])).await;
+    for i in 0..9 {
+        stack.client.create_conversation(&format!("u{i}")).await;
+    }
+    slow.wait_for(9, Duration::from_secs(20)).await;
+    // Anything claimed twice would arrive within the next request or two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let keys: std::collections::HashSet<String> = slow
+        .received()
+        .iter()
+        .map(|w| w.header("x-idempotency-key").to_owned())
+        .collect();
+    assert_eq!(keys.len(), 9, "nine deliveries");
+    assert_eq!(slow.received().len(), 9, "none was sent twice");
     stack.stop().await;
 }
 
