@@ -33,7 +33,7 @@ use governor::{
 };
 use reqwest::redirect::Policy;
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use service_runtime::outbox::Outbox;
@@ -65,6 +65,11 @@ const CLAIM_BATCH: usize = 100;
 /// overall; past them deliveries wait in PostgreSQL.
 const WAITING_PER_SLOT: usize = 64;
 const WAITING_TOTAL: usize = 16_384;
+/// Requests in flight over all endpoints. Without it, a hundred busy
+/// endpoints behind one load balancer would be sent 1 600 new connections
+/// at once, more than a listen backlog holds. A slow endpoint holds at most
+/// its own slots of it.
+const IN_FLIGHT: usize = 256;
 
 /// The consumer's way to hand freshly recorded deliveries to the senders.
 #[derive(Clone)]
@@ -121,6 +126,7 @@ pub fn spawn(
         http,
         settings,
         lanes,
+        in_flight: Semaphore::new(IN_FLIGHT),
         rate_limits: Mutex::new(HashMap::new()),
         room: Notify::new(),
         starved: AtomicBool::new(false),
@@ -137,6 +143,8 @@ struct Sender {
     http: reqwest::Client,
     settings: DeliverySettings,
     lanes: Lanes<Held>,
+    /// Slots of [`IN_FLIGHT`].
+    in_flight: Semaphore,
     /// Token buckets of endpoints with a rate limit, with the rate they
     /// were made for (a changed limit replaces the bucket).
     rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
@@ -226,9 +234,13 @@ impl Sender {
     /// waits for the same endpoint, until its queue is empty.
     async fn work(&self, endpoint_id: String, mut held: Held) {
         loop {
+            // The slot first: waiting for it counts towards renewing the
+            // lease.
+            let slot = self.in_flight.acquire().await;
             if let Some(delivery) = self.keep_lease(held).await {
                 self.deliver(delivery).await;
             }
+            drop(slot);
             match self.lanes.next(&endpoint_id) {
                 Next::Take { item, refill } => {
                     held = item;
