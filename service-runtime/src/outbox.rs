@@ -131,7 +131,15 @@ impl Relay {
         }
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.outbox.notify_channel).await?;
-        let outcome = self.publish_while_connected(&mut leader, &mut listener, shutdown).await;
+        let mut unmarked = Vec::new();
+        let outcome = self
+            .publish_while_connected(&mut leader, &mut listener, &mut unmarked, shutdown)
+            .await;
+        // Marked before another replica can lead, or it would publish them
+        // again (harmless, consumers deduplicate, but noisy).
+        if let Err(error) = mark_published(&mut leader, &unmarked).await {
+            tracing::warn!(%error, events = unmarked.len(), "marking published events; they will be sent again");
+        }
         let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(&self.outbox.notify_channel)
             .execute(&mut *leader)
@@ -145,6 +153,7 @@ impl Relay {
         &self,
         leader: &mut PoolConnection<Postgres>,
         listener: &mut PgListener,
+        unmarked: &mut Vec<i64>,
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut backoff = Duration::from_millis(250);
@@ -165,7 +174,8 @@ impl Relay {
             };
             backoff = Duration::from_millis(250);
             loop {
-                let draining = tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange));
+                let draining =
+                    tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange, unmarked));
                 match draining.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
                     Ok(BATCH_FULL) => continue,
                     Ok(_) => {}
@@ -209,14 +219,28 @@ struct Pending {
 }
 
 /// Publishes the oldest unpublished events, in order, as persistent
-/// messages, and marks published the ones the broker confirmed.
-async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchange: &str) -> Result<usize, RelayError> {
+/// messages, and leaves the ones the broker confirmed in `unmarked`.
+///
+/// Marking them published is off the events' path, so it rides along with
+/// the next fetch: one statement per batch instead of two. The fetch skips
+/// them, since it reads the table as it was before the marking.
+async fn drain(
+    leader: &mut PoolConnection<Postgres>,
+    channel: &Channel,
+    exchange: &str,
+    unmarked: &mut Vec<i64>,
+) -> Result<usize, RelayError> {
+    // Taken now: if this fails midway they are published again, never lost.
+    let marking = std::mem::take(unmarked);
     let pending: Vec<Pending> = sqlx::query_as(
-        "SELECT id, event_id, event_type, body FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($2))
+         SELECT id, event_id, event_type, body FROM outbox
+         WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
-    // Planned for each batch, like the update below: a plan cached while
-    // the table was small scans it whole once published rows pile up.
+    .bind(&marking)
+    // Planned for each batch: a plan cached while the table was small
+    // would scan it whole to mark rows once published ones pile up.
     .persistent(false)
     .fetch_all(&mut **leader)
     .await?;
@@ -240,26 +264,37 @@ async fn drain(leader: &mut PoolConnection<Postgres>, channel: &Channel, exchang
             .await?;
         confirms.push(confirm);
     }
-    // Only a confirmed prefix is marked, so order holds even if the broker
-    // refuses one event midway: the rest are sent again next time.
-    let mut confirmed = Vec::with_capacity(pending.len());
+    // Only a confirmed prefix counts as published, so order holds even if
+    // the broker refuses one event midway: the rest are sent again next
+    // time.
     let mut refused = None;
+    let mut confirmed = 0;
     for (event, confirm) in pending.iter().zip(confirms) {
         match confirm.await? {
-            Confirmation::Ack(_) if refused.is_none() => confirmed.push(event.id),
+            Confirmation::Ack(_) if refused.is_none() => {
+                unmarked.push(event.id);
+                confirmed += 1;
+            }
             Confirmation::Ack(_) => {}
             _ => refused = refused.or(Some(event.event_id.clone())),
         }
     }
+    match refused {
+        Some(event_id) => Err(RelayError::Refused(event_id)),
+        None => Ok(confirmed),
+    }
+}
+
+async fn mark_published(leader: &mut PoolConnection<Postgres>, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-        .bind(&confirmed)
+        .bind(ids)
         .persistent(false)
         .execute(&mut **leader)
         .await?;
-    match refused {
-        Some(event_id) => Err(RelayError::Refused(event_id)),
-        None => Ok(confirmed.len()),
-    }
+    Ok(())
 }
 
 async fn forget_published(leader: &mut PoolConnection<Postgres>) -> Result<(), sqlx::Error> {

@@ -208,11 +208,12 @@ impl Subscriber {
 }
 
 /// Stores the events and one pending delivery per interested endpoint of
-/// each event's workspace, in one transaction of two statements. The
-/// deliveries of endpoints with room are leased in the same statement and
-/// handed to the senders once the transaction commits.
+/// each event's workspace in one statement, which commits on its own. The
+/// deliveries of endpoints with room are leased by it and handed to the
+/// senders once it has committed. The endpoints are read just before: one
+/// deleted in between fails the statement (its deliveries' foreign key),
+/// and the batch is redelivered and read afresh.
 async fn record(pool: &PgPool, dispatcher: &Dispatcher, events: &[Head], bodies: &[&[u8]]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
     let subscribers: Vec<Subscriber> = sqlx::query_as(
         "SELECT workspace_id, id, event_types, ordered_by_conversation, url, secret_sealed,
@@ -220,7 +221,7 @@ async fn record(pool: &PgPool, dispatcher: &Dispatcher, events: &[Head], bodies:
          FROM endpoints WHERE workspace_id = ANY($1) AND enabled",
     )
     .bind(&workspaces)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
     let mut rows = NewDeliveries::default();
     let mut wanted = Vec::new();
@@ -235,14 +236,8 @@ async fn record(pool: &PgPool, dispatcher: &Dispatcher, events: &[Head], bodies:
             }
         }
     }
-    let inserted = rows.insert(&mut tx, events, bodies, dispatcher.lease()).await?;
-    if inserted.iter().any(|row| !row.leased) {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WAKE_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    let inserted = rows.insert(pool, events, bodies, dispatcher.lease()).await?;
+    let left_for_claims = inserted.iter().any(|row| !row.leased);
     // Rows not returned were recorded before (a redelivered message): the
     // claim loop has them.
     let handed: Vec<Leased> = inserted
@@ -261,6 +256,17 @@ async fn record(pool: &PgPool, dispatcher: &Dispatcher, events: &[Head], bodies:
         })
         .collect();
     dispatcher.hand_off(handed);
+    if left_for_claims {
+        // The events are recorded whatever happens here: the claim loop
+        // also looks every 250 ms, so a lost wake-up only delays them.
+        let woken = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(pool)
+            .await;
+        if let Err(error) = woken {
+            tracing::warn!(%error, "waking the claim loop");
+        }
+    }
     Ok(())
 }
 
@@ -306,7 +312,7 @@ impl NewDeliveries {
     /// ones with a lease of `lease` taken: one statement.
     async fn insert(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        pool: &PgPool,
         events: &[Head],
         bodies: &[&[u8]],
         lease: Duration,
@@ -345,7 +351,7 @@ impl NewDeliveries {
         .bind(&workspaces)
         .bind(&types)
         .bind(bodies)
-        .fetch_all(&mut **tx)
+        .fetch_all(pool)
         .await
     }
 }
