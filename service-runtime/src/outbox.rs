@@ -192,7 +192,12 @@ impl Relay {
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = listener.recv() => {}
+                    _ = listener.recv() => {
+                        // One drain covers every commit announced so far
+                        // (NOTIFY arrives after its commit); a busy writer
+                        // would otherwise queue one drain per event.
+                        while listener.next_buffered().is_some() {}
+                    }
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
