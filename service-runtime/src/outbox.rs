@@ -1,8 +1,11 @@
 //! The transactional outbox: a service records an event in the same
 //! database transaction as the change it describes, and a relay publishes
-//! recorded events to RabbitMQ, marking them published only once the broker
-//! has confirmed them. A crash between the two loses nothing (the event is
-//! still in the table) and a broker outage only delays events.
+//! recorded events to RabbitMQ, removing them from the table only once the
+//! broker has confirmed them. A crash between the two loses nothing (the
+//! event is still in the table) and a broker outage only delays events.
+//! The table is a queue, not an archive: it holds what is yet to be sent,
+//! so it stays small and its statements keep cheap plans. Consumers keep
+//! what they need (the webhook dispatcher stores every event it receives).
 //!
 //! One relay per service is active at a time (a PostgreSQL advisory lock
 //! elects it), so events leave in the order they were committed and two
@@ -13,10 +16,13 @@
 //! ```sql
 //! CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE,
 //!     workspace_id text NOT NULL, event_type text NOT NULL, body bytea NOT NULL,
-//!     created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
+//!     created_at timestamptz NOT NULL DEFAULT now());
 //! ```
+//! (Older migrations also added a `published_at` column, which the relay no
+//! longer sets: each service's `outbox_as_queue` migration removed the rows
+//! published before the change.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::{
     BasicProperties, Channel, Confirmation,
@@ -32,8 +38,6 @@ const BATCH: i64 = 500;
 /// publishing a batch and hearing its confirms); past it the session is
 /// treated as dead and reopened.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Published rows are kept this long for inspection, then deleted.
-const RETENTION_DAYS: i32 = 7;
 
 /// Where a service records its events.
 #[derive(Debug, Clone)]
@@ -131,14 +135,14 @@ impl Relay {
         }
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.outbox.notify_channel).await?;
-        let mut unmarked = Vec::new();
+        let mut sent = Vec::new();
         let outcome = self
-            .publish_while_connected(&mut leader, &mut listener, &mut unmarked, shutdown)
+            .publish_while_connected(&mut leader, &mut listener, &mut sent, shutdown)
             .await;
-        // Marked before another replica can lead, or it would publish them
+        // Removed before another replica can lead, or it would publish them
         // again (harmless, consumers deduplicate, but noisy).
-        if let Err(error) = mark_published(&mut leader, &unmarked).await {
-            tracing::warn!(%error, events = unmarked.len(), "marking published events; they will be sent again");
+        if let Err(error) = remove(&mut leader, &sent).await {
+            tracing::warn!(%error, events = sent.len(), "removing published events; they will be sent again");
         }
         let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(&self.outbox.notify_channel)
@@ -153,11 +157,10 @@ impl Relay {
         &self,
         leader: &mut PoolConnection<Postgres>,
         listener: &mut PgListener,
-        unmarked: &mut Vec<i64>,
+        sent: &mut Vec<i64>,
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut backoff = Duration::from_millis(250);
-        let mut last_cleanup = Instant::now();
         loop {
             let opening = tokio::time::timeout(BROKER_TIMEOUT, self.open_channel());
             let channel = match opening.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
@@ -175,7 +178,7 @@ impl Relay {
             backoff = Duration::from_millis(250);
             loop {
                 let draining =
-                    tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange, unmarked));
+                    tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange, sent));
                 match draining.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
                     Ok(BATCH_FULL) => continue,
                     Ok(_) => {}
@@ -185,10 +188,6 @@ impl Relay {
                         let _ = channel.close(200, "reconnecting".into()).await;
                         break;
                     }
-                }
-                if last_cleanup.elapsed() > Duration::from_secs(600) {
-                    last_cleanup = Instant::now();
-                    forget_published(leader).await?;
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -223,30 +222,27 @@ struct Pending {
     body: Vec<u8>,
 }
 
-/// Publishes the oldest unpublished events, in order, as persistent
-/// messages, and leaves the ones the broker confirmed in `unmarked`.
+/// Publishes the oldest events still in the outbox, in order, as
+/// persistent messages, and leaves the ones the broker confirmed in `sent`.
 ///
-/// Marking them published is off the events' path, so it rides along with
-/// the next fetch: one statement per batch instead of two. The fetch skips
-/// them, since it reads the table as it was before the marking.
+/// Removing them is off the events' path, so it rides along with the next
+/// fetch: one statement per batch instead of two. The fetch skips them,
+/// since it reads the table as it was before the removal.
 async fn drain(
     leader: &mut PoolConnection<Postgres>,
     channel: &Channel,
     exchange: &str,
-    unmarked: &mut Vec<i64>,
+    sent: &mut Vec<i64>,
 ) -> Result<usize, RelayError> {
     // Taken now: if this fails midway they are published again, never lost.
-    let marking = std::mem::take(unmarked);
+    let removing = std::mem::take(sent);
     let pending: Vec<Pending> = sqlx::query_as(
-        "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($2))
+        "WITH removed AS (DELETE FROM outbox WHERE id = ANY($2))
          SELECT id, event_id, event_type, body FROM outbox
-         WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1",
+         WHERE id <> ALL($2) ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
-    .bind(&marking)
-    // Planned for each batch: a plan cached while the table was small
-    // would scan it whole to mark rows once published ones pile up.
-    .persistent(false)
+    .bind(&removing)
     .fetch_all(&mut **leader)
     .await?;
     if pending.is_empty() {
@@ -277,7 +273,7 @@ async fn drain(
     for (event, confirm) in pending.iter().zip(confirms) {
         match confirm.await? {
             Confirmation::Ack(_) if refused.is_none() => {
-                unmarked.push(event.id);
+                sent.push(event.id);
                 confirmed += 1;
             }
             Confirmation::Ack(_) => {}
@@ -290,21 +286,12 @@ async fn drain(
     }
 }
 
-async fn mark_published(leader: &mut PoolConnection<Postgres>, ids: &[i64]) -> Result<(), sqlx::Error> {
+async fn remove(leader: &mut PoolConnection<Postgres>, ids: &[i64]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(ids)
-        .persistent(false)
-        .execute(&mut **leader)
-        .await?;
-    Ok(())
-}
-
-async fn forget_published(leader: &mut PoolConnection<Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1::int)")
-        .bind(RETENTION_DAYS)
         .execute(&mut **leader)
         .await?;
     Ok(())
