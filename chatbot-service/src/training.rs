@@ -6,9 +6,11 @@
 //! index. A job's worker holds a lease it renews with every batch; a job
 //! whose worker died is taken up again by any replica once the lease lapses.
 //! With an embedder configured, each FAQ question is stored with its
-//! sentence vector, so replies can match it by meaning.
+//! sentence vector, so replies can match it by meaning. A question the
+//! bot's previous version embedded with the same model keeps that vector,
+//! so a retrain after a few edits embeds only those.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use prost::Message as _;
 use proto::chatbot::v1::BotConfig;
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     chunking,
     error::{Error, Result},
-    retrieval::{Index, Indexes, Kind, Passage, VersionKey, vector_to_bytes},
+    retrieval::{Index, Indexes, Kind, Passage, VersionKey, vector_from_bytes, vector_to_bytes},
 };
 
 pub const BOT_TRAINED: &str = "bot.trained";
@@ -160,6 +162,12 @@ impl Trainer {
             .execute(&self.pool)
             .await?;
         self.estimate_total(job).await?;
+        let embedding = embeds(&language);
+        let known = if embedding {
+            self.known_vectors(job).await?
+        } else {
+            HashMap::new()
+        };
         let mut passages: Vec<Passage> = Vec::new();
         let mut after: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
         loop {
@@ -188,8 +196,8 @@ impl Trainer {
                     vector: None,
                 }));
             }
-            if embeds(&language) {
-                self.embed_questions(&mut passages[first_new..]).await?;
+            if embedding {
+                self.embed_questions(&mut passages[first_new..], &known).await?;
             }
             self.write_batch(job, first_new, &passages[first_new..]).await?;
         }
@@ -215,17 +223,48 @@ impl Trainer {
         Ok(count)
     }
 
-    /// Gives each FAQ passage its question's vector, off the async threads.
-    async fn embed_questions(&self, batch: &mut [Passage]) -> Result<()> {
+    /// The FAQ question vectors of the bot's newest version trained with
+    /// the loaded model, by question: a retrain embeds only the questions
+    /// that are new or changed, which is what makes it quick.
+    async fn known_vectors(&self, job: &Job) -> Result<HashMap<String, Vec<f32>>> {
+        let Some(embedder) = self.indexes.embedder() else {
+            return Ok(HashMap::new());
+        };
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT title, embedding FROM passages
+             WHERE workspace_id = $1 AND bot_id = $2 AND kind = 'faq' AND embedding IS NOT NULL
+               AND version = (SELECT max(version) FROM training_jobs
+                              WHERE workspace_id = $1 AND bot_id = $2 AND status = 'succeeded'
+                                AND embedding_model = $3 AND version < $4)",
+        )
+        .bind(&job.workspace_id)
+        .bind(&job.bot_id)
+        .bind(embedder.id())
+        .bind(job.version)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(question, bytes)| (question, vector_from_bytes(&bytes)))
+            .collect())
+    }
+
+    /// Gives each FAQ passage its question's vector: a `known` one, or one
+    /// embedded off the async threads.
+    async fn embed_questions(&self, batch: &mut [Passage], known: &HashMap<String, Vec<f32>>) -> Result<()> {
         let Some(embedder) = self.indexes.embedder().cloned() else {
             return Ok(());
         };
-        let questions: Vec<(usize, String)> = batch
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.kind == Kind::Faq)
-            .map(|(at, p)| (at, p.title.clone()))
-            .collect();
+        let mut questions: Vec<(usize, String)> = Vec::new();
+        for (at, passage) in batch.iter_mut().enumerate().filter(|(_, p)| p.kind == Kind::Faq) {
+            match known.get(&passage.title) {
+                Some(vector) => passage.vector = Some(vector.clone()),
+                None => questions.push((at, passage.title.clone())),
+            }
+        }
+        // A forward pass pads every text to its longest: batching texts of
+        // like length wastes less of it.
+        questions.sort_by_key(|(_, q)| q.len());
         let vectors = tokio::task::spawn_blocking(move || {
             let mut vectors = Vec::with_capacity(questions.len());
             for chunk in questions.chunks(EMBED_BATCH) {

@@ -272,6 +272,46 @@ async fn answers_change_only_after_train_and_deploy_and_rollback_restores_them()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrain_keeps_unchanged_questions_meaning_and_learns_the_edited_one() {
+    e2e::require_embedding_model();
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let bot = create_bot(api, "Support", json!({})).await;
+    let ids = add_faqs(api, &bot, &pairs(SHOP)).await;
+    train_and_deploy(api, &bot).await;
+    // Paraphrases sharing no content word with the stored questions: only
+    // the vectors find them.
+    let unchanged = "I forgot my login credentials, how can I get back in?";
+    let best = |sent: e2e::Reply| sent.json["reply"]["metadata"]["candidates"][0].clone();
+    let conv = conversation_with(api, &bot).await;
+    let before = best(ask(api, &conv, unchanged).await);
+    assert_eq!(before["item_id"], ids[2].as_str(), "{before}");
+
+    let edited = api
+        .put(
+            &format!("/api/v1/bots/{bot}/knowledge/{}", ids[0]),
+            json!({"faq": {"question": "Do you sell gift cards?", "answer": "Yes, from 10 to 500 dollars."}}),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    train_and_deploy(api, &bot).await;
+    let conv = conversation_with(api, &bot).await;
+    let after = best(ask(api, &conv, unchanged).await);
+    assert_eq!(after["item_id"], ids[2].as_str(), "{after}");
+    assert_eq!(
+        after["similarity"], before["similarity"],
+        "the unchanged question kept its vector"
+    );
+    let voucher = best(ask(api, &conv, "Can I purchase a present card for a friend?").await);
+    assert_eq!(
+        voucher["item_id"],
+        ids[0].as_str(),
+        "the edited question has its own vector: {voucher}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_never_answers_from_another_bots_or_workspaces_knowledge() {
     let stack = TestStack::start().await;
     let api = &stack.client;
