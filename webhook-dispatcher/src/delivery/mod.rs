@@ -12,6 +12,7 @@
 //! another. Scheduled retries are rows in PostgreSQL, so they survive
 //! restarts of the dispatcher and of RabbitMQ; delivery is at least once.
 
+mod hosts;
 mod lanes;
 mod leases;
 mod outcomes;
@@ -33,12 +34,13 @@ use governor::{
 };
 use reqwest::redirect::Policy;
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use service_runtime::outbox::Outbox;
 
 use crate::{consumer::WAKE_CHANNEL, retry_schedule::RetrySchedule, secrets::SecretBox, target_guard::TargetGuard};
+use hosts::HostSlots;
 use lanes::{Bounds, Lanes, Next};
 pub use leases::Leased;
 use leases::{Held, RENEW_AFTER};
@@ -65,11 +67,9 @@ const CLAIM_BATCH: usize = 100;
 /// overall; past them deliveries wait in PostgreSQL.
 const WAITING_PER_SLOT: usize = 64;
 const WAITING_TOTAL: usize = 16_384;
-/// Requests in flight over all endpoints. Without it, a hundred busy
-/// endpoints behind one load balancer would be sent 1 600 new connections
-/// at once, more than a listen backlog holds. A slow endpoint holds at most
-/// its own slots of it.
-const IN_FLIGHT: usize = 256;
+/// Requests in flight to one receiving host, over all its endpoints (see
+/// [`hosts`]).
+const PER_HOST: usize = 256;
 
 /// The consumer's way to hand freshly recorded deliveries to the senders.
 #[derive(Clone)]
@@ -126,7 +126,7 @@ pub fn spawn(
         http,
         settings,
         lanes,
-        in_flight: Semaphore::new(IN_FLIGHT),
+        hosts: HostSlots::new(PER_HOST),
         rate_limits: Mutex::new(HashMap::new()),
         room: Notify::new(),
         starved: AtomicBool::new(false),
@@ -143,8 +143,8 @@ struct Sender {
     http: reqwest::Client,
     settings: DeliverySettings,
     lanes: Lanes<Held>,
-    /// Slots of [`IN_FLIGHT`].
-    in_flight: Semaphore,
+    /// Slots of [`PER_HOST`].
+    hosts: HostSlots,
     /// Token buckets of endpoints with a rate limit, with the rate they
     /// were made for (a changed limit replaces the bucket).
     rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
@@ -234,9 +234,9 @@ impl Sender {
     /// waits for the same endpoint, until its queue is empty.
     async fn work(&self, endpoint_id: String, mut held: Held) {
         loop {
-            // The slot first: waiting for it counts towards renewing the
-            // lease.
-            let slot = self.in_flight.acquire().await;
+            // The host's slot first: waiting for it counts towards
+            // renewing the lease.
+            let slot = self.hosts.acquire(&held.delivery.target.url).await;
             if let Some(delivery) = self.keep_lease(held).await {
                 self.deliver(delivery).await;
             }
