@@ -176,6 +176,8 @@ impl Sender {
                 match listener.as_mut() {
                     Some(l) => {
                         let _ = l.recv().await;
+                        // One claim answers every wake-up already here.
+                        while l.next_buffered().is_some() {}
                     }
                     None => std::future::pending().await,
                 }
