@@ -26,7 +26,9 @@ pub struct Config {
     pub secret_grace: Duration,
     /// `WEBHOOKS_RETRY_SCHEDULE` (seconds, comma-separated),
     /// `WEBHOOKS_TIMEOUT_MS` (15000), `WEBHOOKS_CONNECT_TIMEOUT_MS` (5000),
-    /// `WEBHOOKS_PER_ENDPOINT_CONCURRENCY` (16), and
+    /// `WEBHOOKS_PER_ENDPOINT_CONCURRENCY` (16),
+    /// `WEBHOOKS_PER_HOST_CONCURRENCY` (256, over all endpoints on one
+    /// host and port), and
     /// `WEBHOOKS_ALLOWED_CIDRS`: internal networks targets may be in (none
     /// by default; local runs allow 127.0.0.0/8), and
     /// `WEBHOOKS_DISABLE_AFTER_SECONDS`: failing this long disables an
@@ -63,6 +65,7 @@ impl Config {
                 timeout: Duration::from_secs(15),
                 connect_timeout: Duration::from_secs(5),
                 per_endpoint: 16,
+                per_host: 256,
                 guard: TargetGuard::default(),
                 disable_after: Duration::from_secs(5 * 86_400),
             },
@@ -96,6 +99,7 @@ fn delivery_from_env() -> Result<DeliverySettings, ConfigError> {
         timeout: Duration::from_millis(config::parsed("WEBHOOKS_TIMEOUT_MS", 15_000)?),
         connect_timeout: Duration::from_millis(config::parsed("WEBHOOKS_CONNECT_TIMEOUT_MS", 5_000)?),
         per_endpoint: config::parsed("WEBHOOKS_PER_ENDPOINT_CONCURRENCY", 16)?,
+        per_host: config::parsed("WEBHOOKS_PER_HOST_CONCURRENCY", 256)?,
         guard: TargetGuard::new(allowed),
         disable_after: Duration::from_secs(config::parsed("WEBHOOKS_DISABLE_AFTER_SECONDS", 5 * 86_400)?),
     })

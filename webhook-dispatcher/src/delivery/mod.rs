@@ -54,6 +54,9 @@ pub struct DeliverySettings {
     pub connect_timeout: Duration,
     /// Deliveries in flight to one endpoint at once.
     pub per_endpoint: usize,
+    /// Deliveries in flight to one receiving host (host and port) at once,
+    /// over all its endpoints.
+    pub per_host: usize,
     pub guard: TargetGuard,
     /// An endpoint failing without a success for this long is disabled.
     pub disable_after: Duration,
@@ -67,9 +70,6 @@ const CLAIM_BATCH: usize = 100;
 /// overall; past them deliveries wait in PostgreSQL.
 const WAITING_PER_SLOT: usize = 64;
 const WAITING_TOTAL: usize = 16_384;
-/// Requests in flight to one receiving host, over all its endpoints (see
-/// [`hosts`]).
-const PER_HOST: usize = 256;
 
 /// The consumer's way to hand freshly recorded deliveries to the senders.
 #[derive(Clone)]
@@ -119,6 +119,7 @@ pub fn spawn(
         waiting_per_endpoint: settings.per_endpoint.max(1) * WAITING_PER_SLOT,
         waiting_total: WAITING_TOTAL,
     });
+    let hosts = HostSlots::new(settings.per_host);
     let sender = Arc::new(Sender {
         pool,
         recorder,
@@ -126,7 +127,7 @@ pub fn spawn(
         http,
         settings,
         lanes,
-        hosts: HostSlots::new(PER_HOST),
+        hosts,
         rate_limits: Mutex::new(HashMap::new()),
         room: Notify::new(),
         starved: AtomicBool::new(false),
@@ -143,7 +144,7 @@ struct Sender {
     http: reqwest::Client,
     settings: DeliverySettings,
     lanes: Lanes<Held>,
-    /// Slots of [`PER_HOST`].
+    /// `per_host` slots of each receiving host.
     hosts: HostSlots,
     /// Token buckets of endpoints with a rate limit, with the rate they
     /// were made for (a changed limit replaces the bucket).
