@@ -25,7 +25,7 @@ use crate::{
 };
 
 pub const WAKE_CHANNEL: &str = "webhooks_deliveries";
-/// Most events recorded in one transaction (the prefetch allows 200).
+/// Most events recorded in one statement (the prefetch allows 200).
 const BATCH: usize = 100;
 
 /// The dispatcher's queue on `exchange`.
