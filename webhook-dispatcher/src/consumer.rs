@@ -79,7 +79,7 @@ async fn consume(pool: &PgPool, dispatcher: &Dispatcher, amqp_url: &str, exchang
         .map_err(|_| anyhow::anyhow!("RabbitMQ did not finish the consumer set-up within 15 s"))??;
     while let Some(first) = messages.next().await {
         // Whatever else has already arrived joins this batch: one
-        // transaction and one fsync for many events, never a wait for more.
+        // statement and one fsync for many events, never a wait for more.
         let mut batch = vec![first?];
         while batch.len() < BATCH {
             match messages.next().now_or_never() {

@@ -3,7 +3,7 @@
 //!
 //! Deliveries reach the senders two ways. The consumer leases the ones it
 //! records for endpoints with room and hands them over as soon as its
-//! transaction commits ([`Dispatcher::hand_off`]), so the common path costs
+//! statement commits ([`Dispatcher::hand_off`]), so the common path costs
 //! no statement between recording a delivery and sending it. Everything
 //! else (retries, deliveries of endpoints that were busy, rate-limited or
 //! ordered ones, leases that lapsed when a dispatcher died) is claimed from
@@ -90,7 +90,7 @@ impl Dispatcher {
         !self.sender.shutdown.is_cancelled() && self.sender.lanes.has_room(endpoint_id)
     }
 
-    /// Sends deliveries the consumer leased in its committed transaction.
+    /// Sends deliveries the consumer leased in its committed statement.
     pub fn hand_off(&self, deliveries: Vec<Leased>) {
         for delivery in deliveries {
             self.sender.submit(delivery);
