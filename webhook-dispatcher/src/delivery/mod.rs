@@ -81,7 +81,7 @@ impl Dispatcher {
     /// How long a lease the consumer should take on a delivery it will hand
     /// off.
     pub fn lease(&self) -> Duration {
-        leases::duration(self.sender.settings.timeout)
+        self.sender.lease()
     }
 
     /// Whether a delivery for `endpoint_id` may be leased and handed off
@@ -149,8 +149,9 @@ struct Sender {
     /// Token buckets of endpoints with a rate limit, with the rate they
     /// were made for (a changed limit replaces the bucket).
     rate_limits: Mutex<HashMap<String, (i32, Arc<DefaultDirectRateLimiter>)>>,
-    /// Rung when a failure schedules a retry, or when a lane frees room
-    /// while the last claim had to leave due deliveries behind.
+    /// Rung when a lane frees room while the last claim had to leave due
+    /// deliveries behind. (A failure's retry is never due at once; the
+    /// claim loop's tick finds it.)
     room: Notify,
     /// The last claim left due deliveries behind for want of room. Without
     /// it, lanes going idle need no claim: the consumer hands work over
@@ -160,6 +161,10 @@ struct Sender {
 }
 
 impl Sender {
+    fn lease(&self) -> Duration {
+        leases::duration(self.settings.timeout)
+    }
+
     /// Claims due deliveries whenever woken (a NOTIFY from whoever made
     /// some due, room in the lanes) or every 250 ms, until shutdown; then
     /// gives back the leases of deliveries still waiting in memory.
@@ -206,9 +211,8 @@ impl Sender {
             self.starved.store(room == 0, Ordering::Relaxed);
             return false;
         }
-        let lease = leases::duration(self.settings.timeout);
         let skipped = self.lanes.full();
-        match leases::claim(&self.pool, lease, room as i64, &skipped).await {
+        match leases::claim(&self.pool, self.lease(), room as i64, &skipped).await {
             Ok(claimed) => {
                 let full = claimed.len() == room;
                 // Skipped endpoints may have due deliveries; a full batch
@@ -270,7 +274,7 @@ impl Sender {
         if held.since.elapsed() < RENEW_AFTER {
             return Some(delivery);
         }
-        match leases::renew(&self.pool, &delivery, leases::duration(self.settings.timeout)).await {
+        match leases::renew(&self.pool, &delivery, self.lease()).await {
             Ok(Some(lease)) => {
                 delivery.lease = lease;
                 Some(delivery)
@@ -292,13 +296,13 @@ impl Sender {
     async fn try_deliver(&self, delivery: &Leased) -> anyhow::Result<()> {
         let target = &delivery.target;
         if !target.enabled {
-            return self.recorder.abandon(&delivery.id).await;
+            return self.recorder.abandon(delivery).await;
         }
         if let Some(wait) = target
             .rate_limit_per_second
             .and_then(|limit| self.throttle(&delivery.endpoint_id, limit))
         {
-            return self.recorder.postpone(&delivery.id, wait).await;
+            return self.recorder.postpone(delivery, wait).await;
         }
         let attempt = request::Attempt {
             delivery_id: &delivery.id,
@@ -306,11 +310,7 @@ impl Sender {
             number: delivery.attempts + 1,
         };
         let outcome = request::send(&self.http, &self.settings.guard, &self.secrets, attempt, target).await?;
-        self.recorder.record(delivery, &outcome).await?;
-        if !outcome.succeeded() {
-            self.room.notify_one();
-        }
-        Ok(())
+        self.recorder.record(delivery, &outcome).await
     }
 
     /// How long to wait when the endpoint's rate limit is used up.

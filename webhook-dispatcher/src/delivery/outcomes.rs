@@ -6,10 +6,15 @@
 //! and one commit for many deliveries when the dispatcher is busy.
 //! Failures are rare and each gets its own transaction, since they may
 //! disable the endpoint and tell its workspace.
+//!
+//! Every write to a delivery is fenced by the lease the attempt ran under:
+//! if the row was given a new life meanwhile (retried now, replayed, or
+//! claimed again after its lease lapsed), an outcome recorded late must not
+//! overwrite it. The attempt itself is still recorded.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -39,6 +44,7 @@ pub struct Recorder {
 /// A successful attempt waiting to be recorded.
 struct Success {
     delivery_id: String,
+    lease: DateTime<Utc>,
     endpoint_id: String,
     attempts: i32,
     http_status: i32,
@@ -95,12 +101,13 @@ impl Recorder {
         sqlx::query(
             "UPDATE deliveries SET status = $2, attempts = $3,
                  next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-             WHERE id = $1",
+             WHERE id = $1 AND next_attempt_at = $5 AND status = 'pending'",
         )
         .bind(&delivery.id)
         .bind(status)
         .bind(attempts)
         .bind(next.unwrap_or_default().as_secs_f64())
+        .bind(delivery.lease)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -111,6 +118,7 @@ impl Recorder {
     async fn record_success(&self, delivery: &Leased, outcome: &Outcome) -> anyhow::Result<()> {
         let success = Success {
             delivery_id: delivery.id.clone(),
+            lease: delivery.lease,
             endpoint_id: delivery.endpoint_id.clone(),
             attempts: delivery.attempts + 1,
             http_status: outcome.http_status().unwrap_or_default(),
@@ -167,21 +175,29 @@ impl Recorder {
     }
 
     /// Over the endpoint's rate limit: not an attempt, just later.
-    pub async fn postpone(&self, delivery_id: &str, wait: Duration) -> anyhow::Result<()> {
-        sqlx::query("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1")
-            .bind(delivery_id)
-            .bind(wait.as_secs_f64())
-            .execute(&self.pool)
-            .await?;
+    pub async fn postpone(&self, delivery: &Leased, wait: Duration) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2)
+             WHERE id = $1 AND next_attempt_at = $3 AND status = 'pending'",
+        )
+        .bind(&delivery.id)
+        .bind(wait.as_secs_f64())
+        .bind(delivery.lease)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Ends a delivery that will not be sent (its endpoint was disabled).
-    pub async fn abandon(&self, delivery_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE deliveries SET status = 'failed', updated_at = now() WHERE id = $1")
-            .bind(delivery_id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn abandon(&self, delivery: &Leased) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', updated_at = now()
+             WHERE id = $1 AND next_attempt_at = $2 AND status = 'pending'",
+        )
+        .bind(&delivery.id)
+        .bind(delivery.lease)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -208,25 +224,28 @@ async fn record_successes(pool: PgPool, mut finished: mpsc::Receiver<Success>) {
     }
 }
 
-/// The attempts, the deliveries done, and their endpoints' failure streaks
-/// over, in one statement. Deliveries deleted meanwhile (with their
-/// endpoint) are passed over rather than failing the whole batch.
+/// The attempts, the deliveries done (those still under the attempt's
+/// lease), and their endpoints' failure streaks over, in one statement.
+/// Deliveries deleted meanwhile (with their endpoint) are passed over
+/// rather than failing the whole batch.
 async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::Error> {
     let column = |f: fn(&Success) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
     let number = |f: fn(&Success) -> i32| batch.iter().map(f).collect::<Vec<i32>>();
+    let leases: Vec<DateTime<Utc>> = batch.iter().map(|s| s.lease).collect();
     sqlx::query(
-        "WITH done AS (
+        "WITH t AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::text[], $7::timestamptz[])
+                 AS t(delivery_id, endpoint_id, attempts, http_status, latency_ms, excerpt, lease)
+         ), done AS (
              UPDATE deliveries d SET status = 'succeeded', attempts = t.attempts, updated_at = now()
-             FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::text[])
-                 AS t(delivery_id, endpoint_id, attempts, http_status, latency_ms, excerpt)
-             WHERE d.id = t.delivery_id
-             RETURNING t.*
+             FROM t WHERE d.id = t.delivery_id AND d.next_attempt_at = t.lease AND d.status = 'pending'
          ), healthy AS (
              UPDATE endpoints SET failing_since = NULL
-             WHERE id IN (SELECT endpoint_id FROM done) AND failing_since IS NOT NULL
+             WHERE id IN (SELECT endpoint_id FROM t) AND failing_since IS NOT NULL
          )
          INSERT INTO attempts (delivery_id, http_status, error, latency_ms, response_excerpt)
-         SELECT delivery_id, http_status, '', latency_ms, excerpt FROM done",
+         SELECT t.delivery_id, t.http_status, '', t.latency_ms, t.excerpt
+         FROM t JOIN deliveries d ON d.id = t.delivery_id",
     )
     .bind(column(|s| &s.delivery_id))
     .bind(column(|s| &s.endpoint_id))
@@ -234,6 +253,7 @@ async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::E
     .bind(number(|s| s.http_status))
     .bind(number(|s| s.latency_ms))
     .bind(column(|s| &s.excerpt))
+    .bind(&leases)
     // Planned for each batch: a plan cached while `deliveries` was small
     // would scan it whole once it is not.
     .persistent(false)
