@@ -136,8 +136,8 @@ impl ConversationService for Conversations {
         let row = if greeting.is_empty() {
             row
         } else {
+            messages::greet(&mut tx, &self.outbox, &principal.workspace_id, &row, &greeting).await?;
             let id = ConversationId::parse("conversation_id", &row.id)?;
-            messages::greet(&mut tx, &self.outbox, &principal.workspace_id, &id, &greeting).await?;
             lock(&mut tx, &principal.workspace_id, &id).await?
         };
         tx.commit().await.map_err(Error::from)?;
@@ -355,6 +355,15 @@ impl ConversationRow {
 
     pub(crate) fn status(&self) -> Result<ConversationStatus> {
         ConversationStatus::parse("status", &self.status)
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The status as stored.
+    pub(crate) fn status_name(&self) -> &str {
+        &self.status
     }
 
     pub(crate) fn message_count(&self) -> i64 {

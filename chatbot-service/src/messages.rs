@@ -1,7 +1,9 @@
 //! MessageService: append messages to a conversation in a stable order, with
 //! idempotent retries, and read them back.
 
-use chrono::{DateTime, Utc};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, SubsecRound, Utc};
 use proto::chatbot::v1::{
     GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, ReplyDelta, SendMessageEvent,
     SendMessageRequest, SendMessageResponse, message_service_server::MessageService, send_message_event::Event,
@@ -18,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    conversations,
+    conversations::{self, ConversationRow},
     error::{Error, Result},
     events,
     ids::{ConversationId, MessageId},
@@ -342,8 +344,9 @@ impl Messages {
             idempotency_key: None,
             in_reply_to: Some(question.id.clone()),
         };
-        let sequence = conversation.message_count() + 1;
-        let row = insert(&mut tx, &self.outbox, workspace_id, conversation_id, sequence, &message).await?;
+        let row = insert(&mut *tx, &self.outbox, workspace_id, &conversation, &message)
+            .await?
+            .ok_or_else(|| Error::Internal("the conversation changed under its row lock".into()))?;
         if let Some(reason) = &draft.failure {
             let event = events::message_failed(workspace_id, question, &row, reason);
             self.outbox.record(&mut tx, &event).await?;
@@ -355,9 +358,42 @@ impl Messages {
         Ok(Some(row))
     }
 
+    /// Appends in one statement, without a lock, when the conversation is
+    /// as it was just read; a conversation changed meanwhile (a concurrent
+    /// send, a hand-off) takes the locked path. Sends are every request's
+    /// hot path, and this is two round trips instead of five.
+    async fn append(
+        &self,
+        workspace_id: &str,
+        conversation_id: &ConversationId,
+        message: NewMessage,
+    ) -> Result<Appended> {
+        let conversation = conversations::fetch(&self.pool, workspace_id, conversation_id).await?;
+        let with_bot = conversation.bot_id().is_some();
+        if let Some(key) = &message.idempotency_key
+            && let Some(first) = find_by(&self.pool, workspace_id, conversation_id, Lookup::IdempotencyKey, key).await?
+        {
+            return replay(first, &message, with_bot);
+        }
+        ensure_accepts(&conversation)?;
+        match insert(&self.pool, &self.outbox, workspace_id, &conversation, &message).await {
+            Ok(Some(row)) => Ok(Appended {
+                row,
+                replayed: false,
+                with_bot,
+            }),
+            // A retry with the same key got in first: the locked path finds it.
+            Err(Error::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.append_locked(workspace_id, conversation_id, message).await
+            }
+            Ok(None) => self.append_locked(workspace_id, conversation_id, message).await,
+            Err(error) => Err(error),
+        }
+    }
+
     /// Appends under the conversation's row lock, which serialises senders:
     /// sequence numbers have no gaps and a retried key finds its first message.
-    async fn append(
+    async fn append_locked(
         &self,
         workspace_id: &str,
         conversation_id: &ConversationId,
@@ -369,24 +405,12 @@ impl Messages {
         if let Some(key) = &message.idempotency_key
             && let Some(first) = find_by(&mut *tx, workspace_id, conversation_id, Lookup::IdempotencyKey, key).await?
         {
-            if first.role != message.role.as_str() || first.content != message.content {
-                return Err(Error::AlreadyExists(
-                    "Idempotency-Key was already used for a different message in this conversation".into(),
-                ));
-            }
-            return Ok(Appended {
-                row: first,
-                replayed: true,
-                with_bot,
-            });
+            return replay(first, &message, with_bot);
         }
-        if !conversation.status()?.accepts_messages() {
-            return Err(Error::FailedPrecondition(
-                "conversation is ended; it accepts no more messages".into(),
-            ));
-        }
-        let sequence = conversation.message_count() + 1;
-        let row = insert(&mut tx, &self.outbox, workspace_id, conversation_id, sequence, &message).await?;
+        ensure_accepts(&conversation)?;
+        let row = insert(&mut *tx, &self.outbox, workspace_id, &conversation, &message)
+            .await?
+            .ok_or_else(|| Error::Internal("the conversation changed under its row lock".into()))?;
         tx.commit().await?;
         Ok(Appended {
             row,
@@ -407,12 +431,37 @@ impl Messages {
     }
 }
 
+/// A send that repeats an earlier one's idempotency key gets the message
+/// that one stored, if it sent the same thing.
+fn replay(first: MessageRow, message: &NewMessage, with_bot: bool) -> Result<Appended> {
+    if first.role != message.role.as_str() || first.content != message.content {
+        return Err(Error::AlreadyExists(
+            "Idempotency-Key was already used for a different message in this conversation".into(),
+        ));
+    }
+    Ok(Appended {
+        row: first,
+        replayed: true,
+        with_bot,
+    })
+}
+
+fn ensure_accepts(conversation: &ConversationRow) -> Result<()> {
+    if conversation.status()?.accepts_messages() {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(
+            "conversation is ended; it accepts no more messages".into(),
+        ))
+    }
+}
+
 /// The bot's greeting, the first message of a conversation it opens.
 pub(crate) async fn greet(
     tx: &mut Transaction<'_, Postgres>,
     outbox: &Outbox,
     workspace_id: &str,
-    conversation_id: &ConversationId,
+    conversation: &ConversationRow,
     greeting: &str,
 ) -> Result<()> {
     let message = NewMessage {
@@ -422,49 +471,85 @@ pub(crate) async fn greet(
         idempotency_key: None,
         in_reply_to: None,
     };
-    insert(tx, outbox, workspace_id, conversation_id, 1, &message).await?;
+    insert(&mut **tx, outbox, workspace_id, conversation, &message)
+        .await?
+        .ok_or_else(|| Error::Internal("a new conversation changed before its greeting".into()))?;
     Ok(())
 }
 
-/// Inserts the message at `sequence`, counts it on the conversation (whose
-/// row lock the caller holds) and records the event announcing it.
-async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+/// The statement that stores a message, counts it on its conversation and
+/// records its event, if any, in one round trip; only if the conversation
+/// still has the count and status it was read with.
+fn insert_sql(announced: bool) -> String {
+    let announce = if announced {
+        format!(", recorded AS ({})", Outbox::insert(Some("stored"), 12))
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH counted AS (
+             UPDATE conversations SET message_count = message_count + 1, last_activity = $10
+             WHERE workspace_id = $1 AND id = $3 AND message_count = $4 - 1 AND status = $11
+             RETURNING 1
+         ), stored AS (
+             INSERT INTO messages (workspace_id, id, conversation_id, sequence, role, content, metadata,
+                                   idempotency_key, in_reply_to, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM counted
+             RETURNING 1
+         ){announce}
+         SELECT 1 FROM stored"
+    )
+}
+
+static INSERT_ANNOUNCED: LazyLock<String> = LazyLock::new(|| insert_sql(true));
+static INSERT_QUIET: LazyLock<String> = LazyLock::new(|| insert_sql(false));
+
+/// Stores `message` as the next of `conversation` (as read, or as locked by
+/// the caller's transaction) with the event announcing it. `None` if the
+/// conversation is no longer as read: nothing was stored.
+async fn insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     outbox: &Outbox,
     workspace_id: &str,
-    conversation_id: &ConversationId,
-    sequence: i64,
+    conversation: &ConversationRow,
     message: &NewMessage,
-) -> Result<MessageRow> {
-    // Stored and counted in one round trip: this is every send's path.
-    let row: MessageRow = sqlx::query_as(&format!(
-        "WITH stored AS (
-             INSERT INTO messages
-                 (workspace_id, id, conversation_id, sequence, role, content, metadata, idempotency_key, in_reply_to)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             RETURNING {COLUMNS}
-         ), counted AS (
-             UPDATE conversations SET message_count = message_count + 1,
-                 last_activity = (SELECT created_at FROM stored)
-             WHERE workspace_id = $1 AND id = $3
-         )
-         SELECT * FROM stored"
-    ))
-    .bind(workspace_id)
-    .bind(MessageId::generate().as_str())
-    .bind(conversation_id.as_str())
-    .bind(sequence)
-    .bind(message.role.as_str())
-    .bind(&message.content)
-    .bind(&message.metadata)
-    .bind(&message.idempotency_key)
-    .bind(&message.in_reply_to)
-    .fetch_one(&mut **tx)
-    .await?;
-    if let Some(event) = events::message(workspace_id, &row) {
-        outbox.record(tx, &event).await?;
-    }
-    Ok(row)
+) -> Result<Option<MessageRow>> {
+    let row = MessageRow {
+        id: MessageId::generate().as_str().to_owned(),
+        conversation_id: conversation.id().to_owned(),
+        sequence: conversation.message_count() + 1,
+        role: message.role.as_str().to_owned(),
+        content: message.content.clone(),
+        metadata: message.metadata.clone(),
+        // Stamped here so the event, built before the statement, carries
+        // it; PostgreSQL keeps microseconds, so the row returned is the row
+        // stored.
+        created_at: Utc::now().trunc_subsecs(6),
+    };
+    let event = events::message(workspace_id, &row);
+    let sql = if event.is_some() {
+        &*INSERT_ANNOUNCED
+    } else {
+        &*INSERT_QUIET
+    };
+    let query = sqlx::query(sql)
+        .bind(workspace_id)
+        .bind(&row.id)
+        .bind(&row.conversation_id)
+        .bind(row.sequence)
+        .bind(&row.role)
+        .bind(&row.content)
+        .bind(&row.metadata)
+        .bind(&message.idempotency_key)
+        .bind(&message.in_reply_to)
+        .bind(row.created_at)
+        .bind(conversation.status_name());
+    let query = match &event {
+        Some(event) => outbox.bind(query, event),
+        None => query,
+    };
+    let stored = query.execute(executor).await?.rows_affected() == 1;
+    Ok(stored.then_some(row))
 }
 
 /// The message of the conversation whose `column` (`in_reply_to` or

@@ -28,7 +28,12 @@ use lapin::{
     BasicProperties, Channel, Confirmation,
     options::{BasicPublishOptions, ConfirmSelectOptions},
 };
-use sqlx::{PgPool, Postgres, Transaction, pool::PoolConnection, postgres::PgListener};
+use sqlx::{
+    PgPool, Postgres, Transaction,
+    pool::PoolConnection,
+    postgres::{PgArguments, PgListener},
+    query::Query,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{amqp, events::Envelope};
@@ -57,20 +62,40 @@ impl Outbox {
     /// is transactional), so events leave within milliseconds.
     pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
         // One round trip for both: this runs inside every state change.
-        sqlx::query(
-            "WITH recorded AS (
-                 INSERT INTO outbox (event_id, workspace_id, event_type, body) VALUES ($1, $2, $3, $4) RETURNING 1
-             )
-             SELECT pg_notify($5, '') FROM recorded",
-        )
-        .bind(&envelope.id)
-        .bind(&envelope.workspace_id)
-        .bind(&envelope.event_type)
-        .bind(&envelope.body)
-        .bind(&self.notify_channel)
-        .execute(&mut **tx)
-        .await?;
+        self.bind(sqlx::query(&Self::insert(None, 1)), envelope)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
+    }
+
+    /// SQL that records the event bound at `$first`..`$first + 4` (by
+    /// [`Outbox::bind`]) and wakes the relay: once for each row of the CTE
+    /// `source` if one is given, so a statement that makes a change can
+    /// record its event in the same round trip, and only if the change
+    /// happened. Used as a data-modifying CTE, it runs whether or not the
+    /// statement reads it.
+    pub fn insert(source: Option<&str>, first: usize) -> String {
+        let [id, workspace, event_type, body, channel] = std::array::from_fn(|i| first + i);
+        let from = source.map(|cte| format!(" FROM {cte}")).unwrap_or_default();
+        format!(
+            "INSERT INTO outbox (event_id, workspace_id, event_type, body)
+             SELECT ${id}, ${workspace}, ${event_type}, ${body}{from}
+             RETURNING pg_notify(${channel}, '')"
+        )
+    }
+
+    /// Binds the parameters of [`Outbox::insert`], after those already bound.
+    pub fn bind<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+        envelope: &'q Envelope,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&envelope.id)
+            .bind(&envelope.workspace_id)
+            .bind(&envelope.event_type)
+            .bind(&envelope.body)
+            .bind(&self.notify_channel)
     }
 }
 

@@ -2,21 +2,25 @@
 //!   1. deliveries per second, from events published to the `events`
 //!      exchange to signed 2xx answers at a loopback receiver, for 1, 10 and
 //!      100 endpoints;
-//!   2. p50 / p99 from a state change committing (a message sent through
-//!      the gateway) to its webhook arriving.
+//!   2. p50 / p99 from a state change committing to its webhook arriving,
+//!      at the target's 1000 changes per second: once for messages sent
+//!      through the gateway (the whole product loads these cores), once for
+//!      events committed straight to chatbot-service's outbox (the event
+//!      pipeline alone: relay, RabbitMQ, dispatcher).
 //!
 //!     cargo bench -p e2e --bench webhooks
 //!
 //! Everything (PostgreSQL, RabbitMQ, services, receiver, load) shares this
-//! machine; `BENCH_EVENTS` (default 2000 deliveries per row) and
-//! `BENCH_RATE` (messages/s for the latency run, default 200) tune it.
+//! machine; `BENCH_EVENTS` (default 2000 deliveries per row; 0 skips the
+//! rows) and `BENCH_RATE` (changes/s for the latency runs, default 1000)
+//! tune it.
 
 use std::time::{Duration, Instant};
 
 use e2e::{Options, TestStack, webhook_receiver::Receiver};
 use lapin::{BasicProperties, options::BasicPublishOptions};
 use serde_json::json;
-use service_runtime::events::Envelope;
+use service_runtime::{events::Envelope, outbox::Outbox};
 
 /// Each service with its production pool of database connections.
 fn production_pools() -> Options {
@@ -33,7 +37,7 @@ fn env(name: &str, default: u64) -> u64 {
 #[tokio::main]
 async fn main() {
     let deliveries = env("BENCH_EVENTS", 2000) as usize;
-    let rate = env("BENCH_RATE", 200);
+    let rate = env("BENCH_RATE", 1000);
     println!(
         "\nwebhook benchmark on {} cores, everything on this machine\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -42,18 +46,21 @@ async fn main() {
         "{:<12} {:>12} {:>10} {:>14}",
         "endpoints", "deliveries", "seconds", "deliveries/s"
     );
-    for endpoints in [1usize, 10, 100] {
+    for endpoints in [1usize, 10, 100].into_iter().filter(|_| deliveries > 0) {
         let (count, seconds) = throughput(endpoints, deliveries).await;
         println!(
             "{endpoints:<12} {count:>12} {seconds:>10.2} {:>14.0}",
             count as f64 / seconds
         );
     }
-    let (p50, p99, n) = latency(rate).await;
-    println!(
-        "\ncommit -> arrival at {rate} messages/s ({n} webhooks): p50 {:.1} ms, p99 {:.1} ms",
-        p50, p99
-    );
+    println!();
+    for (source, what) in [
+        (Source::Gateway, "messages sent through the gateway"),
+        (Source::Outbox, "events committed to the outbox"),
+    ] {
+        let (p50, p99, n) = latency(rate, source).await;
+        println!("commit -> arrival at {rate}/s, {what} ({n} webhooks): p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
 }
 
 async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
@@ -90,7 +97,91 @@ async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
     (total, seconds)
 }
 
-async fn latency(rate: u64) -> (f64, f64, usize) {
+/// Where the latency run's state changes come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// Messages sent through the gateway: the whole product on these cores.
+    Gateway,
+    /// Events committed straight to chatbot-service's outbox, as its sends
+    /// do: the event pipeline (relay, RabbitMQ, dispatcher) alone.
+    Outbox,
+}
+
+/// State changes made at `rate` per second, each committing one
+/// `message.received` event.
+enum Producer {
+    Gateway {
+        client: e2e::Client,
+        conversations: Vec<String>,
+    },
+    Outbox {
+        pool: sqlx::PgPool,
+        workspace_id: String,
+    },
+}
+
+impl Producer {
+    async fn new(stack: &TestStack, source: Source) -> Self {
+        match source {
+            Source::Gateway => {
+                // Many conversations, as real traffic is: sends to one
+                // conversation serialise on its row.
+                let mut conversations = Vec::new();
+                for i in 0..50 {
+                    conversations.push(stack.client.create_conversation(&format!("bench-{i}")).await);
+                }
+                Self::Gateway {
+                    client: stack.client.clone(),
+                    conversations,
+                }
+            }
+            Source::Outbox => {
+                let options: sqlx::postgres::PgConnectOptions = stack.database_url().parse().expect("database URL");
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(10)
+                    .connect_with(options.options([("search_path", chatbot_service::SCHEMA)]))
+                    .await
+                    .expect("PostgreSQL");
+                Self::Outbox {
+                    pool,
+                    workspace_id: stack.workspace_id.clone(),
+                }
+            }
+        }
+    }
+
+    /// Makes `count` changes at `rate` per second and waits for them all.
+    async fn run(&self, rate: u64, count: usize) {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        let mut changes = tokio::task::JoinSet::new();
+        for i in 0..count {
+            tick.tick().await;
+            match self {
+                Self::Gateway { client, conversations } => {
+                    let (client, conv) = (client.clone(), conversations[i % conversations.len()].clone());
+                    changes.spawn(async move {
+                        client.send_message(&conv, &format!("m{i}")).await;
+                    });
+                }
+                Self::Outbox { pool, workspace_id } => {
+                    let (pool, workspace_id) = (pool.clone(), workspace_id.clone());
+                    changes.spawn(async move {
+                        let envelope = Envelope::new("message.received", &workspace_id, json!({"n": i}));
+                        let mut tx = pool.begin().await.expect("a transaction");
+                        Outbox::new(chatbot_service::SCHEMA)
+                            .record(&mut tx, &envelope)
+                            .await
+                            .expect("recording");
+                        tx.commit().await.expect("committing");
+                    });
+                }
+            }
+        }
+        while changes.join_next().await.is_some() {}
+    }
+}
+
+async fn latency(rate: u64, source: Source) -> (f64, f64, usize) {
     let stack = TestStack::start_with(production_pools()).await;
     let receiver = Receiver::start().await;
     stack
@@ -100,26 +191,18 @@ async fn latency(rate: u64) -> (f64, f64, usize) {
             json!({"url": receiver.url, "event_types": ["message.received"]}),
         )
         .await;
-    // Many conversations, as real traffic is: sends to one conversation
-    // serialise on its row lock.
-    let mut conversations = Vec::new();
-    for i in 0..50 {
-        conversations.push(stack.client.create_conversation(&format!("bench-{i}")).await);
-    }
+    let producer = Producer::new(&stack, source).await;
+    // One second unmeasured first, so connection pools, prepared
+    // statements and caches are as warm as in a running system.
+    let warm_up = rate as usize;
+    producer.run(rate, warm_up).await;
+    receiver.wait_for(warm_up, Duration::from_secs(60)).await;
     let count = (rate * 5) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut tick = tokio::time::interval(interval);
-    let mut sends = tokio::task::JoinSet::new();
-    for i in 0..count {
-        tick.tick().await;
-        let (client, conv) = (stack.client.clone(), conversations[i % conversations.len()].clone());
-        sends.spawn(async move { client.send_message(&conv, &format!("m{i}")).await });
-    }
-    while sends.join_next().await.is_some() {}
-    let webhooks = receiver.wait_for(count, Duration::from_secs(120)).await;
+    producer.run(rate, count).await;
+    let webhooks = receiver.wait_for(warm_up + count, Duration::from_secs(120)).await;
     // The envelope's timestamp is taken in the transaction that commits the
-    // message, so arrival minus it is commit-to-arrival (same clock).
-    let mut lags: Vec<f64> = webhooks
+    // change, so arrival minus it is commit-to-arrival (same clock).
+    let mut lags: Vec<f64> = webhooks[warm_up..]
         .iter()
         .map(|w| {
             let stamped = chrono::DateTime::parse_from_rfc3339(w.json()["timestamp"].as_str().unwrap()).unwrap();

@@ -89,6 +89,44 @@ async fn message_pages_follow_the_sequence_without_gaps() {
     stack.stop().await;
 }
 
+/// Sends race to one conversation: each is stored once, numbered without
+/// gaps or repeats, and counted, as a client sending from several tabs
+/// would expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_to_one_conversation_are_each_stored_once_in_sequence() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let conv = api.create_conversation("u").await;
+    let sends = (0..20).map(|i| {
+        let (api, conv) = (api.clone(), conv.clone());
+        tokio::spawn(async move { api.send_message(&conv, &format!("tab {i}")).await })
+    });
+    let mut returned = Vec::new();
+    for sent in futures_util::future::join_all(sends).await {
+        let message = sent.expect("a send task");
+        returned.push(message["sequence"].as_str().unwrap().parse::<i64>().unwrap());
+    }
+    returned.sort_unstable();
+    assert_eq!(returned, (1..=20).collect::<Vec<_>>());
+
+    let listed = api
+        .get(&format!("/api/v1/conversations/{conv}/messages?limit=50"))
+        .await;
+    let mut contents: Vec<String> = listed.json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("tab {i}")).collect();
+    expected.sort();
+    assert_eq!(contents, expected);
+    let conversation = api.get(&format!("/api/v1/conversations/{conv}")).await;
+    assert_eq!(conversation.json["message_count"], "20");
+    stack.stop().await;
+}
+
 async fn send_with_key(api: &Client, conv: &str, key: &str, content: &str) -> e2e::Reply {
     let request = api
         .request(reqwest::Method::POST, &format!("/api/v1/conversations/{conv}/messages"))
