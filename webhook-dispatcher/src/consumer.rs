@@ -25,8 +25,8 @@ use crate::{
 };
 
 pub const WAKE_CHANNEL: &str = "webhooks_deliveries";
-/// Most events recorded in one statement (the prefetch allows 200).
-const BATCH: usize = 100;
+/// Most events recorded in one statement (the prefetch allows 1000).
+const BATCH: usize = 500;
 
 /// The dispatcher's queue on `exchange`.
 pub fn queue_name(exchange: &str) -> String {
@@ -160,7 +160,7 @@ async fn subscribe(amqp_url: &str, exchange: &str) -> anyhow::Result<(lapin::Con
             FieldTable::default(),
         )
         .await?;
-    channel.basic_qos(200, BasicQosOptions::default()).await?;
+    channel.basic_qos(1000, BasicQosOptions::default()).await?;
     let messages = channel
         .basic_consume(
             queue.as_str().into(),

@@ -8,7 +8,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex},
 };
 
 use candle_core::{DType, Device, Tensor};
@@ -99,21 +99,17 @@ impl Embedder {
     }
 }
 
-/// The model in `dir`, loaded once per process: every service started in
-/// it (tests start many) shares one copy of the weights.
+/// The model in `dir`, loaded once per process and kept: every service
+/// started in it (tests start many, one after another) shares one copy of
+/// the weights instead of reading and hashing 87 MB each time.
 pub fn shared(dir: &Path) -> Result<Arc<Embedder>, EmbedderError> {
-    static LOADED: Mutex<Vec<(PathBuf, Weak<Embedder>)>> = Mutex::new(Vec::new());
+    static LOADED: Mutex<Vec<(PathBuf, Arc<Embedder>)>> = Mutex::new(Vec::new());
     let mut loaded = LOADED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loaded.retain(|(_, model)| model.strong_count() > 0);
-    if let Some(model) = loaded
-        .iter()
-        .find(|(path, _)| path == dir)
-        .and_then(|(_, m)| m.upgrade())
-    {
-        return Ok(model);
+    if let Some((_, model)) = loaded.iter().find(|(path, _)| path == dir) {
+        return Ok(model.clone());
     }
     let model = Arc::new(Embedder::load(dir)?);
-    loaded.push((dir.to_owned(), Arc::downgrade(&model)));
+    loaded.push((dir.to_owned(), model.clone()));
     Ok(model)
 }
 
