@@ -39,6 +39,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{amqp, events::Envelope};
 
 const BATCH: i64 = 500;
+/// How soon events that no queue would take are offered again.
+const UNROUTABLE_RETRY: Duration = Duration::from_millis(200);
 /// Longest wait for the broker in any one step (opening a channel, or
 /// publishing a batch and hearing its confirms); past it the session is
 /// treated as dead and reopened.
@@ -115,6 +117,8 @@ enum RelayError {
     Publish(#[from] lapin::Error),
     #[error("RabbitMQ refused event {0}")]
     Refused(String),
+    #[error("no queue is bound to the events exchange for event {0}; events wait in the outbox until one is")]
+    Unroutable(String),
     #[error("RabbitMQ did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -208,6 +212,16 @@ impl Relay {
                     Ok(BATCH_FULL) => continue,
                     Ok(_) => {}
                     Err(RelayError::Database(error)) => return Err(RelayError::Database(error)),
+                    // The session is fine; what is missing is a consumer's
+                    // queue, which its service declares when it starts.
+                    Err(error @ RelayError::Unroutable(_)) => {
+                        tracing::warn!(%error, "outbox relay waiting for a queue");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(UNROUTABLE_RETRY) => {}
+                        }
+                        continue;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "publishing from the outbox failed; reconnecting");
                         let _ = channel.close(200, "reconnecting".into()).await;
@@ -283,7 +297,13 @@ async fn drain(
             .basic_publish(
                 exchange.into(),
                 event.event_type.as_str().into(),
-                BasicPublishOptions::default(),
+                // Mandatory: an event no queue is bound for (the dispatcher
+                // has never started, or its queue was deleted) comes back
+                // rather than being dropped, and waits in the outbox.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &event.body,
                 properties,
             )
@@ -297,16 +317,19 @@ async fn drain(
     let mut confirmed = 0;
     for (event, confirm) in pending.iter().zip(confirms) {
         match confirm.await? {
-            Confirmation::Ack(_) if refused.is_none() => {
+            Confirmation::Ack(None) if refused.is_none() => {
                 sent.push(event.id);
                 confirmed += 1;
             }
-            Confirmation::Ack(_) => {}
-            _ => refused = refused.or(Some(event.event_id.clone())),
+            Confirmation::Ack(None) => {}
+            Confirmation::Ack(Some(_)) => {
+                refused = refused.or(Some(RelayError::Unroutable(event.event_id.clone())));
+            }
+            _ => refused = refused.or(Some(RelayError::Refused(event.event_id.clone()))),
         }
     }
     match refused {
-        Some(event_id) => Err(RelayError::Refused(event_id)),
+        Some(error) => Err(error),
         None => Ok(confirmed),
     }
 }

@@ -273,6 +273,31 @@ async fn retry_after_from_the_receiver_is_respected() {
     stack.stop().await;
 }
 
+/// An event relayed while no queue is bound to the exchange (the
+/// dispatcher's queue was deleted, or it has not started yet) is not
+/// dropped by the broker: it waits in the outbox and is delivered once the
+/// dispatcher has declared its queue again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_relayed_while_the_dispatchers_queue_is_missing_are_delivered_when_it_returns() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    let connection = service_runtime::amqp::connect(e2e::AMQP_URL).await.expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .queue_delete(
+            webhook_dispatcher::queue_name(&stack.exchange).as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("deleting the dispatcher's queue");
+
+    let conv = stack.client.create_conversation("while-unbound").await;
+    let arrived = receiver.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(arrived[0].json()["data"]["conversation"]["id"], conv.as_str());
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_hangs_does_not_slow_delivery_to_another() {
     let stack = TestStack::start().await;

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use consumer::queue_name;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "webhooks";
