@@ -344,9 +344,7 @@ impl Messages {
             idempotency_key: None,
             in_reply_to: Some(question.id.clone()),
         };
-        let row = insert(&mut *tx, &self.outbox, workspace_id, &conversation, &message)
-            .await?
-            .ok_or_else(|| Error::Internal("the conversation changed under its row lock".into()))?;
+        let row = insert_locked(&mut tx, &self.outbox, workspace_id, &conversation, &message).await?;
         if let Some(reason) = &draft.failure {
             let event = events::message_failed(workspace_id, question, &row, reason);
             self.outbox.record(&mut tx, &event).await?;
@@ -382,11 +380,13 @@ impl Messages {
                 replayed: false,
                 with_bot,
             }),
-            // A retry with the same key got in first: the locked path finds it.
+            // Another send changed the conversation first, or a retry with
+            // the same key stored its message first: the locked path sorts
+            // out which.
+            Ok(None) => self.append_locked(workspace_id, conversation_id, message).await,
             Err(Error::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 self.append_locked(workspace_id, conversation_id, message).await
             }
-            Ok(None) => self.append_locked(workspace_id, conversation_id, message).await,
             Err(error) => Err(error),
         }
     }
@@ -408,9 +408,7 @@ impl Messages {
             return replay(first, &message, with_bot);
         }
         ensure_accepts(&conversation)?;
-        let row = insert(&mut *tx, &self.outbox, workspace_id, &conversation, &message)
-            .await?
-            .ok_or_else(|| Error::Internal("the conversation changed under its row lock".into()))?;
+        let row = insert_locked(&mut tx, &self.outbox, workspace_id, &conversation, &message).await?;
         tx.commit().await?;
         Ok(Appended {
             row,
@@ -471,10 +469,22 @@ pub(crate) async fn greet(
         idempotency_key: None,
         in_reply_to: None,
     };
-    insert(&mut **tx, outbox, workspace_id, conversation, &message)
-        .await?
-        .ok_or_else(|| Error::Internal("a new conversation changed before its greeting".into()))?;
+    insert_locked(tx, outbox, workspace_id, conversation, &message).await?;
     Ok(())
+}
+
+/// [`insert`] for a caller whose transaction holds the conversation's row
+/// (locked, or inserted by it), which therefore cannot have changed.
+async fn insert_locked(
+    tx: &mut Transaction<'_, Postgres>,
+    outbox: &Outbox,
+    workspace_id: &str,
+    conversation: &ConversationRow,
+    message: &NewMessage,
+) -> Result<MessageRow> {
+    insert(&mut **tx, outbox, workspace_id, conversation, message)
+        .await?
+        .ok_or_else(|| Error::Internal("the conversation changed under its row lock".into()))
 }
 
 /// The statement that stores a message, counts it on its conversation and

@@ -22,7 +22,7 @@
 //! longer sets: each service's `outbox_as_queue` migration removed the rows
 //! published before the change.)
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use lapin::{
     BasicProperties, Channel, Confirmation,
@@ -64,9 +64,8 @@ impl Outbox {
     /// is transactional), so events leave within milliseconds.
     pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
         // One round trip for both: this runs inside every state change.
-        self.bind(sqlx::query(&Self::insert(None, 1)), envelope)
-            .execute(&mut **tx)
-            .await?;
+        static RECORD: LazyLock<String> = LazyLock::new(|| Outbox::insert(None, 1));
+        self.bind(sqlx::query(&RECORD), envelope).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -205,17 +204,25 @@ impl Relay {
                 }
             };
             backoff = Duration::from_millis(250);
+            let mut waiting_for_queue = false;
             loop {
                 let draining =
                     tokio::time::timeout(BROKER_TIMEOUT, drain(leader, &channel, &self.config.exchange, sent));
                 match draining.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
-                    Ok(BATCH_FULL) => continue,
-                    Ok(_) => {}
+                    Ok(BATCH_FULL) => {
+                        waiting_for_queue = false;
+                        continue;
+                    }
+                    Ok(_) => waiting_for_queue = false,
                     Err(RelayError::Database(error)) => return Err(RelayError::Database(error)),
                     // The session is fine; what is missing is a consumer's
                     // queue, which its service declares when it starts.
                     Err(error @ RelayError::Unroutable(_)) => {
-                        tracing::warn!(%error, "outbox relay waiting for a queue");
+                        // Once per wait, not every retry.
+                        if !waiting_for_queue {
+                            tracing::warn!(%error, "outbox relay waiting for a queue");
+                            waiting_for_queue = true;
+                        }
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(UNROUTABLE_RETRY) => {}
@@ -313,22 +320,22 @@ async fn drain(
     // Only a confirmed prefix counts as published, so order holds even if
     // the broker refuses one event midway: the rest are sent again next
     // time.
-    let mut refused = None;
+    let mut failure = None;
     let mut confirmed = 0;
     for (event, confirm) in pending.iter().zip(confirms) {
         match confirm.await? {
-            Confirmation::Ack(None) if refused.is_none() => {
+            Confirmation::Ack(None) if failure.is_none() => {
                 sent.push(event.id);
                 confirmed += 1;
             }
             Confirmation::Ack(None) => {}
             Confirmation::Ack(Some(_)) => {
-                refused = refused.or(Some(RelayError::Unroutable(event.event_id.clone())));
+                failure = failure.or(Some(RelayError::Unroutable(event.event_id.clone())));
             }
-            _ => refused = refused.or(Some(RelayError::Refused(event.event_id.clone()))),
+            _ => failure = failure.or(Some(RelayError::Refused(event.event_id.clone()))),
         }
     }
-    match refused {
+    match failure {
         Some(error) => Err(error),
         None => Ok(confirmed),
     }
