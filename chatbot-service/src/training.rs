@@ -5,10 +5,11 @@
 //! version is invisible until its job succeeds), then builds the version's
 //! index. A job's worker holds a lease it renews with every batch; a job
 //! whose worker died is taken up again by any replica once the lease lapses.
-//! With an embedder configured, each FAQ question is stored with its
-//! sentence vector, so replies can match it by meaning. A question the
-//! bot's previous version embedded with the same model keeps that vector,
-//! so a retrain after a few edits embeds only those.
+//! With an embedder configured, each FAQ is stored with two sentence
+//! vectors (its question's, and its question's with its answer), so
+//! replies can match it by meaning. An FAQ the bot's previous version
+//! embedded with the same model keeps its vectors, so a retrain after a few
+//! edits embeds only those.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -23,15 +24,18 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     chunking,
     error::{Error, Result},
-    retrieval::{Index, Indexes, Kind, Passage, VersionKey, vector_from_bytes, vector_to_bytes},
+    retrieval::{Index, Indexes, Kind, Passage, Vectors, VersionKey, vector_from_bytes, vector_to_bytes},
 };
 
 pub const BOT_TRAINED: &str = "bot.trained";
 pub const BOT_ERROR: &str = "bot.error";
 
 const BATCH: i64 = 1000;
-/// Questions embedded in one forward pass of the model.
+/// Texts embedded in one forward pass of the model.
 const EMBED_BATCH: usize = 32;
+
+/// An FAQ by its question and answer, for reusing its vectors.
+type FaqText = (String, String);
 const LEASE: &str = "30 seconds";
 const MAX_ATTEMPTS: i32 = 3;
 const POLL: Duration = Duration::from_secs(5);
@@ -193,11 +197,11 @@ impl Trainer {
                     kind,
                     title: title.clone(),
                     body,
-                    vector: None,
+                    vectors: None,
                 }));
             }
             if embedding {
-                self.embed_questions(&mut passages[first_new..], &known).await?;
+                self.embed_faqs(&mut passages[first_new..], &known).await?;
             }
             self.write_batch(job, first_new, &passages[first_new..]).await?;
         }
@@ -223,16 +227,17 @@ impl Trainer {
         Ok(count)
     }
 
-    /// The FAQ question vectors of the bot's newest version trained with
-    /// the loaded model, by question: a retrain embeds only the questions
-    /// that are new or changed, which is what makes it quick.
-    async fn known_vectors(&self, job: &Job) -> Result<HashMap<String, Vec<f32>>> {
+    /// The FAQ vectors of the bot's newest version trained with the loaded
+    /// model, by question and answer: a retrain embeds only the FAQs that
+    /// are new or changed, which is what makes it quick.
+    async fn known_vectors(&self, job: &Job) -> Result<HashMap<FaqText, Vectors>> {
         let Some(embedder) = self.indexes.embedder() else {
             return Ok(HashMap::new());
         };
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT title, embedding FROM passages
-             WHERE workspace_id = $1 AND bot_id = $2 AND kind = 'faq' AND embedding IS NOT NULL
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT title, body, embedding, pair_embedding FROM passages
+             WHERE workspace_id = $1 AND bot_id = $2 AND kind = 'faq'
+               AND embedding IS NOT NULL AND pair_embedding IS NOT NULL
                AND version = (SELECT max(version) FROM training_jobs
                               WHERE workspace_id = $1 AND bot_id = $2 AND status = 'succeeded'
                                 AND embedding_model = $3 AND version < $4)",
@@ -245,40 +250,55 @@ impl Trainer {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(question, bytes)| (question, vector_from_bytes(&bytes)))
+            .map(|(question, answer, q, pair)| {
+                let vectors = Vectors {
+                    question: vector_from_bytes(&q),
+                    pair: vector_from_bytes(&pair),
+                };
+                ((question, answer), vectors)
+            })
             .collect())
     }
 
-    /// Gives each FAQ passage its question's vector: a `known` one, or one
-    /// embedded off the async threads.
-    async fn embed_questions(&self, batch: &mut [Passage], known: &HashMap<String, Vec<f32>>) -> Result<()> {
+    /// Gives each FAQ passage its vectors: `known` ones, or ones embedded
+    /// off the async threads.
+    async fn embed_faqs(&self, batch: &mut [Passage], known: &HashMap<FaqText, Vectors>) -> Result<()> {
         let Some(embedder) = self.indexes.embedder().cloned() else {
             return Ok(());
         };
-        let mut questions: Vec<(usize, String)> = Vec::new();
+        let mut texts: Vec<(usize, String)> = Vec::new();
         for (at, passage) in batch.iter_mut().enumerate().filter(|(_, p)| p.kind == Kind::Faq) {
-            match known.get(&passage.title) {
-                Some(vector) => passage.vector = Some(vector.clone()),
-                None => questions.push((at, passage.title.clone())),
+            match known.get(&(passage.title.clone(), passage.body.clone())) {
+                Some(vectors) => passage.vectors = Some(vectors.clone()),
+                None => {
+                    texts.push((2 * at, passage.title.clone()));
+                    texts.push((2 * at + 1, format!("{} {}", passage.title, passage.body)));
+                }
             }
         }
         // A forward pass pads every text to its longest: batching texts of
         // like length wastes less of it.
-        questions.sort_by_key(|(_, q)| q.len());
-        let vectors = tokio::task::spawn_blocking(move || {
-            let mut vectors = Vec::with_capacity(questions.len());
-            for chunk in questions.chunks(EMBED_BATCH) {
-                let texts: Vec<&str> = chunk.iter().map(|(_, q)| q.as_str()).collect();
-                let embedded = embedder.embed(&texts)?;
-                vectors.extend(chunk.iter().map(|(at, _)| *at).zip(embedded));
+        texts.sort_by_key(|(_, text)| text.len());
+        let mut vectors = tokio::task::spawn_blocking(move || {
+            let mut vectors = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(EMBED_BATCH) {
+                let batch: Vec<&str> = chunk.iter().map(|(_, text)| text.as_str()).collect();
+                let embedded = embedder.embed(&batch)?;
+                vectors.extend(chunk.iter().map(|(slot, _)| *slot).zip(embedded));
             }
             Ok::<_, crate::retrieval::embedder::EmbedderError>(vectors)
         })
         .await
-        .map_err(|e| Error::Internal(format!("embedding questions: {e}")))?
+        .map_err(|e| Error::Internal(format!("embedding FAQs: {e}")))?
         .map_err(|e| Error::Internal(e.to_string()))?;
-        for (at, vector) in vectors {
-            batch[at].vector = Some(vector);
+        // Slot 2n is passage n's question, 2n + 1 its pair.
+        vectors.sort_unstable_by_key(|(slot, _)| *slot);
+        for pair in vectors.chunks_exact_mut(2) {
+            let at = pair[0].0 / 2;
+            batch[at].vectors = Some(Vectors {
+                question: std::mem::take(&mut pair[0].1),
+                pair: std::mem::take(&mut pair[1].1),
+            });
         }
         Ok(())
     }
@@ -329,12 +349,20 @@ impl Trainer {
         let kinds: Vec<&str> = batch.iter().map(|p| p.kind.as_str()).collect();
         let titles: Vec<&str> = batch.iter().map(|p| p.title.as_str()).collect();
         let bodies: Vec<&str> = batch.iter().map(|p| p.body.as_str()).collect();
-        let vectors: Vec<Option<Vec<u8>>> = batch.iter().map(|p| p.vector.as_deref().map(vector_to_bytes)).collect();
+        let questions: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .map(|p| p.vectors.as_ref().map(|v| vector_to_bytes(&v.question)))
+            .collect();
+        let pairs: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .map(|p| p.vectors.as_ref().map(|v| vector_to_bytes(&v.pair)))
+            .collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body, embedding)
+            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body,
+                                   embedding, pair_embedding)
              SELECT $1, $2, $3, t.*
-             FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[]) AS t",
+             FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], $10::bytea[]) AS t",
         )
         .bind(&job.workspace_id)
         .bind(&job.bot_id)
@@ -344,7 +372,8 @@ impl Trainer {
         .bind(&kinds)
         .bind(&titles)
         .bind(&bodies)
-        .bind(&vectors)
+        .bind(&questions)
+        .bind(&pairs)
         .execute(&mut *tx)
         .await?;
         let owned = sqlx::query(&format!(
@@ -413,8 +442,8 @@ impl Trainer {
     }
 }
 
-/// Whether questions in `language` get vectors. The bundled model
-/// (all-MiniLM-L6-v2) learnt English; other languages are matched by their
+/// Whether FAQs in `language` get vectors. The bundled model
+/// (all-mpnet-base-v2) learnt English; other languages are matched by their
 /// stemmed words, which serves them better than a model that does not know
 /// them.
 fn embeds(language: &str) -> bool {

@@ -44,10 +44,15 @@ pub async fn add_items(api: &Client, bot: &str, items: Vec<Value>) -> Vec<String
 
 /// Starts training (202) and waits for the job to finish; the finished job.
 pub async fn train(api: &Client, bot: &str) -> Value {
+    train_within(api, bot, Duration::from_secs(120)).await
+}
+
+/// [`train`], for a corpus that takes longer than tests' usual two minutes.
+pub async fn train_within(api: &Client, bot: &str, within: Duration) -> Value {
     let started = api.post(&format!("/api/v1/bots/{bot}/train"), json!({})).await;
     assert_eq!(started.status, 202, "training answers 202 Accepted: {}", started.text);
     let job_id = started.json["id"].as_str().expect("a job id").to_owned();
-    wait_for_job(api, bot, &job_id, Duration::from_secs(120)).await
+    wait_for_job(api, bot, &job_id, within).await
 }
 
 pub async fn wait_for_job(api: &Client, bot: &str, job_id: &str, within: Duration) -> Value {

@@ -76,7 +76,7 @@ pub fn require_embedding_model() {
     assert!(
         std::env::var_os(EMBEDDING_MODEL_VAR).is_some(),
         "{EMBEDDING_MODEL_VAR} is not set: run the suite with deploy/test.sh, which fetches \
-         all-MiniLM-L6-v2 and sets it, or point it at that model's directory"
+         all-mpnet-base-v2 and sets it, or point it at that model's directory"
     );
 }
 

@@ -134,7 +134,7 @@ mod tests {
                 kind: Kind::Faq,
                 title: "How long do refunds take?".into(),
                 body: "Refunds take 5 to 10 days.".into(),
-                vector: None,
+                vectors: None,
             }],
         );
         let hits = index.search("refund time", None, 3);

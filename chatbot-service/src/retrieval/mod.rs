@@ -5,6 +5,7 @@
 pub mod analyzer;
 pub mod embedder;
 pub mod index;
+mod mpnet;
 mod thesaurus;
 mod wordpiece;
 
@@ -15,7 +16,7 @@ use sqlx::PgPool;
 
 use crate::error::{Error, Result};
 pub use embedder::Embedder;
-pub use index::{Index, Kind, Passage};
+pub use index::{Index, Kind, Passage, Vectors};
 
 /// Which index: one trained version of one bot, analysed in one language.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,6 +48,7 @@ struct StoredPassage {
     title: String,
     body: String,
     embedding: Option<Vec<u8>>,
+    pair_embedding: Option<Vec<u8>>,
 }
 
 impl Indexes {
@@ -100,7 +102,7 @@ impl Indexes {
     async fn load(&self, key: &VersionKey) -> Result<Arc<Index>> {
         let started = std::time::Instant::now();
         let rows: Vec<StoredPassage> = sqlx::query_as(
-            "SELECT item_id, kind, title, body, embedding FROM passages
+            "SELECT item_id, kind, title, body, embedding, pair_embedding FROM passages
              WHERE workspace_id = $1 AND bot_id = $2 AND version = $3
              ORDER BY ordinal",
         )
@@ -117,7 +119,13 @@ impl Indexes {
                 kind: Kind::parse(&row.kind),
                 title: row.title,
                 body: row.body,
-                vector: row.embedding.filter(|_| usable).map(|bytes| vector_from_bytes(&bytes)),
+                vectors: match (row.embedding, row.pair_embedding) {
+                    (Some(question), Some(pair)) if usable => Some(Vectors {
+                        question: vector_from_bytes(&question),
+                        pair: vector_from_bytes(&pair),
+                    }),
+                    _ => None,
+                },
             })
             .collect();
         let language = key.language.clone();

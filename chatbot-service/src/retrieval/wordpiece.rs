@@ -18,33 +18,40 @@ pub struct WordPiece {
     vocab: HashMap<String, u32>,
     lowercase: bool,
     unknown: u32,
-    pub classify: u32,
-    pub separator: u32,
+    classify: u32,
+    separator: u32,
+}
+
+/// The marker tokens a model was trained with, by their text.
+pub struct Specials {
+    pub classify: String,
+    pub separator: String,
+    pub unknown: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the vocabulary lacks the special token {0}")]
-pub struct MissingToken(&'static str);
+pub struct MissingToken(String);
 
 impl WordPiece {
     /// From a `vocab.txt`: one token per line, the line number its id.
-    pub fn new(vocab_text: &str, lowercase: bool) -> Result<Self, MissingToken> {
+    pub fn new(vocab_text: &str, lowercase: bool, specials: &Specials) -> Result<Self, MissingToken> {
         let vocab: HashMap<String, u32> = vocab_text
             .lines()
             .enumerate()
             .map(|(id, token)| (token.to_owned(), id as u32))
             .collect();
-        let special = |name: &'static str| vocab.get(name).copied().ok_or(MissingToken(name));
+        let special = |name: &str| vocab.get(name).copied().ok_or_else(|| MissingToken(name.to_owned()));
         Ok(Self {
-            unknown: special("[UNK]")?,
-            classify: special("[CLS]")?,
-            separator: special("[SEP]")?,
+            unknown: special(&specials.unknown)?,
+            classify: special(&specials.classify)?,
+            separator: special(&specials.separator)?,
             vocab,
             lowercase,
         })
     }
 
-    /// `[CLS] pieces… [SEP]`, at most `max_tokens` long.
+    /// `<s> pieces… </s>` (or `[CLS]`…`[SEP]`), at most `max_tokens` long.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Vec<u32> {
         let mut ids = vec![self.classify];
         let room = max_tokens.saturating_sub(2);
@@ -161,8 +168,16 @@ mod tests {
 
     const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nun\n##aff\n##able\ncafe\n,\n!\nhello\nworld\n東\n京\n##s";
 
+    fn bert() -> Specials {
+        Specials {
+            classify: "[CLS]".into(),
+            separator: "[SEP]".into(),
+            unknown: "[UNK]".into(),
+        }
+    }
+
     fn tokenizer() -> WordPiece {
-        WordPiece::new(VOCAB, true).expect("the test vocabulary has the special tokens")
+        WordPiece::new(VOCAB, true, &bert()).expect("the test vocabulary has the special tokens")
     }
 
     #[test]
@@ -193,6 +208,6 @@ mod tests {
 
     #[test]
     fn a_vocabulary_without_special_tokens_is_refused() {
-        assert!(WordPiece::new("hello\nworld", true).is_err());
+        assert!(WordPiece::new("hello\nworld", true, &bert()).is_err());
     }
 }
