@@ -22,9 +22,10 @@ pub struct Config {
     pub model: ModelSettings,
     /// `CHATBOT_SECRETS_DIR` and `CHATBOT_SECRET_<REF>`: model API keys.
     pub secrets: Secrets,
-    /// `CHATBOT_EMBEDDING_MODEL_DIR`: a sentence-transformers BERT model
-    /// (config.json, model.safetensors, vocab.txt) for matching questions
-    /// by meaning. Unset: questions are matched by their words alone.
+    /// `CHATBOT_EMBEDDING_MODEL_DIR`: a sentence-transformers MPNet model
+    /// (config.json, model.safetensors, vocab.txt, tokenizer_config.json)
+    /// for matching questions by meaning. Unset: questions are matched by
+    /// their words alone.
     pub embedding_model_dir: Option<PathBuf>,
 }
 

@@ -57,7 +57,7 @@ async fn main() {
         print_row(&run(passages, questions).await);
     }
     e2e::require_embedding_model();
-    println!("\nFAQ bots (questions embedded with the sentence model)\n");
+    println!("\nFAQ bots (questions and answers embedded with the sentence model)\n");
     println!(
         "{:>9} {:>12} {:>14} {:>10} {:>10} {:>10}",
         "FAQs", "train (s)", "FAQs/s", "p50 (ms)", "p99 (ms)", "questions"

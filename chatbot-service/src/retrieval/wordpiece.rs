@@ -1,4 +1,5 @@
-//! BERT's WordPiece tokenizer, as the sentence-embedding models expect it.
+//! BERT's WordPiece tokenizer, which MPNet models use too (with their own
+//! marker tokens), as the sentence-embedding models expect it.
 //!
 //! The scheme is fixed and small (clean, split punctuation and CJK, lower
 //! case and strip accents, then greedy longest-match sub-words), so it is
