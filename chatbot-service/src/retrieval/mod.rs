@@ -34,7 +34,14 @@ pub struct Indexes {
     pool: PgPool,
     cache: Cache<VersionKey, Arc<Index>>,
     embedder: Option<Arc<Embedder>>,
+    /// Vectors of questions recently asked, by their exact text. Customers
+    /// repeat themselves (and chat widgets send suggested questions
+    /// verbatim), and a vector costs about 100 ms of CPU to make.
+    asked: Cache<String, Arc<[f32]>>,
 }
+
+/// Questions whose vectors are kept: about 3 KiB each with all-mpnet-base-v2.
+const ASKED_CACHED: u64 = 10_000;
 
 /// In units of about 1 KiB (a passage; a 384-dimension vector is 1.5 KiB
 /// more, see [`Index::weight`]): about 2 GiB of indexes at most.
@@ -58,7 +65,15 @@ impl Indexes {
             .weigher(|_, index: &Arc<Index>| u32::try_from(index.weight().max(1)).unwrap_or(u32::MAX))
             .time_to_idle(std::time::Duration::from_secs(3600))
             .build();
-        Self { pool, cache, embedder }
+        Self {
+            pool,
+            cache,
+            embedder,
+            asked: Cache::builder()
+                .max_capacity(ASKED_CACHED)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
+        }
     }
 
     pub fn embedder(&self) -> Option<&Arc<Embedder>> {
@@ -83,15 +98,22 @@ impl Indexes {
 
     /// The question's vector, when `index` can use one. A failing model
     /// costs the reply its vector, not the reply.
-    pub async fn question_vector(&self, index: &Index, question: &str) -> Option<Vec<f32>> {
+    pub async fn question_vector(&self, index: &Index, question: &str) -> Option<Arc<[f32]>> {
         let embedder = self.embedder.clone().filter(|_| index.has_vectors())?;
-        let question = question.to_owned();
-        let embedded = tokio::task::spawn_blocking(move || embedder.embed(&[&question])).await;
+        if let Some(vector) = self.asked.get(question).await {
+            return Some(vector);
+        }
+        let text = question.to_owned();
+        let embedded = tokio::task::spawn_blocking(move || embedder.embed(&[&text])).await;
         let vectors = embedded
             .map_err(|e| e.to_string())
             .and_then(|result| result.map_err(|e| e.to_string()));
         match vectors {
-            Ok(mut vectors) => vectors.pop(),
+            Ok(mut vectors) => {
+                let vector: Arc<[f32]> = vectors.pop()?.into();
+                self.asked.insert(question.to_owned(), vector.clone()).await;
+                Some(vector)
+            }
             Err(error) => {
                 tracing::warn!(%error, "embedding a question; answering from words alone");
                 None
@@ -184,6 +206,39 @@ pub fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_repeated_question_reuses_its_vector_and_it_is_the_models() {
+        let dir = std::env::var("CHATBOT_EMBEDDING_MODEL_DIR")
+            .expect("CHATBOT_EMBEDDING_MODEL_DIR must name the embedding model; deploy/test.sh sets it");
+        let embedder = embedder::shared(std::path::Path::new(&dir)).expect("the embedding model loads");
+        // Asking never touches the database; the pool never connects.
+        let pool = PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").expect("a lazy pool");
+        let indexes = Indexes::new(pool, Some(embedder.clone()));
+        let vectors = Vectors {
+            question: vec![0.0; embedder.dimensions()],
+            pair: vec![0.0; embedder.dimensions()],
+        };
+        let passage = Passage {
+            item_id: "kn_1".into(),
+            kind: Kind::Faq,
+            title: "Where is my order?".into(),
+            body: "See Orders.".into(),
+            vectors: Some(vectors),
+        };
+        let index = Index::build("en", vec![passage]);
+        let question = "Where's my parcel?";
+        let first = indexes.question_vector(&index, question).await.expect("a vector");
+        let again = indexes.question_vector(&index, question).await.expect("a vector");
+        assert!(Arc::ptr_eq(&first, &again), "the second ask was embedded again");
+        let fresh = embedder.embed(&[question]).expect("the question embeds");
+        assert_eq!(&*first, fresh[0].as_slice());
+        let other = indexes
+            .question_vector(&index, "Do you ship abroad?")
+            .await
+            .expect("a vector");
+        assert!(!Arc::ptr_eq(&first, &other) && *first != *other);
+    }
 
     #[test]
     fn a_vector_survives_storage_exactly() {
