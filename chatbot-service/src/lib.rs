@@ -74,6 +74,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     serve_parts(parts, listener, shutdown).await
 }
 
+/// Loads the sentence-embedding model in `dir` and keeps it for the
+/// process, so services started in it afterwards (test stacks start many)
+/// begin serving without loading it themselves.
+pub fn preload_embedding_model(dir: &std::path::Path) -> anyhow::Result<()> {
+    retrieval::embedder::shared(dir)?;
+    Ok(())
+}
+
 /// The configured sentence embedder; a configured model that does not load
 /// stops start-up rather than quietly matching by words alone.
 async fn load_embedder(dir: Option<std::path::PathBuf>) -> anyhow::Result<Option<std::sync::Arc<retrieval::Embedder>>> {

@@ -74,6 +74,21 @@ impl EventTap {
         }
     }
 
+    /// Discards events up to and including the next one of `kind`, so
+    /// events of earlier steps that the relay published late (it runs on
+    /// its own schedule) do not count as the next step's; fails after
+    /// `wait` without one.
+    pub async fn skip_until(&mut self, kind: &str, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) if event["event"] == kind => return event,
+                Ok(Some(_)) => {}
+                _ => panic!("no {kind} event within {wait:?}"),
+            }
+        }
+    }
+
     /// The next `count` events, failing after `wait` without them.
     pub async fn take(&mut self, count: usize, wait: Duration) -> Vec<Value> {
         let mut taken = Vec::with_capacity(count);

@@ -80,6 +80,21 @@ pub fn require_embedding_model() {
     );
 }
 
+/// Loads the embedding model, once per test process, before any stack's
+/// services start: the first load reads and hashes 440 MB, and a
+/// chatbot-service doing that while its gateway already health-checks it
+/// made a test's first call fail now and then (503) right after the stack
+/// reported ready.
+async fn preload_embedding_model() {
+    let Some(dir) = std::env::var_os(EMBEDDING_MODEL_VAR) else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || chatbot_service::preload_embedding_model(std::path::Path::new(&dir)))
+        .await
+        .expect("loading the embedding model")
+        .expect("the embedding model in CHATBOT_EMBEDDING_MODEL_DIR loads");
+}
+
 /// The upstreams, as the gateway names them.
 const UPSTREAMS: [&str; 4] = ["chatbot", "integration", "analytics", "webhooks"];
 
@@ -136,6 +151,7 @@ impl TestStack {
         if std::env::var_os("E2E_LOG").is_some() {
             service_runtime::telemetry::init("e2e");
         }
+        preload_embedding_model().await;
         let infra = Infra::create().await;
         let shutdown = CancellationToken::new();
         let mut stack = Self {
@@ -470,7 +486,14 @@ impl TestStack {
                     .iter()
                     .filter(|u| !dead.contains(u))
                     .all(|u| reply.json["upstreams"][u] == "SERVING");
-                if reply.status == 200 || (!dead.is_empty() && live_serving) {
+                if reply.status == 200 {
+                    return;
+                }
+                if !dead.is_empty() && live_serving {
+                    // Every replica starts in rotation; a dead one leaves it
+                    // after its failed checks, and until then calls to it
+                    // wait out their deadline instead of failing fast.
+                    tokio::time::sleep(gateway::upstreams::replicas::REMOVAL_DELAY + Duration::from_millis(500)).await;
                     return;
                 }
             }

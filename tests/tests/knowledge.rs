@@ -196,7 +196,8 @@ async fn the_bot_answers_from_knowledge_and_hands_off_when_unsure() {
     let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
 
     let conv = conversation_with(api, &bot).await;
-    tap.take(1, Duration::from_secs(10)).await; // conversation.started
+    // Training's and deployment's events may still be on their way.
+    tap.skip_until("conversation.started", Duration::from_secs(10)).await;
     let sent = ask(api, &conv, "how many days does shipping take?").await;
     let reply = &sent.json["reply"];
     assert_eq!(reply["role"], "bot");

@@ -240,8 +240,10 @@ async fn when_the_model_keeps_failing_the_bot_sends_the_fallback_and_hands_off()
     }])
     .await;
     let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
-    let conv = conversation_with(api, &bot).await;
     let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let conv = conversation_with(api, &bot).await;
+    // Subscribed first, so its start is seen however late it is relayed.
+    tap.skip_until("conversation.started", Duration::from_secs(10)).await;
 
     let sent = ask(api, &conv, "where is my order ORD-123?").await;
     assert_eq!(
