@@ -33,12 +33,12 @@ pub const BOT_ERROR: &str = "bot.error";
 const BATCH: i64 = 1000;
 /// Texts embedded in one forward pass of the model.
 const EMBED_BATCH: usize = 32;
-
-/// An FAQ by its question and answer, for reusing its vectors.
-type FaqText = (String, String);
 const LEASE: &str = "30 seconds";
 const MAX_ATTEMPTS: i32 = 3;
 const POLL: Duration = Duration::from_secs(5);
+
+/// An FAQ by its question and answer, for reusing its vectors.
+type FaqText = (String, String);
 
 #[derive(Clone)]
 pub struct Trainer {

@@ -263,17 +263,20 @@ impl Index {
         let bm25 = lexical.touched.iter().map(|&p| lexical.scores[p as usize].0);
         // Passages without a matching word score 0, and count in the spread.
         let lexical_z = standardiser(bm25, n);
-        let similarities: Vec<(f32, f32)> = self
+        // (passage, similarity to its question, to its question with answer)
+        let similarities: Vec<(u32, f32, f32)> = self
             .embedded
             .iter()
-            .filter_map(|&p| self.passages[p as usize].vectors.as_ref())
-            .map(|v| (similarity(&v.question, vector), similarity(&v.pair, vector)))
+            .filter_map(|&p| {
+                let v = self.passages[p as usize].vectors.as_ref()?;
+                Some((p, similarity(&v.question, vector), similarity(&v.pair, vector)))
+            })
             .collect();
         let m = similarities.len() as f32;
-        let question_z = standardiser(similarities.iter().map(|s| s.0), m);
-        let pair_z = standardiser(similarities.iter().map(|s| s.1), m);
+        let question_z = standardiser(similarities.iter().map(|s| s.1), m);
+        let pair_z = standardiser(similarities.iter().map(|s| s.2), m);
         let mut mixed: Vec<(u32, f32, Option<f32>)> = Vec::with_capacity(lexical.touched.len() + similarities.len());
-        for (&p, &(question, pair)) in self.embedded.iter().zip(&similarities) {
+        for &(p, question, pair) in &similarities {
             let score = LEXICAL_SHARE * lexical_z(lexical.scores[p as usize].0)
                 + (1.0 - LEXICAL_SHARE) * question_z(question).max(pair_z(pair));
             mixed.push((p, score, Some(question.max(pair))));

@@ -43,8 +43,8 @@ pub struct Indexes {
 /// Questions whose vectors are kept: about 3 KiB each with all-mpnet-base-v2.
 const ASKED_CACHED: u64 = 10_000;
 
-/// In units of about 1 KiB (a passage; a 384-dimension vector is 1.5 KiB
-/// more, see [`Index::weight`]): about 2 GiB of indexes at most.
+/// In units of about 1 KiB (a passage; an FAQ's two 768-dimension vectors
+/// are 6 KiB more, see [`Index::weight`]): about 2 GiB of indexes at most.
 const MAX_CACHED_WEIGHT: u64 = 2_000_000;
 
 /// A stored passage as the index loads it.
