@@ -175,3 +175,12 @@ ensure_build_tools() {
   is_root || die "a C compiler and curl are needed: sudo apt-get install -y build-essential curl"
   apt_install build-essential curl
 }
+
+# What building and running the stack needs: a C compiler, Rust, PostgreSQL
+# and RabbitMQ, each started (or installed) when missing.
+ensure_stack_prerequisites() {
+  ensure_build_tools
+  ensure_rust
+  ensure_postgres
+  ensure_rabbitmq
+}

@@ -7,10 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source deploy/backing-services.sh
 
-ensure_build_tools
-ensure_rust
-ensure_postgres
-ensure_rabbitmq
+ensure_stack_prerequisites
 ensure_redis_binary
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"

@@ -10,10 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source deploy/backing-services.sh
 
-ensure_build_tools
-ensure_rust
-ensure_postgres
-ensure_rabbitmq
+ensure_stack_prerequisites
 
 gateway_port=${GATEWAY_PORT:-8080}
 database=${DATABASE_NAME:-chatbot_platform}

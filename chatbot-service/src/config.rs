@@ -1,21 +1,19 @@
 //! chatbot-service settings, from the environment.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
-use service_runtime::{
-    config::{self, ConfigError, ServiceSettings},
-    outbox::RelayConfig,
-    target_guard::TargetGuard,
-};
+use event_pipeline::BrokerSettings;
+use outbound_http::TargetGuard;
+use service_runtime::config::{self, ConfigError, ServiceSettings};
 
-use crate::{replies::model_server::ModelSettings, secrets::Secrets};
+use crate::{drafting::model_server::ModelSettings, secrets::Secrets};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL`, `CHATBOT_GRPC_ADDR`, `CHATBOT_DB_MAX_CONNECTIONS`.
     pub service: ServiceSettings,
     /// `AMQP_URL` and `EVENTS_EXCHANGE`: where recorded events are published.
-    pub events: RelayConfig,
+    pub events: BrokerSettings,
     /// `CHATBOT_LLM_TIMEOUT_MS` (30000), `CHATBOT_LLM_MAX_ATTEMPTS` (3),
     /// `CHATBOT_LLM_BACKOFF_MS` (500), `CHATBOT_LLM_ALLOWED_CIDRS` (none:
     /// model servers must be public unless their range is listed).
@@ -33,16 +31,26 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceSettings::from_env("CHATBOT_GRPC_ADDR", "127.0.0.1:50051", "CHATBOT_DB_MAX_CONNECTIONS")?,
-            events: RelayConfig {
-                amqp_url: config::string("AMQP_URL", config::DEFAULT_AMQP_URL),
-                exchange: config::string("EVENTS_EXCHANGE", "events"),
-            },
+            events: BrokerSettings::from_env()?,
             model: model_settings()?,
             secrets: Secrets::from_env(),
             embedding_model_dir: Some(config::string("CHATBOT_EMBEDDING_MODEL_DIR", ""))
                 .filter(|dir| !dir.is_empty())
                 .map(PathBuf::from),
         })
+    }
+
+    /// Settings for tests and local runs: `service` and `events` as given,
+    /// every other setting at its default, no model API keys, and
+    /// questions matched by their words alone.
+    pub fn development(service: ServiceSettings, events: BrokerSettings) -> Self {
+        Self {
+            service,
+            events,
+            model: ModelSettings::default(),
+            secrets: Secrets::default(),
+            embedding_model_dir: None,
+        }
     }
 }
 
@@ -55,9 +63,9 @@ fn model_settings() -> Result<ModelSettings, ConfigError> {
         reason,
     })?;
     Ok(ModelSettings {
-        timeout: Duration::from_millis(config::parsed("CHATBOT_LLM_TIMEOUT_MS", 30_000u64)?),
+        timeout: config::millis("CHATBOT_LLM_TIMEOUT_MS", defaults.timeout)?,
         max_attempts: config::parsed("CHATBOT_LLM_MAX_ATTEMPTS", defaults.max_attempts)?.max(1),
-        backoff: Duration::from_millis(config::parsed("CHATBOT_LLM_BACKOFF_MS", 500u64)?),
+        backoff: config::millis("CHATBOT_LLM_BACKOFF_MS", defaults.backoff)?,
         guard,
         ..defaults
     })

@@ -5,38 +5,38 @@
 //! code in-process.
 
 mod bot_config;
-mod bots;
 mod chunking;
 mod config;
-mod conversations;
+pub mod drafting;
 mod error;
 mod events;
-mod ids;
-mod knowledge;
-mod messages;
+mod grpc;
 mod model;
 mod proto_convert;
-pub mod replies;
+mod replying;
 mod retrieval;
 pub mod secrets;
+mod sending;
+mod store;
 mod training;
 
+use event_pipeline::{Outbox, relay};
 use proto::chatbot::v1::{
     bot_service_server::BotServiceServer, conversation_service_server::ConversationServiceServer,
     knowledge_service_server::KnowledgeServiceServer, message_service_server::MessageServiceServer,
 };
-use service_runtime::{
-    database, grpc_server,
-    outbox::{self, Outbox},
-};
+use service_runtime::grpc_server;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use replies::{Replier, model_server::ModelClient};
+use drafting::{Drafter, model_server::ModelClient};
+use grpc::{bots::Bots, conversations::Conversations, knowledge::Knowledge, messages::Messages};
+use replying::Replying;
 use retrieval::Indexes;
 use secrets::Secrets;
+use sending::Sending;
 use training::Trainer;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
@@ -45,19 +45,13 @@ pub const SCHEMA: &str = "chatbot";
 /// Connects to PostgreSQL, migrates schema `chatbot`, and serves gRPC on
 /// `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = database::connect_and_migrate(
-        &config.service.database_url,
-        SCHEMA,
-        config.service.max_db_connections,
-        &MIGRATIONS,
-    )
-    .await?;
+    let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
     let outbox = Outbox::new(SCHEMA);
-    outbox::spawn_relay(pool.clone(), outbox.clone(), config.events, shutdown.clone());
+    relay::spawn(pool.clone(), outbox.clone(), config.events, shutdown.clone());
     let indexes = Indexes::new(pool.clone(), load_embedder(config.embedding_model_dir).await?);
     let trainer = Trainer::new(pool.clone(), outbox.clone(), indexes.clone());
     trainer.spawn(shutdown.clone());
-    let replier = Replier::new(
+    let drafter = Drafter::new(
         pool.clone(),
         indexes.clone(),
         ModelClient::new(config.model),
@@ -68,7 +62,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         outbox,
         indexes,
         trainer,
-        replier,
+        drafter,
         secrets: config.secrets,
     };
     serve_parts(parts, listener, shutdown).await
@@ -104,7 +98,7 @@ struct Parts {
     outbox: Outbox,
     indexes: Indexes,
     trainer: Trainer,
-    replier: Replier,
+    drafter: Drafter,
     secrets: Secrets,
 }
 
@@ -114,18 +108,20 @@ async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: Cancellation
         outbox,
         indexes,
         trainer,
-        replier,
+        drafter,
         secrets,
     } = parts;
     let (router, health) = grpc_server::base_router();
-    let conversations = ConversationServiceServer::new(conversations::Conversations::new(pool.clone(), outbox.clone()));
-    let messages = MessageServiceServer::new(messages::Messages::new(pool.clone(), outbox.clone(), replier));
-    let bots = BotServiceServer::new(bots::Bots::new(pool.clone(), outbox, trainer, indexes, secrets));
-    let knowledge = KnowledgeServiceServer::new(knowledge::Knowledge::new(pool));
-    grpc_server::mark_serving::<ConversationServiceServer<conversations::Conversations>>(&health).await;
-    grpc_server::mark_serving::<MessageServiceServer<messages::Messages>>(&health).await;
-    grpc_server::mark_serving::<BotServiceServer<bots::Bots>>(&health).await;
-    grpc_server::mark_serving::<KnowledgeServiceServer<knowledge::Knowledge>>(&health).await;
+    let sending = Sending::new(pool.clone(), outbox.clone());
+    let replying = Replying::new(pool.clone(), outbox.clone(), drafter);
+    let conversations = ConversationServiceServer::new(Conversations::new(pool.clone(), outbox.clone()));
+    let messages = MessageServiceServer::new(Messages::new(pool.clone(), sending, replying));
+    let bots = BotServiceServer::new(Bots::new(pool.clone(), outbox, trainer, indexes, secrets));
+    let knowledge = KnowledgeServiceServer::new(Knowledge::new(pool));
+    grpc_server::mark_serving::<ConversationServiceServer<Conversations>>(&health).await;
+    grpc_server::mark_serving::<MessageServiceServer<Messages>>(&health).await;
+    grpc_server::mark_serving::<BotServiceServer<Bots>>(&health).await;
+    grpc_server::mark_serving::<KnowledgeServiceServer<Knowledge>>(&health).await;
     let router = router
         .add_service(conversations)
         .add_service(messages)

@@ -3,6 +3,9 @@
 
 use crate::error::{Error, Result};
 
+/// Longest message, in characters; bot replies are cut to it too.
+pub const MAX_MESSAGE_CHARS: usize = 32 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversationStatus {
     /// Handed to a human agent.

@@ -1,4 +1,5 @@
-//! Training jobs: a queue in PostgreSQL, worked by every replica.
+//! Training jobs, worked by every replica (the queue is
+//! [`store::training_jobs`]).
 //!
 //! A job snapshots the bot's knowledge into the passages of a new version,
 //! in batches that each commit on their own (no long transaction; the
@@ -13,10 +14,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use prost::Message as _;
-use proto::chatbot::v1::BotConfig;
-use serde_json::json;
-use service_runtime::{events::Envelope, outbox::Outbox};
+use chrono::{DateTime, Utc};
+use event_pipeline::Outbox;
+use ids::KnowledgeItemId;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,16 +24,19 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     chunking,
     error::{Error, Result},
+    events,
     retrieval::{Index, Indexes, Kind, Passage, Vectors, VersionKey, vector_from_bytes, vector_to_bytes},
+    store::{
+        bots, knowledge,
+        passages::{self, NewPassage},
+        training_jobs::{self, Claimed, Outcome},
+    },
 };
 
-pub const BOT_TRAINED: &str = "bot.trained";
-pub const BOT_ERROR: &str = "bot.error";
-
+/// Knowledge items read, and passages written, per batch.
 const BATCH: i64 = 1000;
 /// Texts embedded in one forward pass of the model.
 const EMBED_BATCH: usize = 32;
-const LEASE: &str = "30 seconds";
 const MAX_ATTEMPTS: i32 = 3;
 const POLL: Duration = Duration::from_secs(5);
 
@@ -46,26 +49,6 @@ pub struct Trainer {
     outbox: Outbox,
     indexes: Indexes,
     wake: Arc<Notify>,
-}
-
-/// A knowledge item as training reads it.
-#[derive(sqlx::FromRow)]
-struct Item {
-    id: String,
-    kind: String,
-    title: String,
-    body: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// A claimed job.
-#[derive(sqlx::FromRow)]
-struct Job {
-    workspace_id: String,
-    id: String,
-    bot_id: String,
-    version: i32,
-    attempts: i32,
 }
 
 impl Trainer {
@@ -101,23 +84,8 @@ impl Trainer {
         self.wake.notify_one();
     }
 
-    async fn claim(&self) -> Option<Job> {
-        let claimed = sqlx::query_as(&format!(
-            "UPDATE training_jobs j
-             SET status = 'running', started_at = coalesce(started_at, now()),
-                 lease_until = now() + interval '{LEASE}', attempts = attempts + 1
-             FROM (SELECT workspace_id, id FROM training_jobs
-                   WHERE status IN ('queued', 'running')
-                     AND (status = 'queued' OR lease_until < now())
-                   ORDER BY created_at
-                   LIMIT 1
-                   FOR UPDATE SKIP LOCKED) next
-             WHERE j.workspace_id = next.workspace_id AND j.id = next.id
-             RETURNING j.workspace_id, j.id, j.bot_id, j.version, j.attempts"
-        ))
-        .fetch_optional(&self.pool)
-        .await;
-        match claimed {
+    async fn claim(&self) -> Option<Claimed> {
+        match training_jobs::claim(&self.pool).await {
             Ok(job) => job,
             Err(error) => {
                 tracing::warn!(%error, "claiming a training job");
@@ -126,7 +94,7 @@ impl Trainer {
         }
     }
 
-    async fn run(&self, job: Job) {
+    async fn run(&self, job: Claimed) {
         let started = std::time::Instant::now();
         let outcome = if job.attempts > MAX_ATTEMPTS {
             Err(Error::FailedPrecondition(format!(
@@ -157,54 +125,15 @@ impl Trainer {
     }
 
     /// Writes the version's passages and builds its index; the count.
-    async fn index(&self, job: &Job) -> Result<i64> {
-        let language = bot_language(&self.pool, &job.workspace_id, &job.bot_id).await?;
-        sqlx::query("DELETE FROM passages WHERE workspace_id = $1 AND bot_id = $2 AND version = $3")
-            .bind(&job.workspace_id)
-            .bind(&job.bot_id)
-            .bind(job.version)
-            .execute(&self.pool)
-            .await?;
-        self.estimate_total(job).await?;
-        let embedding = embeds(&language);
-        let known = if embedding {
-            self.known_vectors(job).await?
-        } else {
-            HashMap::new()
-        };
-        let mut passages: Vec<Passage> = Vec::new();
-        let mut after: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
-        loop {
-            let items = self.items_page(job, after.as_ref()).await?;
-            let Some(last) = items.last() else { break };
-            after = Some((last.created_at, last.id.clone()));
-            let first_new = passages.len();
-            for Item {
-                id: item_id,
-                kind,
-                title,
-                body,
-                ..
-            } in items
-            {
-                let kind = Kind::parse(&kind);
-                let bodies = match kind {
-                    Kind::Faq => vec![body],
-                    Kind::Document => chunking::split(&body),
-                };
-                passages.extend(bodies.into_iter().map(|body| Passage {
-                    item_id: item_id.clone(),
-                    kind,
-                    title: title.clone(),
-                    body,
-                    vectors: None,
-                }));
-            }
-            if embedding {
-                self.embed_faqs(&mut passages[first_new..], &known).await?;
-            }
-            self.write_batch(job, first_new, &passages[first_new..]).await?;
-        }
+    async fn index(&self, job: &Claimed) -> Result<i64> {
+        let language = bots::find(&self.pool, &job.workspace_id, &job.bot_id)
+            .await?
+            .ok_or_else(|| Error::FailedPrecondition("the bot was deleted".into()))?
+            .config()?
+            .language;
+        passages::clear_version(&self.pool, job).await?;
+        training_jobs::estimate_total(&self.pool, job).await?;
+        let passages = self.write_passages(job, embeds(&language)).await?;
         if passages.is_empty() {
             return Err(Error::FailedPrecondition(
                 "the bot has no knowledge items to train on; add documents or FAQ pairs first".into(),
@@ -227,35 +156,48 @@ impl Trainer {
         Ok(count)
     }
 
+    /// Splits the bot's knowledge into passages, embedding FAQs when
+    /// `embedding`, and writes them a batch at a time.
+    async fn write_passages(&self, job: &Claimed, embedding: bool) -> Result<Vec<Passage>> {
+        let known = if embedding {
+            self.known_vectors(job).await?
+        } else {
+            HashMap::new()
+        };
+        let mut passages: Vec<Passage> = Vec::new();
+        let mut after: Option<(DateTime<Utc>, KnowledgeItemId)> = None;
+        loop {
+            let items =
+                knowledge::page_for_training(&self.pool, &job.workspace_id, &job.bot_id, after.as_ref(), BATCH).await?;
+            let Some(last) = items.last() else { break };
+            after = Some((last.created_at, last.id.clone()));
+            let first_new = passages.len();
+            passages.extend(items.into_iter().flat_map(split));
+            if embedding {
+                self.embed_faqs(&mut passages[first_new..], &known).await?;
+            }
+            let batch: Vec<NewPassage> = passages[first_new..].iter().map(to_row).collect();
+            passages::write_batch(&self.pool, job, first_new, &batch).await?;
+        }
+        Ok(passages)
+    }
+
     /// The FAQ vectors of the bot's newest version trained with the loaded
     /// model, by question and answer: a retrain embeds only the FAQs that
     /// are new or changed, which is what makes it quick.
-    async fn known_vectors(&self, job: &Job) -> Result<HashMap<FaqText, Vectors>> {
+    async fn known_vectors(&self, job: &Claimed) -> Result<HashMap<FaqText, Vectors>> {
         let Some(embedder) = self.indexes.embedder() else {
             return Ok(HashMap::new());
         };
-        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT title, body, embedding, pair_embedding FROM passages
-             WHERE workspace_id = $1 AND bot_id = $2 AND kind = 'faq'
-               AND embedding IS NOT NULL AND pair_embedding IS NOT NULL
-               AND version = (SELECT max(version) FROM training_jobs
-                              WHERE workspace_id = $1 AND bot_id = $2 AND status = 'succeeded'
-                                AND embedding_model = $3 AND version < $4)",
-        )
-        .bind(&job.workspace_id)
-        .bind(&job.bot_id)
-        .bind(embedder.id())
-        .bind(job.version)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = passages::embedded_faqs(&self.pool, job, embedder.id()).await?;
         Ok(rows
             .into_iter()
-            .map(|(question, answer, q, pair)| {
+            .filter_map(|row| {
                 let vectors = Vectors {
-                    question: vector_from_bytes(&q),
-                    pair: vector_from_bytes(&pair),
+                    question: vector_from_bytes(row.embedding.as_deref()?),
+                    pair: vector_from_bytes(row.pair_embedding.as_deref()?),
                 };
-                ((question, answer), vectors)
+                Some(((row.title, row.body), vectors))
             })
             .collect())
     }
@@ -303,142 +245,61 @@ impl Trainer {
         Ok(())
     }
 
-    async fn estimate_total(&self, job: &Job) -> Result<()> {
-        sqlx::query(&format!(
-            "UPDATE training_jobs SET passages_total = (
-                 SELECT coalesce(sum(CASE WHEN kind = 'faq' THEN 1
-                                     ELSE greatest(1, ceil(length(body) / {}.0)) END), 0)
-                 FROM knowledge_items WHERE workspace_id = $1 AND bot_id = $2)
-             WHERE workspace_id = $1 AND id = $3",
-            chunking::MAX_PASSAGE_CHARS
-        ))
-        .bind(&job.workspace_id)
-        .bind(&job.bot_id)
-        .bind(&job.id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn items_page(
-        &self,
-        job: &Job,
-        after: Option<&(chrono::DateTime<chrono::Utc>, String)>,
-    ) -> Result<Vec<Item>> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind, title, body, created_at FROM knowledge_items
-             WHERE workspace_id = $1 AND bot_id = $2
-               AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
-             ORDER BY created_at, id
-             LIMIT $5",
-        )
-        .bind(&job.workspace_id)
-        .bind(&job.bot_id)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1.as_str()))
-        .bind(BATCH)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// One batch of passages, committed with the job's progress and a
-    /// renewed lease.
-    async fn write_batch(&self, job: &Job, first_ordinal: usize, batch: &[Passage]) -> Result<()> {
-        let ordinals: Vec<i32> = (first_ordinal..first_ordinal + batch.len()).map(|n| n as i32).collect();
-        let item_ids: Vec<&str> = batch.iter().map(|p| p.item_id.as_str()).collect();
-        let kinds: Vec<&str> = batch.iter().map(|p| p.kind.as_str()).collect();
-        let titles: Vec<&str> = batch.iter().map(|p| p.title.as_str()).collect();
-        let bodies: Vec<&str> = batch.iter().map(|p| p.body.as_str()).collect();
-        let questions: Vec<Option<Vec<u8>>> = batch
-            .iter()
-            .map(|p| p.vectors.as_ref().map(|v| vector_to_bytes(&v.question)))
-            .collect();
-        let pairs: Vec<Option<Vec<u8>>> = batch
-            .iter()
-            .map(|p| p.vectors.as_ref().map(|v| vector_to_bytes(&v.pair)))
-            .collect();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO passages (workspace_id, bot_id, version, ordinal, item_id, kind, title, body,
-                                   embedding, pair_embedding)
-             SELECT $1, $2, $3, t.*
-             FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], $10::bytea[]) AS t",
-        )
-        .bind(&job.workspace_id)
-        .bind(&job.bot_id)
-        .bind(job.version)
-        .bind(&ordinals)
-        .bind(&item_ids)
-        .bind(&kinds)
-        .bind(&titles)
-        .bind(&bodies)
-        .bind(&questions)
-        .bind(&pairs)
-        .execute(&mut *tx)
-        .await?;
-        let owned = sqlx::query(&format!(
-            "UPDATE training_jobs
-             SET passages_indexed = $4, passages_total = greatest(passages_total, $4),
-                 lease_until = now() + interval '{LEASE}'
-             WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND attempts = $3"
-        ))
-        .bind(&job.workspace_id)
-        .bind(&job.id)
-        .bind(job.attempts)
-        .bind((first_ordinal + batch.len()) as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if owned == 0 {
-            return Err(Error::Internal("the job's lease passed to another worker".into()));
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Records the outcome and its event together, if this worker still
     /// owns the job.
-    async fn finish(&self, job: &Job, outcome: std::result::Result<i64, String>) -> Result<()> {
+    async fn finish(&self, job: &Claimed, outcome: std::result::Result<i64, String>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let (status, passages, reason) = match &outcome {
-            Ok(n) => ("succeeded", *n, ""),
-            Err(reason) => ("failed", 0, reason.as_str()),
+        let (recorded, event) = match &outcome {
+            Ok(passages) => (
+                Outcome::Succeeded {
+                    passages: *passages,
+                    embedding_model: self.indexes.embedder().map(|e| e.id()),
+                },
+                events::bot_trained(&job.workspace_id, &job.bot_id, &job.id, job.version, *passages),
+            ),
+            Err(reason) => (
+                Outcome::Failed { reason },
+                events::bot_error(&job.workspace_id, &job.bot_id, &job.id, job.version, reason),
+            ),
         };
-        let embedding_model = self.indexes.embedder().map(|e| e.id().to_owned());
-        let owned = sqlx::query(
-            "UPDATE training_jobs
-             SET status = $4, passages_indexed = $5, passages_total = $5, error = $6,
-                 finished_at = now(), lease_until = NULL, embedding_model = $7
-             WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND attempts = $3",
-        )
-        .bind(&job.workspace_id)
-        .bind(&job.id)
-        .bind(job.attempts)
-        .bind(status)
-        .bind(passages)
-        .bind(reason)
-        .bind(embedding_model)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if owned == 0 {
+        if !training_jobs::finish(&mut tx, job, &recorded).await? {
             return Ok(());
         }
-        let event = match &outcome {
-            Ok(passages) => Envelope::new(
-                BOT_TRAINED,
-                &job.workspace_id,
-                json!({ "bot_id": job.bot_id, "job_id": job.id, "version": job.version, "passages": passages }),
-            ),
-            Err(reason) => Envelope::new(
-                BOT_ERROR,
-                &job.workspace_id,
-                json!({ "bot_id": job.bot_id, "job_id": job.id, "version": job.version, "reason": reason }),
-            ),
-        };
         self.outbox.record(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A knowledge item's passages: an FAQ is one, a document is cut into
+/// several.
+fn split(item: knowledge::TrainingItem) -> Vec<Passage> {
+    let kind = Kind::parse(&item.kind);
+    let bodies = match kind {
+        Kind::Faq => vec![item.body],
+        Kind::Document => chunking::split(&item.body),
+    };
+    let item_id = item.id.into_string();
+    bodies
+        .into_iter()
+        .map(|body| Passage {
+            item_id: item_id.clone(),
+            kind,
+            title: item.title.clone(),
+            body,
+            vectors: None,
+        })
+        .collect()
+}
+
+fn to_row(passage: &Passage) -> NewPassage<'_> {
+    NewPassage {
+        item_id: &passage.item_id,
+        kind: passage.kind.as_str(),
+        title: &passage.title,
+        body: &passage.body,
+        embedding: passage.vectors.as_ref().map(|v| vector_to_bytes(&v.question)),
+        pair_embedding: passage.vectors.as_ref().map(|v| vector_to_bytes(&v.pair)),
     }
 }
 
@@ -449,18 +310,6 @@ impl Trainer {
 fn embeds(language: &str) -> bool {
     let primary = language.split('-').next().unwrap_or_default();
     primary.eq_ignore_ascii_case("en")
-}
-
-/// The language the bot's replies (and so its index) are in.
-pub async fn bot_language(pool: &PgPool, workspace_id: &str, bot_id: &str) -> Result<String> {
-    let config: Vec<u8> = sqlx::query_scalar("SELECT config FROM bots WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(bot_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| Error::FailedPrecondition("the bot was deleted".into()))?;
-    let config = BotConfig::decode(config.as_slice()).map_err(|e| Error::Internal(format!("bot config: {e}")))?;
-    Ok(config.language)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
-use rand::{Rng, distributions::Alphanumeric};
+use ids::WorkspaceId;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -18,7 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     AppState,
-    auth::{api_keys, scopes},
+    auth::{api_keys, scopes, workspace_plans::DEFAULT_PLAN},
+    json_body,
     problem::{Problem, ProblemContext, ProblemResponse},
 };
 
@@ -68,9 +69,8 @@ pub struct CreateKey {
 type AdminResult = Result<Response, ProblemResponse>;
 
 pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Request) -> AdminResult {
-    let (parts, body) = request.into_parts();
-    let ctx = ProblemContext::of(&parts);
-    let input: CreateWorkspace = read_json(&state, body, &ctx).await?;
+    let ctx = ProblemContext::of_request(&request);
+    let input: CreateWorkspace = json_body::read(request, &ctx).await?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ProblemResponse::new(
@@ -78,14 +78,14 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
             ctx,
         ));
     }
-    let plan = input.plan.unwrap_or_else(|| crate::rate_limit::DEFAULT_PLAN.to_owned());
+    let plan = input.plan.unwrap_or_else(|| DEFAULT_PLAN.to_owned());
     if !state.rate_limits.has_plan(&plan) {
         return Err(ProblemResponse::new(
             Problem::invalid_argument("plan", format!("{plan:?} is not a configured plan")),
             ctx,
         ));
     }
-    let id = format!("ws_{}", random_id());
+    let id = WorkspaceId::generate();
     let db_error = |e: sqlx::Error| {
         tracing::error!(error = %e, "creating workspace");
         ProblemResponse::new(Problem::internal(), ctx.clone())
@@ -101,7 +101,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
             .map_err(db_error)?;
     let key = api_keys::issue(
         &mut *tx,
-        &id,
+        id.as_str(),
         "default",
         scopes::parse(&[]).expect("all scopes are known"),
     )
@@ -120,9 +120,8 @@ pub async fn create_api_key(
     Path(workspace_id): Path<String>,
     request: Request,
 ) -> AdminResult {
-    let (parts, body) = request.into_parts();
-    let ctx = ProblemContext::of(&parts);
-    let input: CreateKey = read_json(&state, body, &ctx).await?;
+    let ctx = ProblemContext::of_request(&request);
+    let input: CreateKey = json_body::read(request, &ctx).await?;
     let scopes = scopes::parse(&input.scopes)
         .map_err(|reason| ProblemResponse::new(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
     let db_error = |e: sqlx::Error| {
@@ -136,12 +135,7 @@ pub async fn create_api_key(
         .map_err(db_error)?;
     if exists.is_none() {
         return Err(ProblemResponse::new(
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not found",
-                format!("workspace {workspace_id} not found"),
-            ),
+            Problem::not_found(WorkspaceId::KIND, &workspace_id),
             ctx,
         ));
     }
@@ -149,38 +143,6 @@ pub async fn create_api_key(
         .await
         .map_err(db_error)?;
     Ok((StatusCode::CREATED, Json(json!({"api_key": key}))).into_response())
-}
-
-pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
-    state: &AppState,
-    body: axum::body::Body,
-    ctx: &ProblemContext,
-) -> Result<T, ProblemResponse> {
-    let bytes = crate::api::read_body(body, state.config.max_body_bytes)
-        .await
-        .map_err(|p| ProblemResponse::new(p, ctx.clone()))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let kind = if e.is_syntax() || e.is_eof() {
-            "malformed-json"
-        } else {
-            "invalid-argument"
-        };
-        ProblemResponse::new(
-            Problem::bad_request(kind, "Invalid request body", e.to_string()),
-            ctx.clone(),
-        )
-    })
-}
-
-fn random_id() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(20)
-        .map(|c| char::from(c).to_ascii_lowercase())
-        .collect()
 }
 
 /// Rotates the OAuth token signing key: new tokens use a new key; the old

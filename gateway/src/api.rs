@@ -4,22 +4,19 @@
 
 use std::sync::Arc;
 
-use axum::body::HttpBody as _;
 use axum::{
     body::Body,
     extract::{Request, State},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use service_runtime::principal as keys;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
     AppState,
     auth::Principal,
-    event_stream,
+    body_limit, event_stream,
     problem::{Problem, ProblemContext},
     request_id,
     routes::Resolution,
@@ -53,7 +50,7 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
     if !principal.has_scope(&route.required_scope) {
         return Err(Problem::insufficient_scope(&route.required_scope));
     }
-    let body = read_body(body, state.config.max_body_bytes).await?;
+    let body = body_limit::read(parts, body).await?;
     let message = request::build(route, bindings, parts.uri.query(), &body).map_err(request_problem)?;
 
     let mut metadata = MetadataMap::new();
@@ -107,52 +104,6 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         .into_response())
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (413) whether or
-/// not the client declared a Content-Length.
-pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
-    let declared = body.size_hint().exact().unwrap_or(0);
-    if declared > limit as u64 {
-        drain(body).await;
-        return Err(Problem::payload_too_large(limit));
-    }
-    let mut collected = Vec::with_capacity(declared as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            Problem::bad_request(
-                "unreadable-body",
-                "Unreadable request body",
-                format!("the request body could not be read: {error}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                drain(body).await;
-                return Err(Problem::payload_too_large(limit));
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.into())
-}
-
-/// Reads and drops what is left of a refused body, within bounds, before
-/// answering: closing a socket with unread data makes the kernel reset the
-/// connection, and the client may then never see the 413.
-async fn drain(mut body: Body) {
-    const DRAIN_BYTES: usize = 1024 * 1024;
-    const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut drained = 0;
-        while drained < DRAIN_BYTES {
-            match body.frame().await {
-                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
-                _ => return,
-            }
-        }
-    })
-    .await;
-}
-
 fn call_problem(route: &str, error: CallError) -> Problem {
     match error {
         CallError::CircuitOpen(wait) => {
@@ -185,12 +136,7 @@ fn request_problem(error: RequestError) -> Problem {
             format!("the request body is not valid JSON: {detail}"),
         ),
         RequestError::InvalidField { field, reason } => Problem::invalid_argument(field, reason),
-        RequestError::UnknownParameter(name) => Problem::bad_request(
-            "unknown-parameter",
-            "Unknown query parameter",
-            format!("query parameter {name:?} is not a field of this request"),
-        )
-        .with_field(name),
+        RequestError::UnknownParameter(name) => Problem::unknown_parameter(&name),
     }
 }
 

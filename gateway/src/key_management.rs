@@ -15,13 +15,14 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use service_runtime::pagination::NewestFirst;
 
 use crate::{
     AppState,
-    auth::{api_keys, scopes},
-    owned_resources::{db_problem, list_page, not_found, reply, require_scope},
+    auth::{api_keys, require_scope, scopes},
+    json_body::read as read_json,
+    list_params,
     problem::{Problem, ProblemContext, ProblemResponse},
+    transcode::response::reply,
 };
 
 pub const SCOPE: &str = "manage:api-keys";
@@ -40,7 +41,7 @@ type Outcome = Result<Response, ProblemResponse>;
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
-    let input: CreateKey = crate::admin::read_json(&state, request.into_body(), &ctx).await?;
+    let input: CreateKey = read_json(request, &ctx).await?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let name = input.name.trim();
     if name.chars().count() > 100 {
@@ -60,7 +61,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Out
     }
     let key = api_keys::issue(&state.pool, &principal.workspace_id, name, granted)
         .await
-        .map_err(|e| fail(db_problem(e)))?;
+        .map_err(|e| fail(Problem::database(e)))?;
     Ok(reply(StatusCode::CREATED, json!({ "api_key": key }), ctx.format))
 }
 
@@ -79,19 +80,15 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
-    let page = list_page(request.uri().query()).map_err(fail)?;
+    let page = list_params::page(request.uri().query()).map_err(fail)?;
     let rows: Vec<KeyView> = page
-        .bind(
-            sqlx::query_as(&format!(
-                "SELECT id, 'cbk_' || lookup_id AS prefix, name, scopes, created_at, last_used_at, revoked_at
-                 FROM api_keys WHERE workspace_id = $1 AND {}",
-                NewestFirst::CLAUSE
-            ))
-            .bind(&principal.workspace_id),
+        .fetch(
+            &state.pool,
+            "SELECT id, 'cbk_' || lookup_id AS prefix, name, scopes, created_at, last_used_at, revoked_at FROM api_keys",
+            &principal.workspace_id,
         )
-        .fetch_all(&state.pool)
         .await
-        .map_err(|e| fail(db_problem(e)))?;
+        .map_err(|e| fail(Problem::database(e)))?;
     let (rows, next_cursor) = page.finish(rows, |k| (k.created_at, &k.id));
     Ok(reply(
         StatusCode::OK,
@@ -118,7 +115,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     .bind(crate::auth::credential_cache::REVOCATION_CHANNEL)
     .fetch_optional(&state.pool)
     .await
-    .map_err(|e| fail(db_problem(e)))?;
+    .map_err(|e| fail(Problem::database(e)))?;
     // This replica must not answer from its cache even for the moment
     // before its own notification arrives.
     state.credentials.clear();
@@ -128,6 +125,6 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
             json!({ "id": id, "revoked": true, "revoked_at": at }),
             ctx.format,
         )),
-        None => Err(fail(not_found("API key", &id))),
+        None => Err(fail(Problem::not_found("API key", &id))),
     }
 }

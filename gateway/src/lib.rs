@@ -1,22 +1,26 @@
 //! The public REST gateway: authenticates callers, and transcodes REST to
 //! gRPC by the `google.api.http` annotations of the descriptor set.
 //!
-//! Cross-cutting layers are stacked in [`router`], in one place.
+//! This module only composes: the state every request shares, built from
+//! each part's own builder, served through the layers of [`router`].
 
 mod admin;
 mod api;
 mod api_version;
 pub mod auth;
+mod body_limit;
 pub mod config;
 mod event_stream;
 mod health;
+mod json_body;
 mod key_management;
+mod list_params;
 mod metrics;
 pub mod oauth;
-mod owned_resources;
 mod problem;
 pub mod rate_limit;
 mod request_id;
+mod router;
 pub mod routes;
 mod security_headers;
 mod status_map;
@@ -25,22 +29,20 @@ pub mod upstreams;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Router, middleware,
-    routing::{any, delete, get, post},
-};
 use prost_reflect::DescriptorPool;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{
-    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 
+use auth::{
+    credential_cache::CredentialCache,
+    jwt::{JwtVerifier, OwnTokens},
+    signing_keys::SigningKeys,
+    workspace_plans::WorkspacePlans,
+};
 pub use config::Config;
-use problem::{Problem, ProblemContext};
+use rate_limit::RateLimits;
 use routes::RouteTable;
 use upstreams::Upstreams;
 
@@ -51,11 +53,11 @@ pub const SCHEMA: &str = "gateway";
 pub struct AppState {
     config: Config,
     pool: PgPool,
-    jwt: auth::jwt::JwtVerifier,
-    credentials: Arc<auth::credential_cache::CredentialCache>,
+    jwt: JwtVerifier,
+    credentials: Arc<CredentialCache>,
     oauth: oauth::OAuth,
-    workspace_plans: auth::workspace_plans::WorkspacePlans,
-    rate_limits: Arc<rate_limit::RateLimits>,
+    workspace_plans: WorkspacePlans,
+    rate_limits: Arc<RateLimits>,
     metrics: Arc<metrics::Metrics>,
     routes: RouteTable,
     upstreams: Upstreams,
@@ -65,53 +67,11 @@ pub struct AppState {
 /// Connects, builds the route table from the descriptor set, and serves
 /// HTTP on `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    service_runtime::tls::install();
-    let pool = service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
-    let signing_keys = oauth::signing_keys::SigningKeys::load(pool.clone(), config.oauth.access_ttl).await?;
-    signing_keys.spawn_reload(Duration::from_secs(30), shutdown.clone());
-    let jwt = jwt_verifier(&config, signing_keys.clone(), &shutdown).await?;
-    let oauth = oauth::OAuth {
-        config: config.oauth.clone(),
-        keys: signing_keys,
-    };
-    let credentials = auth::credential_cache::CredentialCache::new();
-    credentials.spawn_listener(pool.clone(), shutdown.clone());
-    let metrics = Arc::new(metrics::Metrics::default());
-    let rate_limits = Arc::new(rate_limits(&config.rate_limits, metrics.clone())?);
-    rate_limits.spawn_housekeeping(shutdown.clone());
-    let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-    let upstreams = Upstreams::new(
-        &config.upstreams,
-        &config.routes,
-        config.upstream_timeout,
-        config.breaker,
-        &shutdown,
-    )?;
-    let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
-    tracing::info!(
-        routes = routes.routes().count(),
-        "route table built from google.api.http annotations"
-    );
-    let state = Arc::new(AppState {
-        admin_token_hash: config
-            .admin_token
-            .as_deref()
-            .map(|t| Sha256::digest(t.as_bytes()).into()),
-        config,
-        workspace_plans: auth::workspace_plans::WorkspacePlans::new(pool.clone()),
-        pool,
-        jwt,
-        credentials,
-        oauth,
-        rate_limits,
-        metrics,
-        routes,
-        upstreams,
-    });
+    let state = Arc::new(AppState::build(config, &shutdown).await?);
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Answers go out as soon as they are written: with Nagle's algorithm a
-    // reply written in two pieces waits for the client's delayed ACK (40 ms).
+    // reply written in two pieces waits for the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
         let _ = tcp.set_nodelay(true);
     });
@@ -121,142 +81,56 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     Ok(())
 }
 
-fn rate_limits(
-    config: &config::RateLimitConfig,
-    metrics: Arc<metrics::Metrics>,
-) -> anyhow::Result<rate_limit::RateLimits> {
-    let redis = match &config.redis_url {
-        Some(url) => Some(rate_limit::redis::RedisLimiter::connect(
-            url,
-            &config.redis_key_prefix,
-            config.redis_timeout,
-        )?),
-        None => None,
-    };
-    let settings = rate_limit::Settings {
-        plans: config.plans.clone(),
-        per_ip: config.per_ip,
-        redis,
-        on_redis_failure: config.on_redis_failure,
-    };
-    Ok(rate_limit::RateLimits::new(settings, metrics))
-}
-
-async fn jwt_verifier(
-    config: &Config,
-    keys: Arc<oauth::signing_keys::SigningKeys>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<auth::jwt::JwtVerifier> {
-    let own = Some(auth::jwt::OwnTokens {
-        issuer: config.oauth.issuer.clone(),
-        audience: config.oauth.audience.clone(),
-        keys,
-    });
-    let Some(jwt) = &config.jwt else {
-        return Ok(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
-            own,
-            hs256_secret: None,
-            jwks: None,
-            asymmetric_algorithms: Vec::new(),
-            issuers: Vec::new(),
-            audience: String::new(),
-            leeway_seconds: 30,
-            workspace_claim: "workspace_id".into(),
-        }));
-    };
-    let jwks = match &jwt.jwks {
-        Some(source) => {
-            let jwks = auth::jwks::Jwks::load(source.clone(), jwt.jwks_min_refresh).await?;
-            jwks.spawn_refresh(jwt.jwks_refresh_every, shutdown.clone());
-            Some(jwks)
-        }
-        None => None,
-    };
-    Ok(auth::jwt::JwtVerifier::new(auth::jwt::JwtSettings {
-        own,
-        hs256_secret: jwt.hs256_secret.clone(),
-        jwks,
-        asymmetric_algorithms: jwt.asymmetric_algorithms.clone(),
-        issuers: jwt.issuers.clone(),
-        audience: jwt.audience.clone(),
-        leeway_seconds: jwt.leeway_seconds,
-        workspace_claim: jwt.workspace_claim.clone(),
-    }))
-}
-
-fn router(state: Arc<AppState>) -> Router {
-    let cors_origins = state.config.cors_allowed_origins.clone();
-    // Every /api path goes to the transcoder, which resolves it against the
-    // route table (and answers 404/405 itself); API keys are the gateway's
-    // own resource. Layers run bottom-up: version check, then auth.
-    let api = Router::new()
-        .route(
-            "/api/v1/api-keys",
-            get(key_management::list).post(key_management::create),
-        )
-        .route("/api/v1/api-keys/{key_id}", delete(key_management::revoke))
-        .route(
-            "/api/v1/oauth/clients",
-            get(oauth::clients::list).post(oauth::clients::create),
-        )
-        .route("/api/v1/oauth/clients/{client_id}", delete(oauth::clients::delete))
-        .route("/api/{*path}", any(api::handle))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_principal))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal))
-        .route_layer(middleware::from_fn(api_version::select));
-    // The consent step needs an authenticated principal, but no API version.
-    let consent = Router::new()
-        .route(
-            "/oauth/authorize",
-            get(oauth::authorize::show).post(oauth::authorize::decide),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_principal))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_principal));
-    // Clients authenticate themselves here; limit by IP.
-    let token_endpoints = Router::new()
-        .route("/oauth/token", post(oauth::token::token))
-        .route("/oauth/revoke", post(oauth::revoke::revoke))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
-    let admin = Router::new()
-        .route("/workspaces", post(admin::create_workspace))
-        .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
-        .route("/oauth/signing-keys", post(admin::rotate_signing_key))
-        .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
-        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
-    let mut router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(oauth::metadata::authorization_server),
-        )
-        .route("/.well-known/jwks.json", get(oauth::metadata::jwks))
-        .nest("/admin/v1", admin)
-        .merge(api)
-        .merge(consent)
-        .merge(token_endpoints)
-        .fallback(not_found)
-        .with_state(state);
-    for layer in security_headers::layers() {
-        router = router.layer(layer);
+impl AppState {
+    /// Every part of the request path, built from `config`; background
+    /// refreshes run until `shutdown`.
+    async fn build(config: Config, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let pool =
+            service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
+        let signing_keys = SigningKeys::load(pool.clone(), config.oauth.access_ttl).await?;
+        signing_keys.spawn_reload(Duration::from_secs(30), shutdown.clone());
+        let own_tokens = OwnTokens {
+            issuer: config.oauth.issuer.clone(),
+            audience: config.oauth.audience.clone(),
+            keys: signing_keys.clone(),
+        };
+        let jwt = JwtVerifier::from_config(config.jwt.as_ref(), own_tokens, shutdown).await?;
+        let credentials = CredentialCache::new();
+        credentials.spawn_listener(pool.clone(), shutdown.clone());
+        let metrics = Arc::new(metrics::Metrics::default());
+        let rate_limits = Arc::new(RateLimits::from_config(&config.rate_limits, metrics.clone())?);
+        rate_limits.spawn_housekeeping(shutdown.clone());
+        let upstreams = Upstreams::new(
+            &config.upstreams,
+            &config.routes,
+            config.upstream_timeout,
+            config.breaker,
+            shutdown,
+        )?;
+        let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
+        let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
+        tracing::info!(
+            routes = routes.routes().count(),
+            "route table built from google.api.http annotations"
+        );
+        Ok(Self {
+            admin_token_hash: config
+                .admin_token
+                .as_deref()
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            oauth: oauth::OAuth {
+                config: config.oauth.clone(),
+                keys: signing_keys,
+            },
+            config,
+            workspace_plans: WorkspacePlans::new(pool.clone()),
+            pool,
+            jwt,
+            credentials,
+            rate_limits,
+            metrics,
+            routes,
+            upstreams,
+        })
     }
-    if let Some(cors) = security_headers::cors(&cors_origins) {
-        router = router.layer(cors);
-    }
-    // Outermost last: the request id exists before tracing and every
-    // handler, and is copied onto every response.
-    router
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))
-        .layer(tower::util::MapRequestLayer::new(request_id::drop_invalid))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(
-            30,
-        )))
-}
-
-async fn not_found(request: axum::extract::Request) -> axum::response::Response {
-    let (parts, _) = request.into_parts();
-    Problem::not_found_route(parts.uri.path()).render(&ProblemContext::of(&parts))
 }

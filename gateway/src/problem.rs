@@ -134,6 +134,33 @@ impl Problem {
         )
     }
 
+    /// A query parameter that is not a field of the request.
+    pub fn unknown_parameter(name: &str) -> Self {
+        Self::bad_request(
+            "unknown-parameter",
+            "Unknown query parameter",
+            format!("query parameter {name:?} is not a field of this request"),
+        )
+        .with_field(name)
+    }
+
+    /// A resource of the gateway's own that the caller cannot see.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("{kind} {id} not found"),
+        )
+    }
+
+    /// A failure of the gateway's own database: logged here with its
+    /// cause, 500 with no detail on the wire.
+    pub fn database(error: sqlx::Error) -> Self {
+        tracing::error!(%error, "gateway store");
+        Self::internal()
+    }
+
     pub fn invalid_argument(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         let field = field.into();
         Self::bad_request("invalid-argument", "Invalid argument", format!("{field}: {reason}")).with_field(field)

@@ -36,15 +36,11 @@ impl IntegrationService for Integrations {
         let req = request.into_inner();
         let page = NewestFirst::new(req.limit, &req.cursor)?;
         let rows: Vec<IntegrationRow> = page
-            .bind(
-                sqlx::query_as(&format!(
-                    "SELECT id, provider, status, created_at FROM integrations
-                     WHERE workspace_id = $1 AND {}",
-                    NewestFirst::CLAUSE
-                ))
-                .bind(&principal.workspace_id),
+            .fetch(
+                &self.pool,
+                "SELECT id, provider, status, created_at FROM integrations",
+                &principal.workspace_id,
             )
-            .fetch_all(&self.pool)
             .await
             .map_err(service_runtime::database::internal_error)?;
         let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, &r.id));

@@ -1,7 +1,7 @@
 //! Reading typed settings from environment variables, with errors that name
 //! the variable so a bad deployment says exactly what to fix.
 
-use std::{fmt::Display, str::FromStr};
+use std::{fmt::Display, str::FromStr, time::Duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -13,6 +13,26 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// `name` holds `value`, which is wrong for `reason`.
+    pub fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            name,
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The items of a comma-separated value, trimmed, empty ones dropped.
+pub fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The variable's value, or `default` when it is unset or empty.
@@ -53,6 +73,16 @@ where
     }
 }
 
+/// A duration in milliseconds, or `default` when unset.
+pub fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(parsed(name, default.as_millis() as u64)?))
+}
+
+/// A duration in whole seconds, or `default` when unset.
+pub fn seconds(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(parsed(name, default.as_secs())?))
+}
+
 /// Whether the process runs in production mode (`APP_ENV=production`), where
 /// a missing secret is a start-up error instead of a development default.
 pub fn is_production() -> bool {
@@ -79,9 +109,6 @@ impl ServiceSettings {
         })
     }
 }
-
-/// The local RabbitMQ, as the README's up command expects it.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// The local development database, as the README's up command creates it.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatbot_platform";

@@ -43,6 +43,13 @@ pub enum DatabaseError {
     },
 }
 
+impl crate::config::ServiceSettings {
+    /// The service's pool on its own `schema`, created and migrated first.
+    pub async fn connect(&self, schema: &str, migrator: &Migrator) -> Result<PgPool, DatabaseError> {
+        connect_and_migrate(&self.database_url, schema, self.max_db_connections, migrator).await
+    }
+}
+
 /// Opens a pool on `url` confined to `schema`, creating the schema and
 /// applying `migrator` first.
 pub async fn connect_and_migrate(

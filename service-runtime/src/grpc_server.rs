@@ -1,9 +1,13 @@
 //! Serving a service's gRPC router on an already-bound listener, with the
 //! standard health and reflection services alongside, until shutdown.
 
+use std::convert::Infallible;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
+    body::Body,
+    codegen::{Service, http},
     server::NamedService,
     transport::{Server, server::Router},
 };
@@ -25,6 +29,27 @@ pub fn base_router() -> (Router, HealthReporter) {
 /// Marks `S` SERVING in the health service.
 pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
     reporter.set_serving::<S>().await;
+}
+
+/// Serves `service`, the one gRPC service of its binary, marked SERVING
+/// beside health and reflection, on `listener` until `shutdown`.
+pub async fn serve_one<S>(
+    service: S,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (router, health) = base_router();
+    mark_serving::<S>(&health).await;
+    serve(router.add_service(service), health, listener, shutdown).await
 }
 
 /// Runs `router` on `listener` until `shutdown` is cancelled, then lets

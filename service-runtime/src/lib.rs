@@ -1,23 +1,21 @@
-//! Run-time pieces every service needs and none should write twice:
-//! configuration from the environment, telemetry, the shutdown signal, the
-//! per-service PostgreSQL schema, the principal the gateway passes in gRPC
-//! metadata, cursor pagination, and serving gRPC with health and reflection.
+//! What every service binary needs to run, and none should write twice:
+//! configuration from the environment, telemetry, the shutdown signal, its
+//! own PostgreSQL schema, serving gRPC with health and reflection, the
+//! principal the gateway passes in metadata, and the conventions every
+//! gRPC API follows (cursor pagination, field errors, times).
 //!
-//! It holds no domain logic: conversations, bots and webhooks live in their
-//! services.
+//! It holds no domain logic, and nothing only some services use: events
+//! are `event-pipeline`'s, calls out are `outbound-http`'s.
 
-pub mod amqp;
 pub mod config;
 pub mod database;
-pub mod events;
+pub mod error;
 pub mod field_error;
 pub mod grpc_server;
 pub mod listener;
-pub mod outbox;
 pub mod pagination;
 pub mod principal;
+pub mod rows;
 pub mod shutdown;
-pub mod target_guard;
 pub mod telemetry;
 pub mod time;
-pub mod tls;

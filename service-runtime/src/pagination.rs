@@ -97,6 +97,21 @@ impl NewestFirst {
         query.bind(at).bind(id).bind(self.limit + 1)
     }
 
+    /// This page of the workspace's rows that `select` reads (`SELECT …
+    /// FROM table`): the whole query for lists with no filter of their own.
+    pub async fn fetch<'e, T>(
+        &self,
+        db: impl sqlx::PgExecutor<'e>,
+        select: &str,
+        workspace_id: &str,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let sql = format!("{select} WHERE workspace_id = $1 AND {}", Self::CLAUSE);
+        self.bind(sqlx::query_as(&sql).bind(workspace_id)).fetch_all(db).await
+    }
+
     /// Trims the probe row and makes the next cursor.
     pub fn finish<T>(&self, rows: Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, &str)) -> (Vec<T>, String) {
         finish_page(rows, self.limit, |row| {

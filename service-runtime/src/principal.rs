@@ -24,14 +24,7 @@ impl Principal {
     /// Reads the principal from request metadata; without a workspace the
     /// call is UNAUTHENTICATED, because every query is scoped by it.
     pub fn from_metadata(metadata: &MetadataMap) -> Result<Self, Status> {
-        let text = |key: &str| {
-            metadata
-                .get(key)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| text(metadata, key);
         let workspace_id =
             text(WORKSPACE_ID).ok_or_else(|| Status::unauthenticated("missing x-workspace-id metadata"))?;
         Ok(Self {
@@ -46,8 +39,13 @@ impl Principal {
 
 /// The request's idempotency key, if the caller sent one.
 pub fn idempotency_key(metadata: &MetadataMap) -> Option<String> {
+    text(metadata, IDEMPOTENCY_KEY)
+}
+
+/// The non-blank text of `key`.
+fn text(metadata: &MetadataMap, key: &str) -> Option<String> {
     metadata
-        .get(IDEMPOTENCY_KEY)
+        .get(key)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())

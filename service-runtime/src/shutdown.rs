@@ -54,3 +54,12 @@ where
         }
     });
 }
+
+/// Sleeps for `wait` unless `shutdown` comes first; true when the whole
+/// wait passed, false when the task should stop.
+pub async fn slept(wait: std::time::Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}

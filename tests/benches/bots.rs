@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     Options, TestStack,
+    bench_clock::{CpuTime, print_machine},
     bots::{add_faqs, add_items, conversation_with, create_bot, deploy, train_within},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -41,10 +42,8 @@ fn env(name: &str, default: u64) -> u64 {
 #[tokio::main]
 async fn main() {
     let questions = env("BENCH_QUESTIONS", 300) as usize;
-    println!(
-        "\nbot benchmark on {} cores, everything on this machine\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    print_machine("bot");
+    println!("everything on this machine\n");
     println!(
         "{:>9} {:>12} {:>14} {:>10} {:>10} {:>10}",
         "passages", "train (s)", "passages/s", "p50 (ms)", "p99 (ms)", "questions"
@@ -89,6 +88,8 @@ fn print_row(row: &Row) {
         row.p99,
         row.answered
     );
+    println!("{:>9} CPU per item trained: {}", "", row.train_cpu);
+    println!("{:>9} CPU per question answered: {}", "", row.answer_cpu);
 }
 
 struct Row {
@@ -97,6 +98,8 @@ struct Row {
     p50: f64,
     p99: f64,
     answered: usize,
+    train_cpu: String,
+    answer_cpu: String,
 }
 
 async fn run(passages: usize, questions: usize) -> Row {
@@ -125,18 +128,22 @@ async fn run(passages: usize, questions: usize) -> Row {
         }
         add_items(api, &bot, items).await;
     }
+    let before = CpuTime::now();
     let (train_seconds, job) = train_and_deploy_timed(api, &bot).await;
+    let train_cpu = CpuTime::now().per_unit_since(&before, passages);
     let indexed: usize = job["passages_indexed"].as_str().unwrap().parse().unwrap();
     assert_eq!(indexed, passages, "the corpus splits as planned: {job}");
 
     if passages == 100 {
         baseline(api, questions).await;
     }
+    let before = CpuTime::now();
     let (p50, p99, answered) = round_trips(api, &bot, questions, || {
         let passage = &samples[rng.gen_range(0..samples.len())];
         question_from(passage, &mut rng)
     })
     .await;
+    let answer_cpu = CpuTime::now().per_unit_since(&before, answered + WARM_UP_QUESTIONS);
     stack.stop().await;
     Row {
         passages,
@@ -144,6 +151,8 @@ async fn run(passages: usize, questions: usize) -> Row {
         p50,
         p99,
         answered,
+        train_cpu,
+        answer_cpu,
     }
 }
 
@@ -162,7 +171,8 @@ async fn bench_stack() -> TestStack {
 /// to the job's success, and the job.
 async fn train_and_deploy_timed(api: &e2e::Client, bot: &str) -> (f64, Value) {
     let started = Instant::now();
-    // Embedding FAQs is CPU-bound: about 6 a second on two cores.
+    // Embedding FAQs is CPU-bound and slow; the deadline only catches a
+    // training that never ends.
     let job = train_within(api, bot, Duration::from_secs(3600)).await;
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -181,8 +191,12 @@ async fn run_faqs(faqs: usize, questions: usize) -> (Row, f64) {
         .map(|_| (support_sentence(&mut rng), support_sentence(&mut rng)))
         .collect();
     let ids = add_faqs(api, &bot, &pairs).await;
+    let before = CpuTime::now();
     let (train_seconds, _) = train_and_deploy_timed(api, &bot).await;
+    let train_cpu = CpuTime::now().per_unit_since(&before, faqs);
+    let before = CpuTime::now();
     let (p50, p99, answered) = round_trips(api, &bot, questions, || support_sentence(&mut rng)).await;
+    let answer_cpu = CpuTime::now().per_unit_since(&before, answered + WARM_UP_QUESTIONS);
     let edit = json!({"faq": {"question": support_sentence(&mut rng), "answer": support_sentence(&mut rng)}});
     let edited = api.put(&format!("/api/v1/bots/{bot}/knowledge/{}", ids[0]), edit).await;
     assert_eq!(edited.status, 200, "{}", edited.text);
@@ -194,11 +208,16 @@ async fn run_faqs(faqs: usize, questions: usize) -> (Row, f64) {
         p50,
         p99,
         answered,
+        train_cpu,
+        answer_cpu,
     };
     (row, retrain_seconds)
 }
 
-/// p50 and p99 (ms) of sends after 20 warm-up ones, and how many counted.
+/// Sends before the timed ones, so caches and pools are warm.
+const WARM_UP_QUESTIONS: usize = 20;
+
+/// p50 and p99 (ms) of sends after the warm-up ones, and how many counted.
 async fn round_trips(
     api: &e2e::Client,
     bot: &str,
@@ -208,7 +227,7 @@ async fn round_trips(
     let conv = conversation_with(api, bot).await;
     let path = format!("/api/v1/conversations/{conv}/messages");
     let mut latencies = Vec::with_capacity(questions);
-    for n in 0..questions + 20 {
+    for n in 0..questions + WARM_UP_QUESTIONS {
         let question = next_question();
         let started = Instant::now();
         let sent = api.post(&path, json!({"role": "user", "content": question})).await;
@@ -219,7 +238,7 @@ async fn round_trips(
             "every question gets a reply: {}",
             sent.text
         );
-        if n >= 20 {
+        if n >= WARM_UP_QUESTIONS {
             latencies.push(elapsed);
         }
     }

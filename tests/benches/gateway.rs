@@ -11,7 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Client, Options, TestStack, jwt_issuer};
+use e2e::{
+    Client, Options, TestStack,
+    bench_clock::{CpuTime, print_machine},
+    jwt_issuer,
+};
 use gateway::config::{JwtConfig, RateLimitConfig, parse_plans};
 use proto::chatbot::v1::{GetConversationRequest, conversation_service_client::ConversationServiceClient};
 use serde_json::json;
@@ -22,6 +26,8 @@ struct Outcome {
     errors: usize,
     seconds: f64,
     latencies: Vec<Duration>,
+    /// CPU per request over the measured window.
+    cpu: String,
 }
 
 impl Outcome {
@@ -47,6 +53,7 @@ fn env(name: &str, default: u64) -> u64 {
 async fn main() {
     let seconds = env("BENCH_SECONDS", 5);
     let concurrency = env("BENCH_CONCURRENCY", 16) as usize;
+    print_machine("gateway");
     let stack = TestStack::start_with(Options {
         jwt: Some(JwtConfig {
             hs256_secret: Some(jwt_issuer::HS256_SECRET.into()),
@@ -181,6 +188,10 @@ where
 {
     let warm_until = Instant::now() + Duration::from_secs(1);
     let stop_at = warm_until + duration;
+    let cpu_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_until.into()).await;
+        CpuTime::now()
+    });
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers {
         let call = call.clone();
@@ -206,6 +217,7 @@ where
         errors: 0,
         seconds: duration.as_secs_f64(),
         latencies: Vec::new(),
+        cpu: String::new(),
     };
     while let Some(done) = set.join_next().await {
         let (latencies, errors) = done.expect("a load worker");
@@ -213,14 +225,13 @@ where
         outcome.errors += errors;
         outcome.latencies.extend(latencies);
     }
+    let cpu_at_start = cpu_at_start.await.expect("the CPU sample");
+    outcome.cpu = CpuTime::now().per_unit_since(&cpu_at_start, outcome.requests);
     outcome
 }
 
 fn print_report(results: &[Outcome], concurrency: usize) {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "\ngateway benchmark: GET /api/v1/conversations/{{id}}, {concurrency} concurrent clients, {cores} cores, load generator in-process\n"
-    );
+    println!("\nGET /api/v1/conversations/{{id}}, {concurrency} concurrent clients, load generator in-process\n");
     println!(
         "{:<36} {:>9} {:>9} {:>9} {:>7}",
         "mode", "req/s", "p50 ms", "p99 ms", "errors"
@@ -234,6 +245,10 @@ fn print_report(results: &[Outcome], concurrency: usize) {
             r.percentile(0.99).as_secs_f64() * 1e3,
             r.errors
         );
+    }
+    println!("\nCPU per request (the services, the gateway and the load generator share this process):");
+    for r in results {
+        println!("  {:<34} {}", r.name, r.cpu);
     }
     let direct = results.last().expect("the direct baseline runs last");
     let key = &results[0];

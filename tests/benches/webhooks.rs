@@ -17,10 +17,14 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Options, TestStack, webhook_receiver::Receiver};
+use e2e::{
+    Options, TestStack,
+    bench_clock::{CpuTime, print_machine},
+    webhook_receiver::Receiver,
+};
+use event_pipeline::{Envelope, Outbox};
 use lapin::{BasicProperties, options::BasicPublishOptions};
 use serde_json::json;
-use service_runtime::{events::Envelope, outbox::Outbox};
 
 /// Each service with its production pool of database connections.
 fn production_pools() -> Options {
@@ -38,18 +42,16 @@ fn env(name: &str, default: u64) -> u64 {
 async fn main() {
     let deliveries = env("BENCH_EVENTS", 2000) as usize;
     let rate = env("BENCH_RATE", 1000);
+    print_machine("webhook");
+    println!("everything on this machine\n");
     println!(
-        "\nwebhook benchmark on {} cores, everything on this machine\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "{:<12} {:>12} {:>10} {:>14}",
+        "{:<12} {:>12} {:>10} {:>14}  CPU per delivery",
         "endpoints", "deliveries", "seconds", "deliveries/s"
     );
     for endpoints in [1usize, 10, 100].into_iter().filter(|_| deliveries > 0) {
-        let (count, seconds) = throughput(endpoints, deliveries).await;
+        let (count, seconds, cpu) = throughput(endpoints, deliveries).await;
         println!(
-            "{endpoints:<12} {count:>12} {seconds:>10.2} {:>14.0}",
+            "{endpoints:<12} {count:>12} {seconds:>10.2} {:>14.0}  {cpu}",
             count as f64 / seconds
         );
     }
@@ -58,12 +60,13 @@ async fn main() {
         (Source::Gateway, "messages sent through the gateway"),
         (Source::Outbox, "events committed to the outbox"),
     ] {
-        let (p50, p99, n) = latency(rate, source).await;
+        let (p50, p99, n, cpu) = latency(rate, source).await;
         println!("commit -> arrival at {rate}/s, {what} ({n} webhooks): p50 {p50:.1} ms, p99 {p99:.1} ms");
+        println!("  CPU per message: {cpu}");
     }
 }
 
-async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
+async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64, String) {
     let stack = TestStack::start_with(production_pools()).await;
     let receiver = Receiver::start().await;
     for _ in 0..endpoints {
@@ -74,9 +77,10 @@ async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
     let events = deliveries.div_ceil(endpoints);
-    let connection = service_runtime::amqp::connect(e2e::AMQP_URL).await.expect("RabbitMQ");
+    let connection = event_pipeline::broker::connect(e2e::AMQP_URL).await.expect("RabbitMQ");
     let channel = connection.create_channel().await.expect("a channel");
     let started = Instant::now();
+    let cpu_before = CpuTime::now();
     for i in 0..events {
         let envelope = Envelope::new("message.received", &stack.workspace_id, json!({"n": i}));
         channel
@@ -93,8 +97,9 @@ async fn throughput(endpoints: usize, deliveries: usize) -> (usize, f64) {
     let total = events * endpoints;
     receiver.wait_for(total, Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = CpuTime::now().per_unit_since(&cpu_before, total);
     stack.stop().await;
-    (total, seconds)
+    (total, seconds, cpu)
 }
 
 /// Where the latency run's state changes come from.
@@ -181,7 +186,7 @@ impl Producer {
     }
 }
 
-async fn latency(rate: u64, source: Source) -> (f64, f64, usize) {
+async fn latency(rate: u64, source: Source) -> (f64, f64, usize, String) {
     let stack = TestStack::start_with(production_pools()).await;
     let receiver = Receiver::start().await;
     stack
@@ -198,8 +203,10 @@ async fn latency(rate: u64, source: Source) -> (f64, f64, usize) {
     producer.run(rate, warm_up).await;
     receiver.wait_for(warm_up, Duration::from_secs(60)).await;
     let count = (rate * 5) as usize;
+    let cpu_before = CpuTime::now();
     producer.run(rate, count).await;
     let webhooks = receiver.wait_for(warm_up + count, Duration::from_secs(120)).await;
+    let cpu = CpuTime::now().per_unit_since(&cpu_before, count);
     // The envelope's timestamp is taken in the transaction that commits the
     // change, so arrival minus it is commit-to-arrival (same clock).
     let mut lags: Vec<f64> = webhooks[warm_up..]
@@ -216,5 +223,5 @@ async fn latency(rate: u64, source: Source) -> (f64, f64, usize) {
     lags.sort_by(|a, b| a.total_cmp(b));
     let pick = |p: f64| lags[((lags.len() as f64 - 1.0) * p).round() as usize];
     stack.stop().await;
-    (pick(0.5), pick(0.99), lags.len())
+    (pick(0.5), pick(0.99), lags.len(), cpu)
 }

@@ -50,7 +50,7 @@ impl Reply {
 
 impl Client {
     pub fn anonymous(base_url: &str) -> Self {
-        service_runtime::tls::install();
+        outbound_http::tls::install();
         Self {
             base_url: base_url.to_owned(),
             key: None,

@@ -20,11 +20,11 @@ pub struct EventTap {
 impl EventTap {
     /// Subscribes to every routing key of `exchange`.
     pub async fn subscribe(amqp_url: &str, exchange: &str) -> Self {
-        let connection = service_runtime::amqp::connect(amqp_url)
+        let connection = event_pipeline::broker::connect(amqp_url)
             .await
             .expect("RabbitMQ for the event tap");
         let channel = connection.create_channel().await.expect("a channel");
-        service_runtime::amqp::declare_exchange(&channel, exchange)
+        event_pipeline::broker::declare_exchange(&channel, exchange)
             .await
             .expect("the events exchange");
         let queue = channel

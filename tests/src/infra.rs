@@ -52,7 +52,7 @@ impl Infra {
             eprintln!("warning: dropping test database {} timed out", self.database);
         }
         let remove_broker_objects = async {
-            let Ok(connection) = service_runtime::amqp::connect(AMQP_URL).await else {
+            let Ok(connection) = event_pipeline::broker::connect(AMQP_URL).await else {
                 return;
             };
             if let Ok(channel) = connection.create_channel().await {
@@ -83,7 +83,7 @@ async fn postgres() -> PgConnection {
 }
 
 async fn check_rabbitmq() {
-    match service_runtime::amqp::connect(AMQP_URL).await {
+    match event_pipeline::broker::connect(AMQP_URL).await {
         Ok(connection) => {
             let _ = connection.close(200, "probe".into()).await;
         }

@@ -7,6 +7,7 @@
 //! When PostgreSQL or RabbitMQ is down the stack fails to start with a
 //! message that names the service and how to start it; tests never skip.
 
+pub mod bench_clock;
 pub mod bots;
 mod client;
 pub mod event_tap;
@@ -19,7 +20,10 @@ pub mod webhook_receiver;
 
 use std::time::Duration;
 
-use gateway::upstreams::breaker::BreakerSettings;
+use event_pipeline::BrokerSettings;
+use gateway::config::RateLimitConfig;
+use outbound_http::{RetrySchedule, TargetGuard, breaker::BreakerSettings};
+use service_runtime::config::ServiceSettings;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +85,7 @@ pub fn require_embedding_model() {
 }
 
 /// Loads the embedding model, once per test process, before any stack's
-/// services start: the first load reads and hashes 440 MB, and a
+/// services start: the first load reads and hashes the weights, and a
 /// chatbot-service doing that while its gateway already health-checks it
 /// made a test's first call fail now and then (503) right after the stack
 /// reported ready.
@@ -215,7 +219,7 @@ impl TestStack {
     fn spawn_service(&mut self, upstream: &'static str, listener: TcpListener, addr: String) {
         let stop = self.shutdown.child_token();
         let infra = self.infra();
-        let settings = service_runtime::config::ServiceSettings {
+        let settings = ServiceSettings {
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
             max_db_connections: self.db_connections,
@@ -223,65 +227,25 @@ impl TestStack {
         let token = stop.clone();
         let task = match upstream {
             "chatbot" => {
-                let config = chatbot_service::Config {
-                    service: settings,
-                    events: service_runtime::outbox::RelayConfig {
-                        amqp_url: self.chatbot_amqp_url.clone(),
-                        exchange: infra.exchange.clone(),
-                    },
-                    // Model servers in tests run on loopback; retries come fast.
-                    model: chatbot_service::replies::model_server::ModelSettings {
-                        timeout: Duration::from_millis(1500),
-                        backoff: Duration::from_millis(50),
-                        guard: service_runtime::target_guard::TargetGuard::from_list("127.0.0.0/8").expect("a CIDR"),
-                        ..Default::default()
-                    },
-                    secrets: chatbot_service::secrets::Secrets::from_values([(
-                        MODEL_KEY_REF.to_owned(),
-                        MODEL_KEY.to_owned(),
-                    )]),
-                    embedding_model_dir: self.embedding_model_dir.clone(),
+                let events = BrokerSettings {
+                    amqp_url: self.chatbot_amqp_url.clone(),
+                    exchange: infra.exchange.clone(),
                 };
+                let mut config = chatbot_service::Config::development(settings, events);
+                // Model servers in tests run on loopback; retries come fast.
+                config.model.timeout = Duration::from_millis(1500);
+                config.model.backoff = Duration::from_millis(50);
+                config.model.guard = loopback();
+                config.secrets =
+                    chatbot_service::secrets::Secrets::from_values([(MODEL_KEY_REF.to_owned(), MODEL_KEY.to_owned())]);
+                config.embedding_model_dir = self.embedding_model_dir.clone();
                 tokio::spawn(chatbot_service::serve(config, listener, token))
             }
             "integration" => tokio::spawn(integration_service::serve(settings, listener, token)),
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
             _ => {
-                let mut config =
-                    webhook_dispatcher::Config::development(settings, infra::AMQP_URL.into(), infra.exchange.clone());
-                // Receivers run on loopback; retries come fast.
-                if !self.forbid_internal_webhook_targets {
-                    config.delivery.guard = webhook_dispatcher::target_guard::TargetGuard::new(vec![
-                        webhook_dispatcher::target_guard::Cidr::parse("127.0.0.0/8").expect("a CIDR"),
-                    ]);
-                }
-                config.delivery.schedule = webhook_dispatcher::retry_schedule::RetrySchedule::from_delays(
-                    [0, 200, 200, 200].map(Duration::from_millis).to_vec(),
-                );
-                config.delivery.timeout = Duration::from_secs(2);
-                if let Some(after) = self.webhook_disable_after {
-                    config.delivery.disable_after = after;
-                }
-                if let Some(concurrency) = self.webhook_concurrency {
-                    config.delivery.per_endpoint = concurrency;
-                }
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the dispatcher");
-                let listener = listener.into_std().expect("a std listener");
-                let task = runtime.spawn(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    webhook_dispatcher::serve(config, listener, token).await
-                });
-                self.services.push(Service {
-                    upstream,
-                    addr,
-                    stop,
-                    task: Some(task),
-                    runtime: Some(runtime),
-                });
+                let config = self.dispatcher_config(settings);
+                self.spawn_dispatcher(addr, stop, config, listener, token);
                 return;
             }
         };
@@ -291,6 +255,53 @@ impl TestStack {
             stop,
             task: Some(task),
             runtime: None,
+        });
+    }
+
+    fn dispatcher_config(&self, settings: ServiceSettings) -> webhook_dispatcher::Config {
+        let events = BrokerSettings::development(&self.infra().exchange);
+        let mut config = webhook_dispatcher::Config::development(settings, events);
+        // Receivers run on loopback; retries come fast.
+        if !self.forbid_internal_webhook_targets {
+            config.delivery.guard = loopback();
+        }
+        config.delivery.schedule = RetrySchedule::from_delays([0, 200, 200, 200].map(Duration::from_millis).to_vec());
+        config.delivery.timeout = Duration::from_secs(2);
+        if let Some(after) = self.webhook_disable_after {
+            config.delivery.disable_after = after;
+        }
+        if let Some(concurrency) = self.webhook_concurrency {
+            config.delivery.per_endpoint = concurrency;
+        }
+        config
+    }
+
+    /// The dispatcher runs on a runtime of its own, so a test can kill it
+    /// abruptly.
+    fn spawn_dispatcher(
+        &mut self,
+        addr: String,
+        stop: CancellationToken,
+        config: webhook_dispatcher::Config,
+        listener: TcpListener,
+        token: CancellationToken,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the dispatcher");
+        let listener = listener.into_std().expect("a std listener");
+        let task = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener)?;
+            webhook_dispatcher::serve(config, listener, token).await
+        });
+        self.services.push(Service {
+            upstream: "webhooks",
+            addr,
+            stop,
+            task: Some(task),
+            runtime: Some(runtime),
         });
     }
 
@@ -311,43 +322,29 @@ impl TestStack {
                 }),
             }
         }
-        gateway::Config {
-            listen_addr: String::new(),
-            database_url: self.infra().database_url.clone(),
-            admin_token: Some(ADMIN_TOKEN.into()),
-            upstreams,
-            routes: gateway::config::parse_routes(gateway::config::DEFAULT_ROUTES).expect("default routes parse"),
-            upstream_timeout: Duration::from_secs(5),
-            max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
-            cors_allowed_origins: vec![CORS_ORIGIN.into()],
-            jwt: options.jwt.clone(),
-            rate_limits: options
-                .rate_limits
-                .clone()
-                .unwrap_or_else(|| gateway::config::RateLimitConfig {
-                    plans: gateway::config::parse_plans("default:1000:1000").expect("plans parse"),
-                    per_ip: gateway::rate_limit::Quota {
-                        burst: 1000,
-                        per_second: 1000.0,
-                    },
-                    redis_url: None,
-                    redis_timeout: Duration::from_millis(50),
-                    redis_key_prefix: String::new(),
-                    on_redis_failure: gateway::rate_limit::RedisFailure::Local,
-                }),
-            oauth: gateway::oauth::OAuthConfig {
-                issuer: self.gateway_urls[0].clone(),
-                audience: "chatbot-platform".into(),
-                access_ttl: Duration::from_secs(600),
-                refresh_ttl: Duration::from_secs(3600),
-                code_ttl: Duration::from_secs(60),
+        let mut config = gateway::Config::development(&self.infra().database_url);
+        config.admin_token = Some(ADMIN_TOKEN.into());
+        config.upstreams = upstreams;
+        config.upstream_timeout = Duration::from_secs(5);
+        config.max_body_bytes = options.max_body_bytes.unwrap_or(64 * 1024);
+        config.cors_allowed_origins = vec![CORS_ORIGIN.into()];
+        config.jwt = options.jwt.clone();
+        config.rate_limits = options.rate_limits.clone().unwrap_or_else(|| RateLimitConfig {
+            plans: gateway::config::parse_plans("default:1000:1000").expect("plans parse"),
+            per_ip: gateway::rate_limit::Quota {
+                burst: 1000,
+                per_second: 1000.0,
             },
-            breaker: options.breaker.unwrap_or(BreakerSettings {
-                consecutive_failures: 3,
-                open_for: Duration::from_secs(1),
-                ..BreakerSettings::default()
-            }),
-        }
+            ..RateLimitConfig::default()
+        });
+        config.oauth.issuer = self.gateway_urls[0].clone();
+        config.oauth.refresh_ttl = Duration::from_secs(3600);
+        config.breaker = options.breaker.unwrap_or(BreakerSettings {
+            consecutive_failures: 3,
+            open_for: Duration::from_secs(1),
+            ..BreakerSettings::default()
+        });
+        config
     }
 
     /// Stops replica `index` of `upstream` as SIGTERM would, waiting for it
@@ -433,7 +430,8 @@ impl TestStack {
         (Client::with_key(&self.base_url, key), id.to_owned())
     }
 
-    /// The API key of [`TestStack::client`]'s workspace, freshly issued.
+    /// The first API key of a brand-new workspace (not
+    /// [`TestStack::client`]'s: see [`TestStack::client_key_of_workspace`]).
     pub async fn client_key(&self) -> String {
         let reply = self
             .admin()
@@ -548,6 +546,11 @@ impl Drop for TestStack {
             .join();
         }
     }
+}
+
+/// Tests' receivers and model servers run on loopback.
+fn loopback() -> TargetGuard {
+    TargetGuard::from_list("127.0.0.0/8").expect("a CIDR")
 }
 
 async fn bind() -> (TcpListener, String) {

@@ -282,7 +282,7 @@ async fn events_relayed_while_the_dispatchers_queue_is_missing_are_delivered_whe
     let stack = TestStack::start().await;
     let receiver = Receiver::start().await;
     subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
-    let connection = service_runtime::amqp::connect(e2e::AMQP_URL).await.expect("RabbitMQ");
+    let connection = event_pipeline::broker::connect(e2e::AMQP_URL).await.expect("RabbitMQ");
     let channel = connection.create_channel().await.expect("a channel");
     channel
         .queue_delete(

@@ -3,22 +3,19 @@
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use event_pipeline::BrokerSettings;
+use outbound_http::{RetrySchedule, TargetGuard};
 use service_runtime::config::{self, ConfigError, ServiceSettings};
 
-use crate::{
-    delivery::DeliverySettings,
-    retry_schedule::RetrySchedule,
-    target_guard::{Cidr, TargetGuard},
-};
+use crate::delivery::DeliverySettings;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL`, `WEBHOOKS_GRPC_ADDR`, `WEBHOOKS_DB_MAX_CONNECTIONS`.
     pub service: ServiceSettings,
-    /// `AMQP_URL`
-    pub amqp_url: String,
-    /// `EVENTS_EXCHANGE`: the topic exchange events are published to.
-    pub exchange: String,
+    /// `AMQP_URL` and `EVENTS_EXCHANGE`: where events are consumed from
+    /// (and this service's own are published to).
+    pub events: BrokerSettings,
     /// `WEBHOOKS_SECRET_KEY`: base64 of 32 bytes sealing endpoint secrets.
     pub secret_key: [u8; 32],
     /// `WEBHOOKS_SECRET_GRACE_SECONDS`: how long a rotated-out secret keeps
@@ -39,69 +36,72 @@ pub struct Config {
 /// Used only outside production, so local runs need no setup; production
 /// refuses to start without a real key.
 const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-webhooks-key-00";
+/// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+const DEFAULT_SCHEDULE: [u64; 8] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000];
+const DEFAULT_GRACE: Duration = Duration::from_secs(86_400);
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::from_secs(&DEFAULT_SCHEDULE),
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            per_endpoint: 16,
+            per_host: 256,
+            guard: TargetGuard::default(),
+            disable_after: Duration::from_secs(5 * 86_400),
+        }
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceSettings::from_env("WEBHOOKS_GRPC_ADDR", "127.0.0.1:50054", "WEBHOOKS_DB_MAX_CONNECTIONS")?,
-            amqp_url: config::string("AMQP_URL", config::DEFAULT_AMQP_URL),
-            exchange: config::string("EVENTS_EXCHANGE", "events"),
+            events: BrokerSettings::from_env()?,
             secret_key: secret_key()?,
-            secret_grace: Duration::from_secs(config::parsed("WEBHOOKS_SECRET_GRACE_SECONDS", 86_400)?),
+            secret_grace: config::seconds("WEBHOOKS_SECRET_GRACE_SECONDS", DEFAULT_GRACE)?,
             delivery: delivery_from_env()?,
         })
     }
 
-    /// Settings for tests and local runs: the development key.
-    pub fn development(service: ServiceSettings, amqp_url: String, exchange: String) -> Self {
+    /// Settings for tests and local runs: `service` and `events` as given,
+    /// the development key, every other setting at its default.
+    pub fn development(service: ServiceSettings, events: BrokerSettings) -> Self {
         Self {
             service,
-            amqp_url,
-            exchange,
+            events,
             secret_key: DEVELOPMENT_KEY,
-            secret_grace: Duration::from_secs(86_400),
-            delivery: DeliverySettings {
-                schedule: RetrySchedule::default(),
-                timeout: Duration::from_secs(15),
-                connect_timeout: Duration::from_secs(5),
-                per_endpoint: 16,
-                per_host: 256,
-                guard: TargetGuard::default(),
-                disable_after: Duration::from_secs(5 * 86_400),
-            },
+            secret_grace: DEFAULT_GRACE,
+            delivery: DeliverySettings::default(),
         }
     }
 }
 
 fn delivery_from_env() -> Result<DeliverySettings, ConfigError> {
+    let defaults = DeliverySettings::default();
     let schedule = match config::optional("WEBHOOKS_RETRY_SCHEDULE") {
-        None => RetrySchedule::default(),
+        None => defaults.schedule,
         Some(text) => RetrySchedule::parse(&text).ok_or_else(|| ConfigError::Invalid {
             name: "WEBHOOKS_RETRY_SCHEDULE",
             value: text.clone(),
             reason: "must be delays in seconds separated by commas, e.g. 0,5,300".into(),
         })?,
     };
-    let cidrs_text = config::string("WEBHOOKS_ALLOWED_CIDRS", "");
-    let allowed = cidrs_text
-        .split(',')
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| {
-            Cidr::parse(c).ok_or_else(|| ConfigError::Invalid {
-                name: "WEBHOOKS_ALLOWED_CIDRS",
-                value: cidrs_text.clone(),
-                reason: format!("{c:?} is not a CIDR such as 127.0.0.0/8"),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let cidrs = config::string("WEBHOOKS_ALLOWED_CIDRS", "");
+    let guard = TargetGuard::from_list(&cidrs).map_err(|reason| ConfigError::Invalid {
+        name: "WEBHOOKS_ALLOWED_CIDRS",
+        value: cidrs.clone(),
+        reason,
+    })?;
     Ok(DeliverySettings {
         schedule,
-        timeout: Duration::from_millis(config::parsed("WEBHOOKS_TIMEOUT_MS", 15_000)?),
-        connect_timeout: Duration::from_millis(config::parsed("WEBHOOKS_CONNECT_TIMEOUT_MS", 5_000)?),
-        per_endpoint: config::parsed("WEBHOOKS_PER_ENDPOINT_CONCURRENCY", 16)?,
-        per_host: config::parsed("WEBHOOKS_PER_HOST_CONCURRENCY", 256)?,
-        guard: TargetGuard::new(allowed),
-        disable_after: Duration::from_secs(config::parsed("WEBHOOKS_DISABLE_AFTER_SECONDS", 5 * 86_400)?),
+        timeout: config::millis("WEBHOOKS_TIMEOUT_MS", defaults.timeout)?,
+        connect_timeout: config::millis("WEBHOOKS_CONNECT_TIMEOUT_MS", defaults.connect_timeout)?,
+        per_endpoint: config::parsed("WEBHOOKS_PER_ENDPOINT_CONCURRENCY", defaults.per_endpoint)?,
+        per_host: config::parsed("WEBHOOKS_PER_HOST_CONCURRENCY", defaults.per_host)?,
+        guard,
+        disable_after: config::seconds("WEBHOOKS_DISABLE_AFTER_SECONDS", defaults.disable_after)?,
     })
 }
 

@@ -1,12 +1,11 @@
 //! What makes an endpoint's settings valid, and which events it wants.
 
-use service_runtime::field_error::invalid_argument;
-use tonic::Status;
+use crate::error::{Error, Result};
 
 const MAX_URL_LEN: usize = 2000;
 const MAX_FILTERS: usize = 50;
 
-pub fn url(value: &str) -> Result<String, Status> {
+pub fn url(value: &str) -> Result<String> {
     let value = value.trim();
     let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
     let host_present = value
@@ -14,24 +13,24 @@ pub fn url(value: &str) -> Result<String, Status> {
         .nth(1)
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
     if !scheme_ok || !host_present || value.len() > MAX_URL_LEN || value.contains(char::is_whitespace) {
-        return Err(invalid_argument("url", "must be an absolute http:// or https:// URL"));
+        return Err(Error::invalid("url", "must be an absolute http:// or https:// URL"));
     }
     Ok(value.to_owned())
 }
 
-pub fn description(value: &str) -> Result<String, Status> {
+pub fn description(value: &str) -> Result<String> {
     if value.chars().count() > 500 {
-        return Err(invalid_argument("description", "must be at most 500 characters"));
+        return Err(Error::invalid("description", "must be at most 500 characters"));
     }
     Ok(value.trim().to_owned())
 }
 
 /// An optional deliveries-per-second ceiling: 0 means none.
-pub fn rate_limit(per_second: i32) -> Result<Option<i32>, Status> {
+pub fn rate_limit(per_second: i32) -> Result<Option<i32>> {
     match per_second {
         0 => Ok(None),
         n if (1..=10_000).contains(&n) => Ok(Some(n)),
-        _ => Err(invalid_argument(
+        _ => Err(Error::invalid(
             "rate_limit_per_second",
             "must be between 1 and 10000, or 0 for none",
         )),
@@ -40,12 +39,9 @@ pub fn rate_limit(per_second: i32) -> Result<Option<i32>, Status> {
 
 /// Filters: `*`, an exact type (`message.received`) or a prefix wildcard
 /// (`message.*`). Empty means every event.
-pub fn event_types(filters: &[String]) -> Result<Vec<String>, Status> {
+pub fn event_types(filters: &[String]) -> Result<Vec<String>> {
     if filters.len() > MAX_FILTERS {
-        return Err(invalid_argument(
-            "event_types",
-            &format!("at most {MAX_FILTERS} filters"),
-        ));
+        return Err(Error::invalid("event_types", format!("at most {MAX_FILTERS} filters")));
     }
     for filter in filters {
         let segments_ok = filter == "*"
@@ -54,9 +50,9 @@ pub fn event_types(filters: &[String]) -> Result<Vec<String>, Status> {
                 (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) || (last && seg == "*")
             });
         if !segments_ok {
-            return Err(invalid_argument(
+            return Err(Error::invalid(
                 "event_types",
-                &format!("{filter:?} is not an event type, `*`, or a prefix such as `message.*`"),
+                format!("{filter:?} is not an event type, `*`, or a prefix such as `message.*`"),
             ));
         }
     }

@@ -1,25 +1,24 @@
 //! webhook-dispatcher: webhook endpoints, and the RabbitMQ side of delivery.
 //!
 //! It consumes the `events` exchange through a durable quorum queue
-//! ([`consumer`]), records one delivery per interested endpoint, and sends
-//! them as signed webhooks with retries ([`delivery`]). Over gRPC it manages
-//! a workspace's endpoints and shows their deliveries ([`endpoints`]).
+//! ([`consumer`]), records one delivery per interested endpoint
+//! ([`store`]), and sends them as signed webhooks with retries
+//! ([`delivery`]). Over gRPC it manages a workspace's endpoints and shows
+//! their deliveries ([`api`]).
 
+mod api;
 mod config;
 mod consumer;
 pub mod delivery;
 mod endpoint_rules;
-mod endpoints;
-pub mod retry_schedule;
+mod error;
 mod secrets;
 mod signing;
-pub use service_runtime::target_guard;
+mod store;
 
+use event_pipeline::{Outbox, relay};
 use proto::webhooks::v1::webhook_service_server::WebhookServiceServer;
-use service_runtime::{
-    database, grpc_server,
-    outbox::{self, Outbox, RelayConfig},
-};
+use service_runtime::{database, grpc_server};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,15 +31,10 @@ pub const SCHEMA: &str = "webhooks";
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = &config.service;
-    let pool =
-        database::connect_and_migrate(&service.database_url, SCHEMA, service.max_db_connections, &MIGRATIONS).await?;
+    let pool = service.connect(SCHEMA, &MIGRATIONS).await?;
     let secrets = secrets::SecretBox::new(&config.secret_key);
     let outbox = Outbox::new(SCHEMA);
-    let relay = RelayConfig {
-        amqp_url: config.amqp_url.clone(),
-        exchange: config.exchange.clone(),
-    };
-    outbox::spawn_relay(pool.clone(), outbox.clone(), relay, shutdown.clone());
+    relay::spawn(pool.clone(), outbox.clone(), config.events.clone(), shutdown.clone());
     // Sending's own bookkeeping (leases, attempts, outcomes) may be lost in
     // a database crash without losing a webhook: it is redone and the
     // delivery sent again. Recording deliveries before the broker ack stays
@@ -53,18 +47,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         outbox,
         config.delivery.clone(),
         shutdown.clone(),
-    )?;
-    consumer::spawn(
-        pool.clone(),
-        dispatcher,
-        config.amqp_url.clone(),
-        config.exchange.clone(),
-        shutdown.clone(),
     );
-    let (router, health) = grpc_server::base_router();
-    let endpoints = WebhookServiceServer::new(endpoints::Endpoints::new(pool, secrets, config.secret_grace));
-    grpc_server::mark_serving::<WebhookServiceServer<endpoints::Endpoints>>(&health).await;
-    tracing::info!(addr = %listener.local_addr()?, exchange = %config.exchange, "webhook-dispatcher listening");
-    grpc_server::serve(router.add_service(endpoints), health, listener, shutdown).await?;
+    consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
+    let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace));
+    tracing::info!(addr = %listener.local_addr()?, exchange = %config.events.exchange, "webhook-dispatcher listening");
+    grpc_server::serve_one(api, listener, shutdown).await?;
     Ok(())
 }

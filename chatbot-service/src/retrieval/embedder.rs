@@ -94,9 +94,9 @@ impl Embedder {
             .and_then(|mut file| std::io::copy(&mut file, &mut digest))
             .map_err(|e| fail(format!("reading model.safetensors: {e}")))?;
         let id = format!("sha256:{}", hex(&digest.finalize()[..8]));
-        // Mapped rather than read: reading 440 MB into memory and copying it
-        // into tensors took seconds, long enough for the gateway to take a
-        // starting replica out of rotation.
+        // Mapped rather than read: reading the weights into memory and
+        // copying them into tensors took long enough for the gateway to take
+        // a starting replica out of rotation.
         // SAFETY: the mapping is only read while the tensors are copied out
         // of it (CPU tensors own their memory) and is dropped with `builder`
         // before `load` returns. The model directory is written once, by
@@ -155,7 +155,7 @@ impl Embedder {
 
 /// The model in `dir`, loaded once per process and kept: every service
 /// started in it (tests start many, one after another) shares one copy of
-/// the weights instead of reading and hashing 87 MB each time.
+/// the weights instead of reading and hashing them each time.
 pub fn shared(dir: &Path) -> Result<Arc<Embedder>, EmbedderError> {
     static LOADED: Mutex<Vec<(PathBuf, Arc<Embedder>)>> = Mutex::new(Vec::new());
     let mut loaded = LOADED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

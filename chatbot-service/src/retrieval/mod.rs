@@ -11,10 +11,14 @@ mod wordpiece;
 
 use std::sync::Arc;
 
+use ids::BotId;
 use moka::future::Cache;
 use sqlx::PgPool;
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    store::{passages, training_jobs},
+};
 pub use embedder::Embedder;
 pub use index::{Index, Kind, Passage, Vectors};
 
@@ -22,7 +26,7 @@ pub use index::{Index, Kind, Passage, Vectors};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VersionKey {
     pub workspace_id: String,
-    pub bot_id: String,
+    pub bot_id: BotId,
     pub version: i32,
     pub language: String,
 }
@@ -36,7 +40,7 @@ pub struct Indexes {
     embedder: Option<Arc<Embedder>>,
     /// Vectors of questions recently asked, by their exact text. Customers
     /// repeat themselves (and chat widgets send suggested questions
-    /// verbatim), and a vector costs about 100 ms of CPU to make.
+    /// verbatim), and running the model is the costliest part of a reply.
     asked: Cache<String, Arc<[f32]>>,
 }
 
@@ -46,17 +50,6 @@ const ASKED_CACHED: u64 = 10_000;
 /// In units of about 1 KiB (a passage; an FAQ's two 768-dimension vectors
 /// are 6 KiB more, see [`Index::weight`]): about 2 GiB of indexes at most.
 const MAX_CACHED_WEIGHT: u64 = 2_000_000;
-
-/// A stored passage as the index loads it.
-#[derive(sqlx::FromRow)]
-struct StoredPassage {
-    item_id: String,
-    kind: String,
-    title: String,
-    body: String,
-    embedding: Option<Vec<u8>>,
-    pair_embedding: Option<Vec<u8>>,
-}
 
 impl Indexes {
     pub fn new(pool: PgPool, embedder: Option<Arc<Embedder>>) -> Self {
@@ -123,16 +116,7 @@ impl Indexes {
 
     async fn load(&self, key: &VersionKey) -> Result<Arc<Index>> {
         let started = std::time::Instant::now();
-        let rows: Vec<StoredPassage> = sqlx::query_as(
-            "SELECT item_id, kind, title, body, embedding, pair_embedding FROM passages
-             WHERE workspace_id = $1 AND bot_id = $2 AND version = $3
-             ORDER BY ordinal",
-        )
-        .bind(&key.workspace_id)
-        .bind(&key.bot_id)
-        .bind(key.version)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = passages::of_version(&self.pool, &key.workspace_id, &key.bot_id, key.version).await?;
         let usable = self.vectors_usable(key).await?;
         let passages = rows
             .into_iter()
@@ -170,16 +154,8 @@ impl Indexes {
         let Some(embedder) = &self.embedder else {
             return Ok(false);
         };
-        let trained_with: Option<String> = sqlx::query_scalar(
-            "SELECT embedding_model FROM training_jobs
-             WHERE workspace_id = $1 AND bot_id = $2 AND version = $3 AND status = 'succeeded'",
-        )
-        .bind(&key.workspace_id)
-        .bind(&key.bot_id)
-        .bind(key.version)
-        .fetch_optional(&self.pool)
-        .await?
-        .flatten();
+        let trained_with =
+            training_jobs::embedding_model(&self.pool, &key.workspace_id, &key.bot_id, key.version).await?;
         let usable = trained_with.as_deref() == Some(embedder.id());
         if trained_with.is_some() && !usable {
             tracing::warn!(

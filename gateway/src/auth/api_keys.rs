@@ -28,6 +28,7 @@ pub struct IssuedKey {
     pub created_at: DateTime<Utc>,
 }
 
+/// Key material: letters of both cases and digits.
 fn random_text(len: usize) -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
@@ -56,7 +57,7 @@ pub async fn issue<'e>(
 ) -> Result<IssuedKey, sqlx::Error> {
     let lookup = random_text(LOOKUP_LEN);
     let key = format!("{KEY_PREFIX}{lookup}{}", random_text(SECRET_LEN));
-    let id = format!("key_{}", random_text(20).to_ascii_lowercase());
+    let id = ids::ApiKeyId::generate().into_string();
     let created_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO api_keys (id, workspace_id, lookup_id, secret_hash, name, scopes)
          VALUES ($1, $2, $3, $4, $5, $6)

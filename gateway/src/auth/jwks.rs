@@ -16,7 +16,11 @@ use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm},
 };
+use outbound_http::{body::read_bounded, client::Timeouts};
 use tokio::sync::Mutex;
+
+/// A key set is a few keys; anything larger is not one.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub enum JwksSource {
@@ -61,11 +65,15 @@ impl Jwks {
     pub async fn load(source: JwksSource, min_refresh: Duration) -> Result<Arc<Self>, JwksError> {
         let jwks = Arc::new(Self {
             source,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| JwksError::Parse(e.to_string()))?,
+            // The operator's identity provider, which may be internal.
+            http: outbound_http::client::configured(
+                Timeouts {
+                    connect: Duration::from_secs(5),
+                    request: Some(Duration::from_secs(5)),
+                    read: None,
+                },
+                concat!("chatbot-platform-gateway/", env!("CARGO_PKG_VERSION")),
+            ),
             keys: RwLock::new(HashMap::new()),
             min_refresh,
             last_attempt: Mutex::new(None),
@@ -144,7 +152,10 @@ impl Jwks {
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
-        response.text().await.map_err(|e| fail(e.to_string()))
+        let body = read_bounded(response, MAX_JWKS_BYTES)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        String::from_utf8(body).map_err(|e| fail(e.to_string()))
     }
 }
 

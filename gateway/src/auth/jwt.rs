@@ -11,8 +11,15 @@ use std::{collections::HashSet, sync::Arc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde::Deserialize;
 
-use super::{Principal, jwks::Jwks, scopes};
-use crate::oauth::signing_keys::SigningKeys;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Principal,
+    jwks::{Jwks, JwksError},
+    jwt_config::{DEFAULT_LEEWAY_SECONDS, DEFAULT_WORKSPACE_CLAIM, JwtConfig},
+    scopes,
+    signing_keys::SigningKeys,
+};
 
 pub struct JwtVerifier {
     /// The gateway's own access tokens (its OAuth server), chosen by `iss`.
@@ -86,6 +93,46 @@ struct Claims {
 }
 
 impl JwtVerifier {
+    /// Verifies the gateway's own tokens and, when `config` is set, the
+    /// identity provider's; a key set is loaded now and refreshed in the
+    /// background until `shutdown`.
+    pub async fn from_config(
+        config: Option<&JwtConfig>,
+        own: OwnTokens,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, JwksError> {
+        let Some(jwt) = config else {
+            return Ok(Self::new(JwtSettings {
+                own: Some(own),
+                hs256_secret: None,
+                jwks: None,
+                asymmetric_algorithms: Vec::new(),
+                issuers: Vec::new(),
+                audience: String::new(),
+                leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+                workspace_claim: DEFAULT_WORKSPACE_CLAIM.into(),
+            }));
+        };
+        let jwks = match &jwt.jwks {
+            Some(source) => {
+                let jwks = Jwks::load(source.clone(), jwt.jwks_min_refresh).await?;
+                jwks.spawn_refresh(jwt.jwks_refresh_every, shutdown.clone());
+                Some(jwks)
+            }
+            None => None,
+        };
+        Ok(Self::new(JwtSettings {
+            own: Some(own),
+            hs256_secret: jwt.hs256_secret.clone(),
+            jwks,
+            asymmetric_algorithms: jwt.asymmetric_algorithms.clone(),
+            issuers: jwt.issuers.clone(),
+            audience: jwt.audience.clone(),
+            leeway_seconds: jwt.leeway_seconds,
+            workspace_claim: jwt.workspace_claim.clone(),
+        }))
+    }
+
     pub fn new(settings: JwtSettings) -> Self {
         Self {
             own: settings.own,
@@ -190,7 +237,7 @@ impl JwtVerifier {
             workspace_id,
             principal_id: format!("jwt:{sub}"),
             scopes,
-            plan: crate::rate_limit::DEFAULT_PLAN.to_owned(),
+            plan: crate::auth::workspace_plans::DEFAULT_PLAN.to_owned(),
         })
     }
 }

@@ -5,7 +5,9 @@ pub mod api_keys;
 pub mod credential_cache;
 pub mod jwks;
 pub mod jwt;
+pub mod jwt_config;
 pub mod scopes;
+pub mod signing_keys;
 pub mod workspace_plans;
 
 use axum::{
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use crate::{
     AppState,
-    problem::{Problem, ProblemContext},
+    problem::{Problem, ProblemContext, ProblemResponse},
 };
 
 /// Who is calling, once authenticated.
@@ -35,6 +37,19 @@ impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
+}
+
+/// The caller of a route the gateway serves itself, if it holds `scope`.
+pub fn require_scope(request: &Request, ctx: &ProblemContext, scope: &str) -> Result<Principal, ProblemResponse> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| ProblemResponse::new(Problem::internal(), ctx.clone()))?;
+    if !principal.has_scope(scope) {
+        return Err(ProblemResponse::new(Problem::insufficient_scope(scope), ctx.clone()));
+    }
+    Ok(principal)
 }
 
 /// Reads `Authorization: Bearer <key>` or `X-API-Key: <key>`.

@@ -6,6 +6,10 @@ use std::time::Duration;
 use moka::future::Cache;
 use sqlx::PgPool;
 
+/// The plan of a workspace created without one, and of any workspace
+/// whose plan cannot be read.
+pub const DEFAULT_PLAN: &str = "default";
+
 pub struct WorkspacePlans {
     pool: PgPool,
     cache: Cache<String, String>,
@@ -35,7 +39,7 @@ impl WorkspacePlans {
                     .await
                     .ok()
                     .flatten()
-                    .unwrap_or_else(|| crate::rate_limit::DEFAULT_PLAN.to_owned())
+                    .unwrap_or_else(|| DEFAULT_PLAN.to_owned())
             })
             .await
     }

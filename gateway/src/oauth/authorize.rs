@@ -21,14 +21,14 @@ use serde_json::json;
 use super::{
     client_auth::{self, Client},
     errors::OAuthError,
+    form::{Form, read_form},
     hash_secret, pkce, random_secret, scope_list,
-    token::Form,
 };
 use crate::{
     AppState,
     auth::Principal,
-    owned_resources::reply,
     problem::{Problem, ProblemContext},
+    transcode::response::reply,
 };
 
 /// A validated request, ready to be approved.
@@ -81,7 +81,7 @@ pub async fn decide(State(state): State<Arc<AppState>>, request: Request) -> Res
     // built) and the decision in the form body; a parameter in both is an
     // error, as a repeated one is.
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let params = match super::token::read_form(request).await {
+    let params = match read_form(request).await {
         Ok((_, form)) => Form::parse(query.as_bytes()).and_then(|q| q.merge(form)),
         Err(_) => Form::parse(query.as_bytes()),
     };
@@ -156,7 +156,7 @@ async fn validate(state: &AppState, principal: &Principal, params: &Form) -> Res
     let client_id = params.get("client_id").ok_or_else(|| direct("client_id is required"))?;
     let client = client_auth::find(&state.pool, client_id)
         .await
-        .map_err(|e| Failure::Direct(crate::owned_resources::db_problem(e)))?
+        .map_err(|e| Failure::Direct(Problem::database(e)))?
         .ok_or_else(|| direct("unknown client_id"))?;
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),

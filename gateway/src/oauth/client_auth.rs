@@ -8,7 +8,7 @@ use percent_encoding::percent_decode_str;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
-use super::{errors::OAuthError, hash_secret};
+use super::{errors::OAuthError, form::Form, hash_secret};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Client {
@@ -44,7 +44,7 @@ pub async fn find(pool: &PgPool, client_id: &str) -> Result<Option<Client>, sqlx
 }
 
 /// The authenticated client of a token or revocation request.
-pub async fn authenticate(pool: &PgPool, headers: &HeaderMap, form: &super::token::Form) -> Result<Client, OAuthError> {
+pub async fn authenticate(pool: &PgPool, headers: &HeaderMap, form: &Form) -> Result<Client, OAuthError> {
     let basic = basic_credentials(headers)?;
     let used_basic = basic.is_some();
     let (id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {

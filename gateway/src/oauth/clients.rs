@@ -13,14 +13,18 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use service_runtime::pagination::NewestFirst;
+
+use ids::OAuthClientId;
+use service_runtime::rows;
 
 use super::{hash_secret, random_secret};
 use crate::{
     AppState,
-    auth::scopes,
-    owned_resources::{db_problem, list_page, not_found, reply, require_scope},
+    auth::{require_scope, scopes},
+    json_body::read as read_json,
+    list_params,
     problem::{Problem, ProblemContext, ProblemResponse},
+    transcode::response::reply,
 };
 
 pub const SCOPE: &str = "manage:oauth-clients";
@@ -53,7 +57,7 @@ type Outcome = Result<Response, ProblemResponse>;
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Outcome {
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
-    let input: NewClient = crate::admin::read_json(&state, request.into_body(), &ctx).await?;
+    let input: NewClient = read_json(request, &ctx).await?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -79,7 +83,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Out
     }
     let allowed =
         scopes::parse(&input.allowed_scopes).map_err(|r| fail(Problem::invalid_argument("allowed_scopes", r)))?;
-    let client_id = format!("cli_{}", &random_secret()[..22]);
+    let client_id = OAuthClientId::generate();
     let secret = (input.kind == "confidential").then(random_secret);
     let created_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO oauth_clients (id, workspace_id, name, kind, secret_hash, redirect_uris, allowed_scopes)
@@ -94,7 +98,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Out
     .bind(&allowed)
     .fetch_one(&state.pool)
     .await
-    .map_err(|e| fail(db_problem(e)))?;
+    .map_err(|e| fail(Problem::database(e)))?;
     let mut body = json!({"client": {
         "client_id": client_id, "name": name, "kind": input.kind,
         "redirect_uris": input.redirect_uris, "allowed_scopes": allowed, "created_at": created_at,
@@ -109,19 +113,15 @@ pub async fn list(State(state): State<Arc<AppState>>, request: Request) -> Outco
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
-    let page = list_page(request.uri().query()).map_err(fail)?;
+    let page = list_params::page(request.uri().query()).map_err(fail)?;
     let rows: Vec<ClientView> = page
-        .bind(
-            sqlx::query_as(&format!(
-                "SELECT id AS client_id, name, kind, redirect_uris, allowed_scopes, created_at FROM oauth_clients
-                 WHERE workspace_id = $1 AND {}",
-                NewestFirst::CLAUSE
-            ))
-            .bind(&principal.workspace_id),
+        .fetch(
+            &state.pool,
+            "SELECT id AS client_id, name, kind, redirect_uris, allowed_scopes, created_at FROM oauth_clients",
+            &principal.workspace_id,
         )
-        .fetch_all(&state.pool)
         .await
-        .map_err(|e| fail(db_problem(e)))?;
+        .map_err(|e| fail(Problem::database(e)))?;
     let (rows, next_cursor) = page.finish(rows, |c| (c.created_at, &c.client_id));
     Ok(reply(
         StatusCode::OK,
@@ -136,15 +136,11 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     // Deleting a client cascades to its codes and refresh tokens; its
     // access tokens lapse within their short lifetime.
-    let deleted = sqlx::query("DELETE FROM oauth_clients WHERE workspace_id = $1 AND id = $2")
-        .bind(&principal.workspace_id)
-        .bind(&id)
-        .execute(&state.pool)
+    let deleted = rows::delete_by_id(&state.pool, "oauth_clients", &principal.workspace_id, &id)
         .await
-        .map_err(|e| fail(db_problem(e)))?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(fail(not_found("OAuth client", &id)));
+        .map_err(|e| fail(Problem::database(e)))?;
+    if !deleted {
+        return Err(fail(Problem::not_found(OAuthClientId::KIND, &id)));
     }
     Ok(reply(
         StatusCode::OK,

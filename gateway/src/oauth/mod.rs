@@ -10,18 +10,19 @@ pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod errors;
+pub mod form;
 pub mod metadata;
 pub mod pkce;
 pub mod revoke;
-pub mod signing_keys;
 pub mod token;
 
 use std::{sync::Arc, time::Duration};
 
 use rand::RngCore;
+use service_runtime::config::{self, ConfigError};
 use sha2::{Digest, Sha256};
 
-use signing_keys::SigningKeys;
+use crate::auth::signing_keys::SigningKeys;
 
 #[derive(Debug, Clone)]
 pub struct OAuthConfig {
@@ -36,6 +37,37 @@ pub struct OAuthConfig {
     /// Authorization codes live one minute (RFC 6749 recommends at most ten).
     pub code_ttl: Duration,
 }
+
+impl OAuthConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            issuer: config::string("GATEWAY_PUBLIC_URL", DEFAULT_ISSUER)
+                .trim_end_matches('/')
+                .to_owned(),
+            audience: config::string("GATEWAY_OAUTH_AUDIENCE", &defaults.audience),
+            access_ttl: config::seconds("GATEWAY_OAUTH_ACCESS_TOKEN_SECONDS", defaults.access_ttl)?,
+            refresh_ttl: config::seconds("GATEWAY_OAUTH_REFRESH_TOKEN_SECONDS", defaults.refresh_ttl)?,
+            code_ttl: defaults.code_ttl,
+        })
+    }
+}
+
+impl Default for OAuthConfig {
+    /// The defaults, for a gateway answering where the README's up command
+    /// runs it.
+    fn default() -> Self {
+        Self {
+            issuer: DEFAULT_ISSUER.to_owned(),
+            audience: "chatbot-platform".into(),
+            access_ttl: Duration::from_secs(600),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            code_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
 
 pub struct OAuth {
     pub config: OAuthConfig,

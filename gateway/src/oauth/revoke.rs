@@ -10,7 +10,7 @@ use axum::{
 };
 use http::StatusCode;
 
-use super::{client_auth, errors::OAuthError, hash_secret, token};
+use super::{client_auth, errors::OAuthError, form::read_form, hash_secret, token};
 use crate::AppState;
 
 pub async fn revoke(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -21,7 +21,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, request: Request) -> Res
 }
 
 async fn revoke_token(state: &AppState, request: Request) -> Result<(), OAuthError> {
-    let (parts, form) = token::read_form(request).await?;
+    let (parts, form) = read_form(request).await?;
     let presented = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?

@@ -5,7 +5,7 @@
 //! produced. Refresh tokens rotate on every use; presenting a rotated one
 //! again means it leaked, so the whole family is revoked.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json,
@@ -14,6 +14,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, header};
+use ids::GrantFamilyId;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -21,65 +22,10 @@ use super::{
     OAuth,
     client_auth::{self, Client},
     errors::OAuthError,
+    form::{Form, read_form},
     hash_secret, pkce, random_secret, scope_list,
 };
 use crate::AppState;
-
-/// Largest token request body accepted.
-const MAX_FORM_BYTES: usize = 16 * 1024;
-
-/// Form parameters, each at most once (RFC 6749 section 3.2).
-pub struct Form(HashMap<String, String>);
-
-impl Form {
-    pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        let mut params = HashMap::new();
-        for (key, value) in form_urlencoded::parse(body) {
-            if params.insert(key.clone().into_owned(), value.into_owned()).is_some() {
-                return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
-            }
-        }
-        Ok(Self(params))
-    }
-
-    /// Both sets of parameters; a name in both is refused.
-    pub fn merge(mut self, other: Form) -> Result<Self, OAuthError> {
-        for (key, value) in other.0 {
-            if self.0.insert(key.clone(), value).is_some() {
-                return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
-            }
-        }
-        Ok(self)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    fn require(&self, key: &str) -> Result<&str, OAuthError> {
-        self.get(key)
-            .ok_or_else(|| OAuthError::invalid_request(format!("{key} is required")))
-    }
-}
-
-/// Reads an `application/x-www-form-urlencoded` body.
-pub async fn read_form(request: Request) -> Result<(http::request::Parts, Form), OAuthError> {
-    let (parts, body) = request.into_parts();
-    let form_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_type {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let bytes = crate::api::read_body(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| OAuthError::invalid_request("the request body is too large or unreadable"))?;
-    Ok((parts, Form::parse(&bytes)?))
-}
 
 pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Response {
     match grant(&state, request).await {
@@ -170,7 +116,7 @@ async fn authorization_code(pool: &PgPool, oauth: &OAuth, client: &Client, form:
         (None, Some(_)) => return Err(OAuthError::invalid_grant("no code challenge was sent for this code")),
         (None, None) => {}
     }
-    let family = format!("fam_{}", &random_secret()[..20]);
+    let family = GrantFamilyId::generate().into_string();
     sqlx::query("UPDATE oauth_codes SET used_at = now(), family_id = $2 WHERE code_hash = $1")
         .bind(hash_secret(code))
         .bind(&family)

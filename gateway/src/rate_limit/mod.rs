@@ -7,8 +7,11 @@
 //! draft `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
 //! fields; a refusal is a 429 problem with `Retry-After`.
 
+mod config;
 pub mod local;
 pub mod redis;
+
+pub use config::{DEFAULT_PLANS, RateLimitConfig, parse_plans};
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -21,7 +24,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::{
     AppState,
-    auth::Principal,
+    auth::{Principal, workspace_plans::DEFAULT_PLAN},
     metrics::Metrics,
     problem::{Problem, ProblemContext},
 };
@@ -65,7 +68,6 @@ pub struct Decision {
 
 pub struct RateLimits {
     plans: HashMap<String, Quota>,
-    default_plan: String,
     per_ip: Quota,
     local: local::LocalLimiter,
     redis: Option<redis::RedisLimiter>,
@@ -73,26 +75,24 @@ pub struct RateLimits {
     metrics: Arc<Metrics>,
 }
 
-pub struct Settings {
-    pub plans: HashMap<String, Quota>,
-    pub per_ip: Quota,
-    pub redis: Option<redis::RedisLimiter>,
-    pub on_redis_failure: RedisFailure,
-}
-
-pub const DEFAULT_PLAN: &str = "default";
-
 impl RateLimits {
-    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Self {
-        Self {
+    /// The limits `config` describes, counting what they do in `metrics`.
+    /// Redis is connected in the background: until it answers, limits are
+    /// local (or as `on_redis_failure` says).
+    pub fn from_config(config: &RateLimitConfig, metrics: Arc<Metrics>) -> Result<Self, ::redis::RedisError> {
+        let redis = config
+            .redis_url
+            .as_deref()
+            .map(|url| redis::RedisLimiter::connect(url, &config.redis_key_prefix, config.redis_timeout))
+            .transpose()?;
+        Ok(Self {
             local: local::LocalLimiter::new(),
-            default_plan: DEFAULT_PLAN.to_owned(),
-            plans: settings.plans,
-            per_ip: settings.per_ip,
-            redis: settings.redis,
-            on_redis_failure: settings.on_redis_failure,
+            plans: config.plans.clone(),
+            per_ip: config.per_ip,
+            redis,
+            on_redis_failure: config.on_redis_failure,
             metrics,
-        }
+        })
     }
 
     pub fn has_plan(&self, plan: &str) -> bool {
@@ -102,7 +102,7 @@ impl RateLimits {
     fn quota(&self, plan: &str) -> Quota {
         self.plans
             .get(plan)
-            .or_else(|| self.plans.get(&self.default_plan))
+            .or_else(|| self.plans.get(DEFAULT_PLAN))
             .copied()
             .unwrap_or(Quota {
                 burst: 100,

@@ -81,6 +81,18 @@ pub fn render_value(value: &Value, format: Format) -> Bytes {
     }
 }
 
+/// A JSON value answered in the negotiated format: the routes the gateway
+/// serves itself answer the way transcoded ones do.
+pub fn reply(status: http::StatusCode, body: Value, format: Format) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [(http::header::CONTENT_TYPE, format.content_type())],
+        render_value(&body, format),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,10 @@
 //! The gRPC services behind the gateway. Each upstream is a balanced channel
 //! over its healthy replicas ([`replicas`]) behind a circuit breaker
-//! ([`breaker`]); every call has the upstream's deadline, and idempotent
+//! ([`outbound_http::breaker`]); every call has the upstream's deadline, and idempotent
 //! calls that find a replica unavailable are retried once, within a retry
 //! budget so retries never multiply load on a struggling service.
 
-pub mod breaker;
+mod config;
 pub mod replicas;
 
 use std::time::Duration;
@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, metadata::MetadataMap, transport::Endpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::{config::UpstreamConfig, transcode::codec::DynamicCodec};
-use breaker::{Breaker, BreakerSettings};
+use outbound_http::breaker::{Breaker, BreakerSettings};
+
+use crate::transcode::codec::DynamicCodec;
+pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
 use replicas::Replicas;
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use ids::{DeliveryId, EndpointId, EventId};
 use sqlx::PgPool;
 
 use super::request::Target;
@@ -19,9 +20,9 @@ use super::request::Target;
 /// needs.
 #[derive(sqlx::FromRow)]
 pub struct Leased {
-    pub id: String,
-    pub endpoint_id: String,
-    pub event_id: String,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    pub event_id: EventId,
     /// Attempts made before this one.
     pub attempts: i32,
     /// The row's `next_attempt_at` as this lease set it.
@@ -105,7 +106,7 @@ pub async fn renew(pool: &PgPool, delivery: &Leased, lease: Duration) -> Result<
 /// Gives leases back: the deliveries are due again at once, for any
 /// dispatcher.
 pub async fn release(pool: &PgPool, deliveries: &[Leased]) -> Result<(), sqlx::Error> {
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    let ids: Vec<&DeliveryId> = deliveries.iter().map(|d| &d.id).collect();
     let leases: Vec<DateTime<Utc>> = deliveries.iter().map(|d| d.lease).collect();
     sqlx::query(
         "UPDATE deliveries d SET next_attempt_at = now()

@@ -28,18 +28,17 @@ use std::{
     time::Duration,
 };
 
+use event_pipeline::Outbox;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
-use reqwest::redirect::Policy;
+use outbound_http::{RetrySchedule, TargetGuard, client::Timeouts};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use service_runtime::outbox::Outbox;
-
-use crate::{consumer::WAKE_CHANNEL, retry_schedule::RetrySchedule, secrets::SecretBox, target_guard::TargetGuard};
+use crate::{secrets::SecretBox, store::deliveries::WAKE_CHANNEL};
 use hosts::HostSlots;
 use lanes::{Bounds, Lanes, Next};
 pub use leases::Leased;
@@ -61,8 +60,6 @@ pub struct DeliverySettings {
     /// An endpoint failing without a success for this long is disabled.
     pub disable_after: Duration,
 }
-
-pub const ENDPOINT_DISABLED: &str = "webhook.endpoint.disabled";
 
 const USER_AGENT: &str = concat!("chatbot-platform-webhooks/", env!("CARGO_PKG_VERSION"));
 const CLAIM_BATCH: usize = 100;
@@ -104,15 +101,13 @@ pub fn spawn(
     outbox: Outbox,
     settings: DeliverySettings,
     shutdown: CancellationToken,
-) -> anyhow::Result<Dispatcher> {
-    service_runtime::tls::install();
-    let http = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        .redirect(Policy::none())
-        .dns_resolver(Arc::new(settings.guard.clone()))
-        .user_agent(USER_AGENT)
-        .build()?;
+) -> Dispatcher {
+    let timeouts = Timeouts {
+        connect: settings.connect_timeout,
+        request: Some(settings.timeout),
+        read: None,
+    };
+    let http = outbound_http::client::guarded(&settings.guard, timeouts, USER_AGENT);
     let recorder = Recorder::start(pool.clone(), outbox, settings.schedule.clone(), settings.disable_after);
     let lanes = Lanes::new(Bounds {
         per_endpoint: settings.per_endpoint.max(1),
@@ -134,7 +129,7 @@ pub fn spawn(
         shutdown,
     });
     tokio::spawn(Arc::clone(&sender).claim_loop());
-    Ok(Dispatcher { sender })
+    Dispatcher { sender }
 }
 
 struct Sender {
@@ -230,7 +225,7 @@ impl Sender {
 
     /// Starts `delivery` in a free slot of its endpoint, or queues it.
     fn submit(self: &Arc<Self>, delivery: Leased) {
-        let endpoint_id = delivery.endpoint_id.clone();
+        let endpoint_id = delivery.endpoint_id.to_string();
         if let Some(first) = self.lanes.submit(&endpoint_id, Held::new(delivery)) {
             let sender = Arc::clone(self);
             tokio::spawn(async move { sender.work(endpoint_id, first).await });
@@ -300,13 +295,13 @@ impl Sender {
         }
         if let Some(wait) = target
             .rate_limit_per_second
-            .and_then(|limit| self.throttle(&delivery.endpoint_id, limit))
+            .and_then(|limit| self.throttle(delivery.endpoint_id.as_str(), limit))
         {
             return self.recorder.postpone(delivery, wait).await;
         }
         let attempt = request::Attempt {
-            delivery_id: &delivery.id,
-            event_id: &delivery.event_id,
+            delivery_id: delivery.id.as_str(),
+            event_id: delivery.event_id.as_str(),
             number: delivery.attempts + 1,
         };
         let outcome = request::send(&self.http, &self.settings.guard, &self.secrets, attempt, target).await?;

@@ -15,14 +15,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use event_pipeline::{Envelope, Outbox, catalog};
+use ids::{DeliveryId, EndpointId};
+use outbound_http::RetrySchedule;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use service_runtime::outbox::Outbox;
-
-use super::{ENDPOINT_DISABLED, leases::Leased, request::Outcome};
-use crate::retry_schedule::RetrySchedule;
+use super::{leases::Leased, request::Outcome};
 
 /// Successes recorded in one statement at most, and waiting at most.
 const SUCCESS_BATCH: usize = 500;
@@ -43,9 +43,9 @@ pub struct Recorder {
 
 /// A successful attempt waiting to be recorded.
 struct Success {
-    delivery_id: String,
+    delivery_id: DeliveryId,
     lease: DateTime<Utc>,
-    endpoint_id: String,
+    endpoint_id: EndpointId,
     attempts: i32,
     http_status: i32,
     latency_ms: i32,
@@ -138,7 +138,7 @@ impl Recorder {
     async fn track_failure(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
     ) -> anyhow::Result<()> {
         let streak: Option<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
             "UPDATE endpoints SET failing_since = COALESCE(failing_since, now())
@@ -164,9 +164,9 @@ impl Recorder {
             .bind(&reason)
             .execute(&mut **tx)
             .await?;
-        tracing::warn!(endpoint = endpoint_id, reason, "endpoint disabled");
-        let event = service_runtime::events::Envelope::new(
-            ENDPOINT_DISABLED,
+        tracing::warn!(endpoint = %endpoint_id, reason, "endpoint disabled");
+        let event = Envelope::new(
+            catalog::WEBHOOK_ENDPOINT_DISABLED,
             &workspace_id,
             serde_json::json!({"endpoint_id": endpoint_id, "reason": reason}),
         );
@@ -230,6 +230,8 @@ async fn record_successes(pool: PgPool, mut finished: mpsc::Receiver<Success>) {
 /// rather than failing the whole batch.
 async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::Error> {
     let column = |f: fn(&Success) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let deliveries: Vec<&DeliveryId> = batch.iter().map(|s| &s.delivery_id).collect();
+    let endpoints: Vec<&EndpointId> = batch.iter().map(|s| &s.endpoint_id).collect();
     let number = |f: fn(&Success) -> i32| batch.iter().map(f).collect::<Vec<i32>>();
     let leases: Vec<DateTime<Utc>> = batch.iter().map(|s| s.lease).collect();
     sqlx::query(
@@ -247,8 +249,8 @@ async fn write_successes(pool: &PgPool, batch: &[Success]) -> Result<(), sqlx::E
          SELECT t.delivery_id, t.http_status, '', t.latency_ms, t.excerpt
          FROM t JOIN deliveries d ON d.id = t.delivery_id",
     )
-    .bind(column(|s| &s.delivery_id))
-    .bind(column(|s| &s.endpoint_id))
+    .bind(&deliveries)
+    .bind(&endpoints)
     .bind(number(|s| s.attempts))
     .bind(number(|s| s.http_status))
     .bind(number(|s| s.latency_ms))

@@ -4,11 +4,16 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use reqwest::{StatusCode, header::HeaderMap};
+use outbound_http::{Failure, TargetGuard, body::read_excerpt, retry::retry_after};
+use reqwest::StatusCode;
 
-use crate::{secrets::SecretBox, signing, target_guard::TargetGuard};
+use crate::{secrets::SecretBox, signing};
 
+/// What is kept of a receiver's answer, for the attempt log.
 const EXCERPT_BYTES: usize = 512;
+/// Most of an answer read before the connection is given up on: reading
+/// small answers to the end lets the connection be reused.
+const READ_BYTES: usize = 64 * 1024;
 
 /// Where a delivery goes and what it carries.
 #[derive(sqlx::FromRow)]
@@ -115,8 +120,8 @@ pub async fn send(
         Ok(response) => {
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            let bytes = response.bytes().await.unwrap_or_default();
-            let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+            let bytes = read_excerpt(response, EXCERPT_BYTES, READ_BYTES).await;
+            let excerpt = String::from_utf8_lossy(&bytes).into_owned();
             Outcome {
                 status: Some(status),
                 error: String::new(),
@@ -125,29 +130,6 @@ pub async fn send(
                 retry_after,
             }
         }
-        Err(error) => Outcome::network(describe(&error), started.elapsed()),
+        Err(error) => Outcome::network(Failure::from(error).to_string(), started.elapsed()),
     })
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
-/// What went wrong, down to the root cause (a refused target, a reset
-/// connection), which is what an endpoint's owner needs to see.
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".into();
-    }
-    let mut root: &dyn std::error::Error = error;
-    while let Some(source) = root.source() {
-        root = source;
-    }
-    let kind = if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {root}")
 }

@@ -1,0 +1,26 @@
+//! The event types of the platform, as producers emit them and consumers
+//! (webhook filters, analytics) match them. The type is also the routing
+//! key on the `events` exchange.
+
+pub const CONVERSATION_STARTED: &str = "conversation.started";
+/// `data`: the conversation, and `changes` (field, old and new value).
+pub const CONVERSATION_UPDATED: &str = "conversation.updated";
+pub const CONVERSATION_ENDED: &str = "conversation.ended";
+
+/// A user's message.
+pub const MESSAGE_RECEIVED: &str = "message.received";
+/// A bot's or an agent's message.
+pub const MESSAGE_SENT: &str = "message.sent";
+/// The bot could not answer: `data` holds the question, the fallback sent
+/// instead, and the reason.
+pub const MESSAGE_FAILED: &str = "message.failed";
+
+pub const BOT_TRAINED: &str = "bot.trained";
+pub const BOT_DEPLOYED: &str = "bot.deployed";
+/// Training failed: `data.reason` says why.
+pub const BOT_ERROR: &str = "bot.error";
+
+/// Sent on request to one webhook endpoint only, to try it.
+pub const WEBHOOK_TEST: &str = "webhook.test";
+/// An endpoint that kept failing was disabled.
+pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook.endpoint.disabled";

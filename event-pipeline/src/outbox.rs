@@ -1,0 +1,119 @@
+//! The transactional outbox: a service records an event in the same
+//! database transaction (or statement) as the change it describes, and the
+//! [`relay`](crate::relay) publishes it later. A crash between the two
+//! loses nothing (the event is still in the table) and a broker outage only
+//! delays events. The table is a queue, not an archive: it holds what is
+//! yet to be sent, so it stays small and its statements keep cheap plans.
+//! Consumers keep what they need (the webhook dispatcher stores every
+//! event it receives).
+//!
+//! Each service's migrations create the table:
+//! ```sql
+//! CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE,
+//!     workspace_id text NOT NULL, event_type text NOT NULL, body bytea NOT NULL,
+//!     created_at timestamptz NOT NULL DEFAULT now());
+//! ```
+//! (Older migrations also added a `published_at` column, which the relay no
+//! longer sets: each service's `outbox_as_queue` migration removed the rows
+//! published before the change.)
+
+use sqlx::{Postgres, QueryBuilder, Transaction};
+
+use crate::envelope::Envelope;
+
+/// Where a service records its events.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    notify_channel: String,
+}
+
+impl Outbox {
+    /// The outbox in `schema` (the service's own).
+    pub fn new(schema: &str) -> Self {
+        Self {
+            notify_channel: format!("{schema}_outbox"),
+        }
+    }
+
+    /// The channel the relay listens on; NOTIFY on it wakes the relay.
+    pub fn notify_channel(&self) -> &str {
+        &self.notify_channel
+    }
+
+    /// Records `envelope` inside `tx`. The relay is woken on commit (NOTIFY
+    /// is transactional), so events leave within milliseconds.
+    pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
+        // One round trip for both: this runs inside every state change.
+        const RECORD: &str = "INSERT INTO outbox (event_id, workspace_id, event_type, body)
+             VALUES ($1, $2, $3, $4) RETURNING pg_notify($5, '')";
+        sqlx::query(RECORD)
+            .bind(&envelope.id)
+            .bind(&envelope.workspace_id)
+            .bind(&envelope.event_type)
+            .bind(&envelope.body)
+            .bind(&self.notify_channel)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Records each of `envelopes` inside `tx`, in order.
+    pub async fn record_all(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        envelopes: &[Envelope],
+    ) -> Result<(), sqlx::Error> {
+        for envelope in envelopes {
+            self.record(tx, envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds to a `WITH` statement being built the CTE `name` that records
+    /// `envelope` and wakes the relay, once for each row of the CTE
+    /// `source`: a statement that makes a change records its event in the
+    /// same round trip, and only if the change happened. (A data-modifying
+    /// CTE runs whether or not the statement reads it.) Its parameters are
+    /// numbered by the builder, after whatever the statement bound before.
+    pub fn push_cte<'a>(
+        &'a self,
+        query: &mut QueryBuilder<'a, Postgres>,
+        name: &str,
+        source: &str,
+        envelope: &'a Envelope,
+    ) {
+        query.push(format_args!(
+            ", {name} AS (INSERT INTO outbox (event_id, workspace_id, event_type, body) SELECT "
+        ));
+        query
+            .separated(", ")
+            .push_bind(&envelope.id)
+            .push_bind(envelope.workspace_id.as_str())
+            .push_bind(envelope.event_type.as_str())
+            .push_bind(envelope.body.as_slice());
+        query.push(format_args!(" FROM {source} RETURNING pg_notify("));
+        query.push_bind(self.notify_channel.as_str());
+        query.push(", ''))");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cte_numbers_its_parameters_after_the_statements_own() {
+        let outbox = Outbox::new("chatbot");
+        let envelope = Envelope::new("message.received", "ws_1", serde_json::json!({}));
+        let mut query = QueryBuilder::new("WITH changed AS (UPDATE t SET n = ");
+        query.push_bind(7).push(" RETURNING 1)");
+        outbox.push_cte(&mut query, "recorded", "changed", &envelope);
+        query.push(" SELECT 1 FROM changed");
+        let sql = query.sql();
+        assert!(
+            sql.contains("SELECT $2, $3, $4, $5 FROM changed RETURNING pg_notify($6, '')"),
+            "{sql}"
+        );
+        assert!(sql.starts_with("WITH changed AS (UPDATE t SET n = $1 RETURNING 1), recorded AS (INSERT INTO outbox"));
+    }
+}

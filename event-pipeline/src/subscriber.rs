@@ -1,0 +1,182 @@
+//! Consuming events: a durable quorum queue of the consumer's own, bound
+//! to the `events` exchange, read in batches that are acknowledged only
+//! after the consumer has committed what they mean. A crash at any point
+//! loses nothing: an unacknowledged message comes back, so a consumer's
+//! handling must be idempotent by event id.
+
+use std::{future::Future, time::Duration};
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::{
+    Acker, Connection, Consumer,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable},
+};
+use service_runtime::shutdown::slept;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::{self, AmqpError, BrokerSettings},
+    envelope::Received,
+};
+
+/// The consumer's queue and how it reads it.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub name: String,
+    /// Routing-key pattern bound to the exchange (`#`: every event).
+    pub binding: String,
+    /// Unacknowledged messages the broker sends ahead.
+    pub prefetch: u16,
+    /// Most events handed to the handler at once.
+    pub batch: usize,
+}
+
+/// What a consumer does with events.
+pub trait Handler: Send + Sync + 'static {
+    type Error: std::fmt::Display + Send;
+
+    /// Commits what `events` mean. They are acknowledged once this returns
+    /// `Ok`; on `Err` they are all redelivered.
+    fn handle(&self, events: Vec<Received>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// How long a connection may take to set up the subscription.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause after a failed batch, so a failing database is not hammered.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Consumes `queue` with `handler` until `shutdown`, reconnecting whenever
+/// the broker connection is lost.
+pub fn spawn<H: Handler>(broker: BrokerSettings, queue: Queue, handler: H, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = consume(&broker, &queue, &handler) => {
+                    if let Err(error) = outcome {
+                        tracing::warn!(%error, queue = queue.name, "event consumer stopped; reconnecting");
+                    }
+                }
+            }
+            if !slept(Duration::from_secs(1), &shutdown).await {
+                return;
+            }
+        }
+    });
+}
+
+async fn consume<H: Handler>(broker: &BrokerSettings, queue: &Queue, handler: &H) -> Result<(), AmqpError> {
+    // Setting up must not hang on a half-open broker connection.
+    let (_connection, mut messages) = tokio::time::timeout(SETUP_TIMEOUT, subscribe(broker, queue))
+        .await
+        .map_err(|_| AmqpError::Timeout {
+            target: broker::redact(&broker.amqp_url),
+            seconds: SETUP_TIMEOUT.as_secs(),
+        })??;
+    while let Some(first) = messages.next().await {
+        // Whatever else has already arrived joins this batch: one commit
+        // for many events, never a wait for more.
+        let mut batch = vec![first?];
+        while batch.len() < queue.batch {
+            match messages.next().now_or_never() {
+                Some(Some(message)) => batch.push(message?),
+                _ => break,
+            }
+        }
+        settle(handler, batch).await?;
+    }
+    Ok(())
+}
+
+/// Hands a batch to the handler and settles it with one `multiple` ack
+/// (or nack): batches are settled in order on one channel, so everything
+/// up to the batch's last message is this batch.
+async fn settle<H: Handler>(handler: &H, batch: Vec<Delivery>) -> Result<(), AmqpError> {
+    let Some(last) = batch.last().map(|message| message.acker.clone()) else {
+        return Ok(());
+    };
+    let events = parse(batch);
+    if events.is_empty() {
+        last.ack(BasicAckOptions { multiple: true }).await?;
+        return Ok(());
+    }
+    let count = events.len();
+    match handler.handle(events).await {
+        Ok(()) => {
+            last.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        Err(error) => {
+            tracing::warn!(%error, events = count, "handling events failed; they will be redelivered");
+            requeue(&last).await?;
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+    Ok(())
+}
+
+/// The batch's events. A message that can never parse would block the
+/// queue if it were redelivered; it is dropped loudly instead (acked with
+/// the batch).
+fn parse(batch: Vec<Delivery>) -> Vec<Received> {
+    batch
+        .into_iter()
+        .filter_map(|message| match Received::parse(message.data) {
+            Ok(event) => Some(event),
+            Err(reason) => {
+                tracing::error!(%reason, "dropping a message that is not an event");
+                None
+            }
+        })
+        .collect()
+}
+
+async fn requeue(last: &Acker) -> Result<(), AmqpError> {
+    last.nack(BasicNackOptions {
+        multiple: true,
+        requeue: true,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Connects, declares the exchange and the queue, and starts consuming.
+/// The connection is returned to keep it open.
+async fn subscribe(broker: &BrokerSettings, queue: &Queue) -> Result<(Connection, Consumer), AmqpError> {
+    let connection = broker::connect(&broker.amqp_url).await?;
+    let channel = connection.create_channel().await?;
+    broker::declare_exchange(&channel, &broker.exchange).await?;
+    // A quorum queue: replicated, durable, and what RabbitMQ recommends for
+    // data that must not be lost.
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let name = queue.name.as_str();
+    channel.queue_declare(name.into(), durable, arguments).await?;
+    channel
+        .queue_bind(
+            name.into(),
+            broker.exchange.as_str().into(),
+            queue.binding.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel.basic_qos(queue.prefetch, BasicQosOptions::default()).await?;
+    let messages = channel
+        .basic_consume(
+            name.into(),
+            name.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = name, "consuming events");
+    Ok((connection, messages))
+}

@@ -1,0 +1,112 @@
+//! The errors a gRPC service answers with, one vocabulary for every
+//! service: each service's own failures convert into it, and it converts
+//! into a `tonic::Status` once, at the edge. Database causes and internal
+//! details are logged, never sent.
+
+use std::borrow::Cow;
+
+use ids::IdError;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: Cow<'static, str>, reason: String },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A fault of the service; the detail is logged, never sent.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: Cow::Borrowed(field),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error with its field named inside a parent, such as
+    /// `items[3].faq.question` for `faq.question` of the fourth item.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => Self::InvalidArgument {
+                field: Cow::Owned(format!("{parent}.{field}")),
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound { kind, id: id.into() }
+    }
+}
+
+/// A caller-supplied id that names nothing: a missing one is an invalid
+/// argument, a malformed one is simply not found.
+impl From<IdError> for ServiceError {
+    fn from(error: IdError) -> Self {
+        match error {
+            IdError::Missing { field } => Self::invalid(field, "is required"),
+            IdError::Unknown { kind, value } => Self::not_found(kind, value),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::InvalidArgument { field, reason } => crate::field_error::invalid_argument(&field, &reason),
+            ServiceError::NotFound { .. } => Status::not_found(error.to_string()),
+            ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ServiceError::AlreadyExists(message) => Status::already_exists(message),
+            ServiceError::Database(source) => crate::database::internal_error(source),
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_id_names_its_field_and_a_malformed_one_is_not_found() {
+        let missing = Status::from(ServiceError::from(IdError::Missing { field: "bot_id" }));
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            missing.metadata().get(crate::field_error::ERROR_FIELD_KEY).unwrap(),
+            "bot_id"
+        );
+        let unknown = Status::from(ServiceError::from(IdError::Unknown {
+            kind: "bot",
+            value: "conv_1".into(),
+        }));
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+        assert_eq!(unknown.message(), "bot conv_1 not found");
+    }
+
+    #[test]
+    fn nested_fields_are_named_with_their_parent() {
+        let error = ServiceError::invalid("faq.question", "is required").within("items[3]");
+        assert_eq!(error.to_string(), "items[3].faq.question: is required");
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_caller() {
+        let status = Status::from(ServiceError::Internal("table bots is corrupt".into()));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

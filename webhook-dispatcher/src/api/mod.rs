@@ -1,0 +1,88 @@
+//! WebhookService over gRPC, split by resource as Svix's `v1/endpoints/`
+//! is: endpoints and their secrets, deliveries, and replay with test
+//! events. This module only routes each RPC to its resource.
+
+mod deliveries;
+mod endpoints;
+mod replay;
+
+use std::time::Duration;
+
+use proto::webhooks::v1::{
+    CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Delivery, Endpoint, EndpointWithSecret,
+    GetDeliveryRequest, GetEndpointRequest, ListDeliveriesRequest, ListDeliveriesResponse, ListEndpointsRequest,
+    ListEndpointsResponse, ReplayEventsRequest, ReplayEventsResponse, RetryDeliveryRequest, RotateSecretRequest,
+    SendTestEventRequest, UpdateEndpointRequest, webhook_service_server::WebhookService,
+};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+use crate::secrets::SecretBox;
+use deliveries::Deliveries;
+use endpoints::Endpoints;
+use replay::Replay;
+
+pub struct Api {
+    endpoints: Endpoints,
+    deliveries: Deliveries,
+    replay: Replay,
+}
+
+impl Api {
+    pub fn new(pool: PgPool, secrets: SecretBox, secret_grace: Duration) -> Self {
+        Self {
+            endpoints: Endpoints::new(pool.clone(), secrets, secret_grace),
+            deliveries: Deliveries::new(pool.clone()),
+            replay: Replay::new(pool),
+        }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl WebhookService for Api {
+    async fn create_endpoint(&self, request: Request<CreateEndpointRequest>) -> Answer<EndpointWithSecret> {
+        self.endpoints.create(request).await
+    }
+
+    async fn list_endpoints(&self, request: Request<ListEndpointsRequest>) -> Answer<ListEndpointsResponse> {
+        self.endpoints.list(request).await
+    }
+
+    async fn get_endpoint(&self, request: Request<GetEndpointRequest>) -> Answer<Endpoint> {
+        self.endpoints.get(request).await
+    }
+
+    async fn update_endpoint(&self, request: Request<UpdateEndpointRequest>) -> Answer<Endpoint> {
+        self.endpoints.update(request).await
+    }
+
+    async fn delete_endpoint(&self, request: Request<DeleteEndpointRequest>) -> Answer<DeleteEndpointResponse> {
+        self.endpoints.delete(request).await
+    }
+
+    async fn rotate_secret(&self, request: Request<RotateSecretRequest>) -> Answer<EndpointWithSecret> {
+        self.endpoints.rotate_secret(request).await
+    }
+
+    async fn list_deliveries(&self, request: Request<ListDeliveriesRequest>) -> Answer<ListDeliveriesResponse> {
+        self.deliveries.list(request).await
+    }
+
+    async fn get_delivery(&self, request: Request<GetDeliveryRequest>) -> Answer<Delivery> {
+        self.deliveries.get(request).await
+    }
+
+    async fn retry_delivery(&self, request: Request<RetryDeliveryRequest>) -> Answer<Delivery> {
+        self.deliveries.retry(request).await
+    }
+
+    async fn send_test_event(&self, request: Request<SendTestEventRequest>) -> Answer<Delivery> {
+        self.replay.send_test_event(request).await
+    }
+
+    async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ReplayEventsResponse> {
+        self.replay.replay_events(request).await
+    }
+}
