@@ -86,10 +86,7 @@ pub async fn create_workspace(State(state): State<Arc<AppState>>, request: Reque
         ));
     }
     let id = WorkspaceId::generate();
-    let db_error = |e: sqlx::Error| {
-        tracing::error!(error = %e, "creating workspace");
-        ProblemResponse::new(Problem::internal(), ctx.clone())
-    };
+    let db_error = |e: sqlx::Error| ProblemResponse::new(Problem::database(e), ctx.clone());
     let mut tx = state.pool.begin().await.map_err(db_error)?;
     let created_at: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("INSERT INTO workspaces (id, name, plan) VALUES ($1, $2, $3) RETURNING created_at")
@@ -124,10 +121,7 @@ pub async fn create_api_key(
     let input: CreateKey = json_body::read(request, &ctx).await?;
     let scopes = scopes::parse(&input.scopes)
         .map_err(|reason| ProblemResponse::new(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
-    let db_error = |e: sqlx::Error| {
-        tracing::error!(error = %e, "issuing API key");
-        ProblemResponse::new(Problem::internal(), ctx.clone())
-    };
+    let db_error = |e: sqlx::Error| ProblemResponse::new(Problem::database(e), ctx.clone());
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
         .bind(&workspace_id)
         .fetch_optional(&state.pool)

@@ -3,21 +3,24 @@
 
 use sqlx::{FromRow, PgExecutor, postgres::PgRow};
 
-/// The workspace's row `id` of what `select` reads (`SELECT … FROM table`).
+/// The workspace's row `id` of `table`, as `columns`.
 pub async fn by_id<'e, T>(
     db: impl PgExecutor<'e>,
-    select: &str,
+    table: &'static str,
+    columns: &'static str,
     workspace_id: &str,
     id: &str,
 ) -> Result<Option<T>, sqlx::Error>
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
-    sqlx::query_as(&format!("{select} WHERE workspace_id = $1 AND id = $2"))
-        .bind(workspace_id)
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {columns} FROM {table} WHERE workspace_id = $1 AND id = $2"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Deletes the workspace's row `id` of `table`; false when there was none.

@@ -83,8 +83,7 @@ pub async fn list<'e>(db: impl PgExecutor<'e>, workspace_id: &str, page: &Newest
 
 /// The bot, if it is the workspace's.
 pub async fn find<'e>(db: impl PgExecutor<'e>, workspace_id: &str, id: &BotId) -> Result<Option<BotRow>> {
-    let select = format!("SELECT {COLUMNS} FROM bots");
-    Ok(rows::by_id(db, &select, workspace_id, id.as_str()).await?)
+    Ok(rows::by_id(db, "bots", COLUMNS, workspace_id, id.as_str()).await?)
 }
 
 /// The bot; NOT_FOUND unless it is the workspace's.

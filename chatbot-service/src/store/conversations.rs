@@ -100,8 +100,7 @@ pub async fn list<'e>(
 }
 
 pub async fn fetch<'e>(db: impl PgExecutor<'e>, workspace_id: &str, id: &ConversationId) -> Result<ConversationRow> {
-    let select = format!("SELECT {COLUMNS} FROM conversations");
-    rows::by_id(db, &select, workspace_id, id.as_str())
+    rows::by_id(db, "conversations", COLUMNS, workspace_id, id.as_str())
         .await?
         .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
 }

@@ -82,8 +82,7 @@ pub async fn list<'e>(db: impl PgExecutor<'e>, workspace_id: &str, page: &Newest
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, workspace_id: &str, id: &EndpointId) -> Result<EndpointRow> {
-    let select = format!("SELECT {COLUMNS} FROM endpoints");
-    rows::by_id(db, &select, workspace_id, id.as_str())
+    rows::by_id(db, "endpoints", COLUMNS, workspace_id, id.as_str())
         .await?
         .ok_or_else(|| not_found(id))
 }
