@@ -94,6 +94,32 @@ ensure_rabbitmq() {
   wait_port "$PG_HOST" "$AMQP_PORT" 60 || die "RabbitMQ did not open 127.0.0.1:$AMQP_PORT within 60 s; see /var/log/rabbitmq/"
 }
 
+# The integration tests connect a workspace's "own" database on MariaDB:
+# they need it on 127.0.0.1:3306 with root allowed in without a password
+# (Debian's own install lets root in over the local socket only).
+ensure_mariadb() {
+  if ! port_open "$PG_HOST" 3306; then
+    if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+      is_root || die "MariaDB is not running on 127.0.0.1:3306 and not installed.
+  Install it:  sudo apt-get install -y mariadb-server
+  then run this command again (or run it as root and it installs MariaDB itself)."
+      command -v apt-get >/dev/null || die "MariaDB is missing and this is not a Debian system: install MariaDB 10.6+ (or MySQL 8) on 127.0.0.1:3306"
+      apt_install mariadb-server
+    fi
+    is_root || die "MariaDB is installed but not running. Start it:
+  sudo start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
+    say "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql >/dev/null 2>&1 || true
+    wait_port "$PG_HOST" 3306 60 || die "MariaDB did not open 127.0.0.1:3306 within 60 s"
+  fi
+  command -v mariadb >/dev/null || return 0
+  mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1 && return
+  is_root && mariadb -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION" >/dev/null 2>&1 &&
+    mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1 && return
+  die "MariaDB refuses root over TCP without a password. Allow it for the tests:
+  sudo mariadb -u root -e \"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION\""
+}
+
 # The rate limit tests start private Redis servers (and stop them mid-run),
 # so they need the binary rather than a running server.
 ensure_redis_binary() {

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting and lints, then every unit and
-# end-to-end test against the real PostgreSQL and RabbitMQ (started here
-# when they are not running).
+# end-to-end test against the real PostgreSQL, RabbitMQ and MariaDB (started
+# here when they are not running).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source deploy/backing-services.sh
 
 ensure_stack_prerequisites
+ensure_mariadb
 ensure_redis_binary
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"

@@ -38,6 +38,8 @@ export GATEWAY_ADDR="127.0.0.1:$gateway_port" GATEWAY_ADMIN_TOKEN="$admin_token"
 export RUST_LOG=${RUST_LOG:-info}
 # Local receivers (the quickstart's) live on loopback, which production refuses.
 export WEBHOOKS_ALLOWED_CIDRS=${WEBHOOKS_ALLOWED_CIDRS:-127.0.0.0/8}
+# A workspace's own database may be on this machine too.
+export INTEGRATION_ALLOWED_CIDRS=${INTEGRATION_ALLOWED_CIDRS:-127.0.0.0/8}
 # A model server on this machine (Ollama, llama.cpp) may serve llm bots.
 export CHATBOT_LLM_ALLOWED_CIDRS=${CHATBOT_LLM_ALLOWED_CIDRS:-127.0.0.0/8}
 

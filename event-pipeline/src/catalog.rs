@@ -20,6 +20,11 @@ pub const BOT_DEPLOYED: &str = "bot.deployed";
 /// Training failed: `data.reason` says why.
 pub const BOT_ERROR: &str = "bot.error";
 
+/// `data.integration`: the integration as the API shows it, credentials
+/// never included.
+pub const INTEGRATION_CONNECTED: &str = "integration.connected";
+pub const INTEGRATION_DISCONNECTED: &str = "integration.disconnected";
+
 /// Sent on request to one webhook endpoint only, to try it.
 pub const WEBHOOK_TEST: &str = "webhook.test";
 /// An endpoint that kept failing was disabled.

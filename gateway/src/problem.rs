@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use service_runtime::error;
+
 use crate::{request_id, status_map, transcode::response::Format};
 
 const TYPE_BASE: &str = "https://chatbot-platform.dev/problems/";
@@ -181,6 +183,17 @@ impl Problem {
             _ => status.message().to_owned(),
         };
         let mut problem = Self::new(http, status_map::slug(code), title, detail);
+        if status
+            .metadata()
+            .get(error::ERROR_KIND_KEY)
+            .and_then(|v| v.to_str().ok())
+            == Some(error::UNPROCESSABLE)
+        {
+            // The request was fine; the system it names refused it.
+            problem.status = StatusCode::UNPROCESSABLE_ENTITY;
+            problem.kind = "unprocessable";
+            problem.title = "Refused by the other system";
+        }
         if let Some(field) = status
             .metadata()
             .get(service_runtime::field_error::ERROR_FIELD_KEY)
@@ -277,5 +290,30 @@ impl IntoResponse for ProblemResponse {
     fn into_response(self) -> Response {
         let (problem, context) = *self.0;
         problem.render(&context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use service_runtime::error::ServiceError;
+
+    use super::*;
+
+    #[test]
+    fn a_refusal_by_the_named_system_is_422_with_its_reason() {
+        let status = tonic::Status::from(ServiceError::Unprocessable(
+            "password authentication failed for user \"shop\"".into(),
+        ));
+        let problem = Problem::from_status(&status);
+        assert_eq!(problem.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem.kind, "unprocessable");
+        assert_eq!(problem.detail, "password authentication failed for user \"shop\"");
+    }
+
+    #[test]
+    fn other_failed_preconditions_stay_400() {
+        let problem = Problem::from_status(&tonic::Status::failed_precondition("conversation is ended"));
+        assert_eq!(problem.status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem.kind, "failed-precondition");
     }
 }

@@ -124,6 +124,9 @@ prefixed_id!(BotId, "bot_", "bot", SUFFIX_LEN);
 prefixed_id!(TrainingJobId, "job_", "training job", SUFFIX_LEN);
 prefixed_id!(KnowledgeItemId, "kn_", "knowledge item", SUFFIX_LEN);
 
+// integration-service.
+prefixed_id!(IntegrationId, "int_", "integration", SUFFIX_LEN);
+
 // The event pipeline and webhook-dispatcher.
 prefixed_id!(
     /// An event's id: the Standard Webhooks `webhook-id` of every delivery

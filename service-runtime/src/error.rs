@@ -6,7 +6,13 @@
 use std::borrow::Cow;
 
 use ids::IdError;
-use tonic::Status;
+use tonic::{Status, metadata::MetadataValue};
+
+/// Trailer telling the gateway which kind of failure a status is, where
+/// gRPC's codes are coarser than HTTP's: `unprocessable` (HTTP 422) on a
+/// FAILED_PRECONDITION.
+pub const ERROR_KIND_KEY: &str = "x-error-kind";
+pub const UNPROCESSABLE: &str = "unprocessable";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -18,6 +24,11 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request was well formed, but the system it names refused it
+    /// (a database that turns down the credentials, say): the reason is
+    /// that system's own.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// A fault of the service; the detail is logged, never sent.
@@ -68,6 +79,13 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound { .. } => Status::not_found(error.to_string()),
             ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
             ServiceError::AlreadyExists(message) => Status::already_exists(message),
+            ServiceError::Unprocessable(reason) => {
+                let mut status = Status::failed_precondition(reason);
+                status
+                    .metadata_mut()
+                    .insert(ERROR_KIND_KEY, MetadataValue::from_static(UNPROCESSABLE));
+                status
+            }
             ServiceError::Database(source) => crate::database::internal_error(source),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -101,6 +119,14 @@ mod tests {
     fn nested_fields_are_named_with_their_parent() {
         let error = ServiceError::invalid("faq.question", "is required").within("items[3]");
         assert_eq!(error.to_string(), "items[3].faq.question: is required");
+    }
+
+    #[test]
+    fn a_refusal_by_another_system_is_marked_for_the_gateway() {
+        let status = Status::from(ServiceError::Unprocessable("password authentication failed".into()));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status.message(), "password authentication failed");
+        assert_eq!(status.metadata().get(ERROR_KIND_KEY).unwrap(), UNPROCESSABLE);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod grpc_server;
 pub mod listener;
 pub mod pagination;
 pub mod principal;
+pub mod proto_json;
 pub mod rows;
 pub mod shutdown;
 pub mod telemetry;

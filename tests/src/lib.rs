@@ -10,6 +10,7 @@
 pub mod bench_clock;
 pub mod bots;
 mod client;
+pub mod customer_db;
 pub mod event_tap;
 mod infra;
 pub mod jwt_issuer;
@@ -62,6 +63,8 @@ pub struct Options {
     /// Refuse webhook targets on loopback, as production does; by default
     /// tests allow 127.0.0.0/8 for their receivers.
     pub forbid_internal_webhook_targets: bool,
+    /// Refuse customer databases on loopback, as production does.
+    pub forbid_internal_integration_targets: bool,
     /// How long an endpoint may fail before it is disabled (default 5 days).
     pub webhook_disable_after: Option<Duration>,
     /// Webhook requests in flight to one endpoint (default 16).
@@ -136,6 +139,7 @@ pub struct TestStack {
     chatbot_amqp_url: String,
     embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
+    forbid_internal_integration_targets: bool,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
@@ -161,6 +165,7 @@ impl TestStack {
         let mut stack = Self {
             embedding_model_dir: std::env::var_os(EMBEDDING_MODEL_VAR).map(Into::into),
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
+            forbid_internal_integration_targets: options.forbid_internal_integration_targets,
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
@@ -241,7 +246,16 @@ impl TestStack {
                 config.embedding_model_dir = self.embedding_model_dir.clone();
                 tokio::spawn(chatbot_service::serve(config, listener, token))
             }
-            "integration" => tokio::spawn(integration_service::serve(settings, listener, token)),
+            "integration" => {
+                let events = BrokerSettings::development(&infra.exchange);
+                let mut config = integration_service::Config::development(settings, events);
+                // Customer databases in tests run on loopback.
+                if !self.forbid_internal_integration_targets {
+                    config.targets = loopback();
+                }
+                config.connect_timeout = Duration::from_secs(5);
+                tokio::spawn(integration_service::serve(config, listener, token))
+            }
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
             _ => {
                 let config = self.dispatcher_config(settings);

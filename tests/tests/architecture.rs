@@ -21,6 +21,7 @@ const CRATES: &[&str] = &[
     "service-runtime",
     "event-pipeline",
     "outbound-http",
+    "sealing",
     "gateway",
     "chatbot-service",
     "integration-service",

@@ -1,0 +1,78 @@
+//! integration-service settings, from the environment.
+
+use std::time::Duration;
+
+use event_pipeline::BrokerSettings;
+use outbound_http::TargetGuard;
+use sealing::Keyring;
+use service_runtime::config::{self, ConfigError, ServiceSettings};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`, `INTEGRATION_GRPC_ADDR`, `INTEGRATION_DB_MAX_CONNECTIONS`.
+    pub service: ServiceSettings,
+    /// `AMQP_URL` and `EVENTS_EXCHANGE`: where recorded events are published.
+    pub events: BrokerSettings,
+    /// `INTEGRATION_SECRET_KEYS`: `id:base64-of-32-bytes,…`, the key that
+    /// seals new credentials first; older keys keep opening what they
+    /// sealed. Required in production.
+    pub secret_keys: Keyring,
+    /// `INTEGRATION_ALLOWED_CIDRS`: internal networks the systems a
+    /// workspace connects may be in (none by default; local runs allow
+    /// 127.0.0.0/8).
+    pub targets: TargetGuard,
+    /// `INTEGRATION_CONNECT_TIMEOUT_MS` (10000): how long connecting to
+    /// another system may take.
+    pub connect_timeout: Duration,
+}
+
+/// Used only outside production, so local runs need no setup.
+const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-integration-key";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let cidrs = config::string("INTEGRATION_ALLOWED_CIDRS", "");
+        Ok(Self {
+            service: ServiceSettings::from_env(
+                "INTEGRATION_GRPC_ADDR",
+                "127.0.0.1:50052",
+                "INTEGRATION_DB_MAX_CONNECTIONS",
+            )?,
+            events: BrokerSettings::from_env()?,
+            secret_keys: secret_keys()?,
+            targets: TargetGuard::from_list(&cidrs)
+                .map_err(|reason| ConfigError::invalid("INTEGRATION_ALLOWED_CIDRS", &cidrs, reason))?,
+            connect_timeout: config::millis("INTEGRATION_CONNECT_TIMEOUT_MS", DEFAULT_CONNECT_TIMEOUT)?,
+        })
+    }
+
+    /// Settings for tests and local runs: `service` and `events` as given,
+    /// the development key, every other setting at its default.
+    pub fn development(service: ServiceSettings, events: BrokerSettings) -> Self {
+        Self {
+            service,
+            events,
+            secret_keys: Keyring::single("development", &DEVELOPMENT_KEY),
+            targets: TargetGuard::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+fn secret_keys() -> Result<Keyring, ConfigError> {
+    let hint = "list keys as id:base64, e.g. k1:$(openssl rand -base64 32)";
+    let text = if config::is_production() {
+        config::required("INTEGRATION_SECRET_KEYS", hint)?
+    } else {
+        match config::optional("INTEGRATION_SECRET_KEYS") {
+            Some(text) => text,
+            None => {
+                tracing::warn!("INTEGRATION_SECRET_KEYS is unset: sealing credentials with the development key");
+                return Ok(Keyring::single("development", &DEVELOPMENT_KEY));
+            }
+        }
+    };
+    Keyring::parse(&text)
+        .map_err(|reason| ConfigError::invalid("INTEGRATION_SECRET_KEYS", "(hidden)", reason.to_string()))
+}

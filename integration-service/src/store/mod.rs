@@ -1,0 +1,5 @@
+//! The service's SQL, one module per table. Every query that reads tenant
+//! data takes the workspace id. Sealed credentials are written here but
+//! never read back by the queries that serve the API.
+
+pub mod integrations;
