@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use event_pipeline::BrokerSettings;
-use outbound_http::TargetGuard;
+use outbound_http::{RetrySchedule, TargetGuard, breaker::BreakerSettings};
 use sealing::Keyring;
 use service_runtime::config::{self, ConfigError, ServiceSettings};
 
@@ -22,13 +22,33 @@ pub struct Config {
     /// 127.0.0.0/8).
     pub targets: TargetGuard,
     /// `INTEGRATION_CONNECT_TIMEOUT_MS` (10000): how long connecting to
-    /// another system may take.
+    /// another system, or one call to a vendor, may take.
     pub connect_timeout: Duration,
+    /// `INTEGRATION_SHOPIFY_URL` (`https://{shop}`): where a store's Admin
+    /// API is, `{shop}` standing for its myshopify.com domain.
+    pub shopify_url: String,
+    /// Every vendor call's policy: attempts and backoff (4 attempts from
+    /// 0.5 s, doubling; `Retry-After` honoured up to 30 s) and each
+    /// connection's breaker (5 failures in a row pause it for 30 s).
+    pub vendor_retries: RetrySchedule,
+    pub vendor_breaker: BreakerSettings,
 }
 
 /// Used only outside production, so local runs need no setup.
 const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-integration-key";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SHOPIFY_URL: &str = "https://{shop}";
+
+fn vendor_retries() -> RetrySchedule {
+    RetrySchedule::exponential(Duration::from_millis(500), 4).with_max_retry_after(Duration::from_secs(30))
+}
+
+fn vendor_breaker() -> BreakerSettings {
+    BreakerSettings {
+        open_for: Duration::from_secs(30),
+        ..BreakerSettings::default()
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -44,6 +64,9 @@ impl Config {
             targets: TargetGuard::from_list(&cidrs)
                 .map_err(|reason| ConfigError::invalid("INTEGRATION_ALLOWED_CIDRS", &cidrs, reason))?,
             connect_timeout: config::millis("INTEGRATION_CONNECT_TIMEOUT_MS", DEFAULT_CONNECT_TIMEOUT)?,
+            shopify_url: config::string("INTEGRATION_SHOPIFY_URL", DEFAULT_SHOPIFY_URL),
+            vendor_retries: vendor_retries(),
+            vendor_breaker: vendor_breaker(),
         })
     }
 
@@ -56,6 +79,9 @@ impl Config {
             secret_keys: Keyring::single("development", &DEVELOPMENT_KEY),
             targets: TargetGuard::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            shopify_url: DEFAULT_SHOPIFY_URL.into(),
+            vendor_retries: vendor_retries(),
+            vendor_breaker: vendor_breaker(),
         }
     }
 }

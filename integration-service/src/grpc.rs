@@ -2,14 +2,12 @@
 //! connections it has. Each RPC checks its request, runs it against the
 //! store and answers with protos.
 
-use std::time::Duration;
-
 use event_pipeline::Outbox;
 use ids::IntegrationId;
-use outbound_http::TargetGuard;
 use proto::integration::v1::{
-    CreateIntegrationRequest, DeleteIntegrationRequest, DeleteIntegrationResponse, GetIntegrationRequest, Integration,
-    ListIntegrationsRequest, ListIntegrationsResponse, integration_service_server::IntegrationService,
+    CheckIntegrationRequest, CreateIntegrationRequest, DeleteIntegrationRequest, DeleteIntegrationResponse,
+    GetIntegrationRequest, Integration, ListIntegrationsRequest, ListIntegrationsResponse,
+    integration_service_server::IntegrationService,
 };
 use sealing::Keyring;
 use service_runtime::{error::ServiceError, pagination::NewestFirst, principal::Principal};
@@ -17,6 +15,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    checking::Checker,
     events,
     kinds::Connection,
     store::integrations::{self, NewIntegration},
@@ -28,24 +27,16 @@ pub struct Integrations {
     pool: PgPool,
     outbox: Outbox,
     secret_keys: Keyring,
-    targets: TargetGuard,
-    connect_timeout: Duration,
+    checker: Checker,
 }
 
 impl Integrations {
-    pub fn new(
-        pool: PgPool,
-        outbox: Outbox,
-        secret_keys: Keyring,
-        targets: TargetGuard,
-        connect_timeout: Duration,
-    ) -> Self {
+    pub fn new(pool: PgPool, outbox: Outbox, secret_keys: Keyring, checker: Checker) -> Self {
         Self {
             pool,
             outbox,
             secret_keys,
-            targets,
-            connect_timeout,
+            checker,
         }
     }
 }
@@ -61,17 +52,16 @@ impl IntegrationService for Integrations {
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
         let name = name(&req.name)?;
-        let connection = Connection::parse(&req.kind, req.settings, req.credentials)?;
-        let scopes = connection.try_connect(&self.targets, self.connect_timeout).await?;
+        let mut connection = Connection::parse(&req.kind, req.settings, req.credentials)?;
         let id = IntegrationId::generate();
-        let credentials = connection.credentials().to_string();
+        let scopes = connection.try_new(id.as_str(), self.checker.reach()).await?;
         let sealed = self
             .secret_keys
-            .seal(credentials.as_bytes(), &[workspace_id, id.as_str()]);
+            .seal(&connection.credentials(), &[workspace_id, id.as_str()]);
         let settings = connection.settings();
         let new = NewIntegration {
             id: &id,
-            kind: connection.kind,
+            kind: connection.kind(),
             name: &name,
             settings: &settings,
             scopes: &scopes,
@@ -107,7 +97,14 @@ impl IntegrationService for Integrations {
         Ok(Response::new(row.into()))
     }
 
-    /// A database connection registers nothing on the other side, so
+    async fn check_integration(&self, request: Request<CheckIntegrationRequest>) -> Answer<Integration> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = integration_id(&request.get_ref().integration_id)?;
+        let row = self.checker.check(&principal.workspace_id, &id).await?;
+        Ok(Response::new(row.into()))
+    }
+
+    /// Connecting registers nothing on the other side yet, so
     /// disconnecting it is forgetting it, credentials and all.
     async fn delete_integration(
         &self,

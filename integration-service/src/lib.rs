@@ -1,11 +1,13 @@
-//! integration-service: a workspace's connections to other systems (its
-//! own databases now; Shopify and Salesforce next), tested before they are
-//! saved, with their credentials sealed, and announced as events.
+//! integration-service: a workspace's connections to other systems
+//! (Shopify stores and its own databases; Salesforce next), tried before
+//! they are saved, with their credentials sealed, checked on request, and
+//! announced as events.
 //!
 //! [`serve`] runs the service on a bound listener until shutdown; the
 //! binary in `main.rs` only reads the config and calls it, so tests start
 //! the same code in-process.
 
+mod checking;
 mod config;
 mod events;
 mod grpc;
@@ -13,6 +15,7 @@ mod kinds;
 mod store;
 
 use event_pipeline::{Outbox, relay};
+use outbound_http::{client::Timeouts, policy::CallPolicy};
 use proto::integration::v1::integration_service_server::IntegrationServiceServer;
 use service_runtime::grpc_server;
 use sqlx::migrate::Migrator;
@@ -24,13 +27,34 @@ pub use config::Config;
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "integration";
 
+/// The HTTP client every vendor is called with: only public addresses
+/// (unless `targets` allows more), no redirects, bounded times.
+fn vendor_client(config: &Config) -> reqwest::Client {
+    let timeouts = Timeouts {
+        connect: config.connect_timeout,
+        request: Some(config.connect_timeout),
+        read: None,
+    };
+    let user_agent = concat!("chatbot-platform-integrations/", env!("CARGO_PKG_VERSION"));
+    outbound_http::client::guarded(&config.targets, timeouts, user_agent)
+}
+
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
     let outbox = Outbox::new(SCHEMA);
-    relay::spawn(pool.clone(), outbox.clone(), config.events, shutdown.clone());
+    relay::spawn(pool.clone(), outbox.clone(), config.events.clone(), shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "integration-service listening");
-    let integrations =
-        grpc::Integrations::new(pool, outbox, config.secret_keys, config.targets, config.connect_timeout);
+    let reach = kinds::Reach {
+        shopify: kinds::shopify::Shopify::new(
+            vendor_client(&config),
+            CallPolicy::new(config.vendor_retries.clone(), config.vendor_breaker),
+            config.shopify_url.clone(),
+        ),
+        targets: config.targets,
+        timeout: config.connect_timeout,
+    };
+    let checker = checking::Checker::new(pool.clone(), config.secret_keys.clone(), reach);
+    let integrations = grpc::Integrations::new(pool, outbox, config.secret_keys, checker);
     grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! - [`failure`]: why a request got no answer, down to its root cause;
 //! - [`retry`]: when to try again, with jitter, honouring `Retry-After`;
 //! - [`breaker`]: a circuit breaker per target, so a dead one is not waited
-//!   on call after call.
+//!   on call after call;
+//! - [`policy`]: the two together, the one policy for calls to vendors.
 //!
 //! It holds no policy of its own: each caller says how long to wait and how
 //! often to retry.
@@ -18,6 +19,7 @@ pub mod body;
 pub mod breaker;
 pub mod client;
 pub mod failure;
+pub mod policy;
 pub mod retry;
 pub mod target_guard;
 pub mod tls;

@@ -3,7 +3,6 @@
 //! and tokens minted with any claims or header a test wants.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -102,11 +101,7 @@ impl JwksServer {
         };
         server.publish(keys);
         let app = Router::new().route("/jwks.json", get(serve)).with_state(published);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the JWKS server");
-        let addr: SocketAddr = listener.local_addr().expect("bound address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (addr, _) = crate::local_server::serve(app, "the JWKS server").await;
         Self {
             url: format!("http://{addr}/jwks.json"),
             ..server

@@ -14,8 +14,10 @@ pub mod customer_db;
 pub mod event_tap;
 mod infra;
 pub mod jwt_issuer;
+pub mod local_server;
 pub mod model_server;
 pub mod redis_server;
+pub mod shopify_server;
 pub mod tcp_proxy;
 pub mod webhook_receiver;
 
@@ -56,6 +58,10 @@ pub struct Options {
     pub extra_gateways: usize,
     /// chatbot-service replicas behind the gateway (default 1).
     pub chatbot_replicas: usize,
+    /// integration-service replicas behind the gateway (default 1).
+    pub integration_replicas: usize,
+    /// Where integration-service finds Shopify stores (`INTEGRATION_SHOPIFY_URL`).
+    pub shopify_url: Option<String>,
     /// Circuit breaker settings; default opens after 3 failures for 1 s.
     pub breaker: Option<BreakerSettings>,
     /// Where chatbot-service publishes events; default RabbitMQ itself.
@@ -140,6 +146,7 @@ pub struct TestStack {
     embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
     forbid_internal_integration_targets: bool,
+    shopify_url: Option<String>,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
@@ -166,6 +173,7 @@ impl TestStack {
             embedding_model_dir: std::env::var_os(EMBEDDING_MODEL_VAR).map(Into::into),
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             forbid_internal_integration_targets: options.forbid_internal_integration_targets,
+            shopify_url: options.shopify_url.clone(),
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
@@ -185,10 +193,10 @@ impl TestStack {
             infra: Some(infra),
         };
         for upstream in UPSTREAMS {
-            let replicas = if upstream == "chatbot" {
-                options.chatbot_replicas.max(1)
-            } else {
-                1
+            let replicas = match upstream {
+                "chatbot" => options.chatbot_replicas.max(1),
+                "integration" => options.integration_replicas.max(1),
+                _ => 1,
             };
             for _ in 0..replicas {
                 let (listener, addr) = bind().await;
@@ -254,6 +262,12 @@ impl TestStack {
                     config.targets = loopback();
                 }
                 config.connect_timeout = Duration::from_secs(5);
+                if let Some(url) = &self.shopify_url {
+                    config.shopify_url = url.clone();
+                }
+                // Vendors in tests run on loopback; retries come fast.
+                config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
+                    .with_max_retry_after(Duration::from_secs(2));
                 tokio::spawn(integration_service::serve(config, listener, token))
             }
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),

@@ -19,7 +19,6 @@ use axum::{
     routing::post,
 };
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 #[derive(Clone, Debug)]
 pub enum Answer {
@@ -66,13 +65,7 @@ impl ModelServer {
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
             .with_state(script.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port for the model server");
-        let addr = listener.local_addr().expect("an address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::local_server::serve(app, "the model server").await;
         Self {
             base_url: format!("http://{addr}/v1"),
             script,

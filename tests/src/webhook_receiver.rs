@@ -49,11 +49,8 @@ impl Receiver {
         let app = Router::new()
             .route("/hooks", post(receive))
             .with_state(Arc::clone(&inbox));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the receiver");
-        let url = format!("http://{}/hooks", listener.local_addr().expect("bound"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (addr, _) = crate::local_server::serve(app, "the webhook receiver").await;
+        let url = format!("http://{addr}/hooks");
         Self { url, inbox }
     }
 

@@ -3,6 +3,7 @@
 //! before it is saved.
 
 pub mod database;
+pub mod shopify;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 use service_runtime::{error::ServiceError, proto_json::struct_to_json};
 
 use database::{DatabaseSettings, Engine};
+use shopify::{Shopify, ShopifyCredentials, ShopifyError, ShopifySettings};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -19,62 +21,154 @@ type Result<T, E = ServiceError> = std::result::Result<T, E>;
 const MAX_SETTINGS_BYTES: usize = 16 * 1024;
 /// Longest credential value accepted.
 const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
-const KINDS: &str = "postgres or mysql";
+const KINDS: &str = "shopify, postgres or mysql";
 
-/// A connection request, checked: ready to be tried.
-pub struct Connection {
-    pub kind: &'static str,
-    settings: DatabaseSettings,
-    password: String,
+/// What reaching another system takes.
+pub struct Reach {
+    /// Which addresses may be connected to.
+    pub targets: TargetGuard,
+    /// How long connecting to a database may take.
+    pub timeout: Duration,
+    pub shopify: Shopify,
+}
+
+/// A connection, checked: ready to be tried.
+pub enum Connection {
+    Database {
+        settings: DatabaseSettings,
+        password: String,
+    },
+    Shopify {
+        settings: ShopifySettings,
+        credentials: ShopifyCredentials,
+    },
 }
 
 impl std::fmt::Debug for Connection {
-    /// The settings, never the password.
+    /// The kind and settings, never a credential.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("kind", &self.kind)
-            .field("settings", &self.settings)
-            .field("password", &"[redacted]")
-            .finish()
+            .field("kind", &self.kind())
+            .field("settings", &self.settings())
+            .finish_non_exhaustive()
     }
 }
 
 impl Connection {
-    /// Checks `kind`, `settings` and `credentials`, naming the field at fault.
+    /// Checks a request's `kind`, `settings` and `credentials`, naming the
+    /// field at fault.
     pub fn parse(kind: &str, settings: Option<Struct>, credentials: HashMap<String, String>) -> Result<Self> {
-        let (kind, engine) = match kind {
-            "postgres" => ("postgres", Engine::Postgres),
-            "mysql" => ("mysql", Engine::Mysql),
-            "" => return Err(ServiceError::invalid("kind", format!("is required: {KINDS}"))),
-            _ => return Err(ServiceError::invalid("kind", format!("must be {KINDS}"))),
-        };
+        if let Some((key, _)) = credentials.iter().find(|(_, v)| v.len() > MAX_CREDENTIAL_BYTES) {
+            return Err(ServiceError::invalid(
+                "credentials",
+                format!("{key:?} must be at most {MAX_CREDENTIAL_BYTES} bytes"),
+            ));
+        }
         let settings = match struct_to_json("settings", settings, MAX_SETTINGS_BYTES)? {
-            Value::Object(map) => DatabaseSettings::parse(engine, &map)?,
+            Value::Object(map) => map,
             _ => unreachable!("a Struct is an object"),
         };
-        Ok(Self {
-            kind,
-            settings,
-            password: password(credentials)?,
-        })
+        match kind {
+            "shopify" => Ok(Self::Shopify {
+                settings: ShopifySettings::parse(&settings)?,
+                credentials: ShopifyCredentials::from_request(credentials)?,
+            }),
+            "postgres" | "mysql" => {
+                let engine = if kind == "postgres" {
+                    Engine::Postgres
+                } else {
+                    Engine::Mysql
+                };
+                Ok(Self::Database {
+                    settings: DatabaseSettings::parse(engine, &settings)?,
+                    password: password(credentials)?,
+                })
+            }
+            "" => Err(ServiceError::invalid("kind", format!("is required: {KINDS}"))),
+            _ => Err(ServiceError::invalid("kind", format!("must be {KINDS}"))),
+        }
+    }
+
+    /// A saved connection, from its stored settings and opened credentials.
+    pub fn stored(kind: &str, settings: &Value, credentials: &[u8]) -> Result<Self> {
+        let broken = |what: &str| ServiceError::Internal(format!("a stored {kind} connection's {what} do not read"));
+        let settings = settings.as_object().ok_or_else(|| broken("settings"))?;
+        match kind {
+            "shopify" => Ok(Self::Shopify {
+                settings: ShopifySettings::parse(settings).map_err(|_| broken("settings"))?,
+                credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
+            }),
+            "postgres" | "mysql" => {
+                let engine = if kind == "postgres" {
+                    Engine::Postgres
+                } else {
+                    Engine::Mysql
+                };
+                let stored: HashMap<String, String> =
+                    serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?;
+                Ok(Self::Database {
+                    settings: DatabaseSettings::parse(engine, settings).map_err(|_| broken("settings"))?,
+                    password: password(stored)?,
+                })
+            }
+            _ => Err(broken("kind")),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Database { settings, .. } => match settings.engine {
+                Engine::Postgres => "postgres",
+                Engine::Mysql => "mysql",
+            },
+            Self::Shopify { .. } => "shopify",
+        }
     }
 
     /// The settings as stored and shown: never a credential.
     pub fn settings(&self) -> Value {
-        self.settings.to_json()
+        match self {
+            Self::Database { settings, .. } => settings.to_json(),
+            Self::Shopify { settings, .. } => settings.to_json(),
+        }
     }
 
-    /// The credentials, as sealed at rest.
-    pub fn credentials(&self) -> Value {
-        serde_json::json!({ "password": self.password })
+    /// The credentials, as JSON to seal.
+    pub fn credentials(&self) -> Vec<u8> {
+        let value = match self {
+            Self::Database { password, .. } => serde_json::json!({ "password": password }),
+            Self::Shopify { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
+        };
+        value.to_string().into_bytes()
     }
 
-    /// Tries the connection; the scopes it grants when the other side takes
-    /// it. A database connection only ever reads.
-    pub async fn try_connect(&self, targets: &TargetGuard, timeout: Duration) -> Result<Vec<String>> {
-        database::try_connect(&self.settings, &self.password, targets, timeout).await?;
-        Ok(vec!["read".to_owned()])
+    /// Tries a new connection: the scopes it grants when the other side
+    /// takes it. An expiring Shopify token is refreshed first, so its
+    /// expiry is known (the credentials change). `key` names the
+    /// connection's breaker.
+    pub async fn try_new(&mut self, key: &str, reach: &Reach) -> Result<Vec<String>> {
+        match self {
+            Self::Database { settings, password } => {
+                database::try_connect(settings, password, &reach.targets, reach.timeout).await?;
+                Ok(vec!["read".to_owned()])
+            }
+            Self::Shopify { settings, credentials } => {
+                if let Some(refresh) = credentials.refresh.as_ref().filter(|_| credentials.lapsing()) {
+                    *credentials = reach.shopify.refresh(key, settings, refresh).await.map_err(refused)?;
+                }
+                let scopes = reach
+                    .shopify
+                    .granted_scopes(key, settings, &credentials.access_token)
+                    .await;
+                scopes.map_err(refused)
+            }
+        }
     }
+}
+
+/// A vendor's refusal, in its own words, for the workspace to act on.
+pub fn refused(error: ShopifyError) -> ServiceError {
+    ServiceError::Unprocessable(error.to_string())
 }
 
 /// The one credential a database connection takes.
@@ -88,12 +182,6 @@ fn password(mut credentials: HashMap<String, String>) -> Result<String> {
     }
     if password.is_empty() {
         return Err(ServiceError::invalid("credentials.password", "is required"));
-    }
-    if password.len() > MAX_CREDENTIAL_BYTES {
-        return Err(ServiceError::invalid(
-            "credentials.password",
-            format!("must be at most {MAX_CREDENTIAL_BYTES} bytes"),
-        ));
     }
     Ok(password)
 }
@@ -124,7 +212,7 @@ mod tests {
     fn the_kind_picks_the_engine_and_its_default_port() {
         let connection = request("postgres", &[("password", "p")]).unwrap();
         assert_eq!(connection.settings()["port"], 5432);
-        assert_eq!(field(request("shopify", &[("password", "p")])), "kind");
+        assert_eq!(field(request("oracle", &[("password", "p")])), "kind");
         assert_eq!(field(request("", &[("password", "p")])), "kind");
     }
 
@@ -138,5 +226,7 @@ mod tests {
         let connection = request("mysql", &[("password", "s3cret")]).unwrap();
         assert!(!connection.settings().to_string().contains("s3cret"));
         assert!(!format!("{connection:?}").contains("s3cret"));
+        let stored = Connection::stored("mysql", &connection.settings(), &connection.credentials()).unwrap();
+        assert_eq!(stored.settings(), connection.settings());
     }
 }

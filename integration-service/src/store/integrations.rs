@@ -98,6 +98,91 @@ pub async fn delete(conn: &mut PgConnection, workspace_id: &str, id: &Integratio
     .ok_or_else(|| not_found(id))
 }
 
+/// The integration and its sealed credentials, for using the connection.
+pub async fn with_credentials<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    id: &IntegrationId,
+) -> Result<(IntegrationRow, Vec<u8>)> {
+    #[derive(sqlx::FromRow)]
+    struct WithCredentials {
+        #[sqlx(flatten)]
+        row: IntegrationRow,
+        credentials_sealed: Option<Vec<u8>>,
+    }
+    let found: WithCredentials = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, credentials_sealed FROM integrations WHERE workspace_id = $1 AND id = $2"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    let sealed = found
+        .credentials_sealed
+        .ok_or_else(|| ServiceError::Internal(format!("integration {id} has no credentials")))?;
+    Ok((found.row, sealed))
+}
+
+/// The sealed credentials, the row locked until the transaction ends: a
+/// token is refreshed by one caller at a time, whichever replica it is on.
+pub async fn lock_credentials(conn: &mut PgConnection, workspace_id: &str, id: &IntegrationId) -> Result<Vec<u8>> {
+    sqlx::query_scalar::<_, Option<Vec<u8>>>(
+        "SELECT credentials_sealed FROM integrations WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .flatten()
+    .ok_or_else(|| not_found(id))
+}
+
+pub async fn replace_credentials(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    id: &IntegrationId,
+    sealed: &[u8],
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE integrations SET credentials_sealed = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(sealed)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How the last use of the connection went.
+pub struct Checked<'a> {
+    pub status: &'a str,
+    pub last_error: &'a str,
+    pub scopes: &'a [String],
+}
+
+pub async fn record_check<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    id: &IntegrationId,
+    checked: Checked<'_>,
+) -> Result<IntegrationRow> {
+    sqlx::query_as(&format!(
+        "UPDATE integrations SET status = $3, last_error = $4, scopes = $5, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(checked.status)
+    .bind(checked.last_error)
+    .bind(checked.scopes)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| not_found(id))
+}
+
 fn not_found(id: &IntegrationId) -> ServiceError {
     ServiceError::not_found(IntegrationId::KIND, id.as_str())
 }
