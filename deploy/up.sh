@@ -40,6 +40,9 @@ export RUST_LOG=${RUST_LOG:-info}
 export WEBHOOKS_ALLOWED_CIDRS=${WEBHOOKS_ALLOWED_CIDRS:-127.0.0.0/8}
 # A workspace's own database may be on this machine too.
 export INTEGRATION_ALLOWED_CIDRS=${INTEGRATION_ALLOWED_CIDRS:-127.0.0.0/8}
+# Shopify stores send their webhooks to the gateway's public URL; set it to
+# one Shopify can reach (a tunnel) to receive them here.
+export INTEGRATION_PUBLIC_URL=${INTEGRATION_PUBLIC_URL:-http://127.0.0.1:$gateway_port}
 # A model server on this machine (Ollama, llama.cpp) may serve llm bots.
 export CHATBOT_LLM_ALLOWED_CIDRS=${CHATBOT_LLM_ALLOWED_CIDRS:-127.0.0.0/8}
 

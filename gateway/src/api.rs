@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use prost_reflect::DynamicMessage;
 use service_runtime::principal as keys;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
@@ -19,7 +20,7 @@ use crate::{
     body_limit, event_stream,
     problem::{Problem, ProblemContext},
     request_id,
-    routes::Resolution,
+    routes::{Resolution, Route},
     transcode::{
         request::{self, RequestError},
         response::{self, Format},
@@ -46,6 +47,9 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         Resolution::MethodNotAllowed { allow } => return Err(Problem::method_not_allowed(&parts.method, &allow)),
         Resolution::NotFound => return Err(Problem::not_found_route(path)),
     };
+    if route.inbound_webhook {
+        return Err(Problem::not_found_route(path));
+    }
     let principal = parts.extensions.get::<Principal>().ok_or_else(Problem::internal)?;
     if !principal.has_scope(&route.required_scope) {
         return Err(Problem::insufficient_scope(&route.required_scope));
@@ -91,8 +95,12 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         .await
         .map_err(|error| call_problem(route.template.as_str(), error))?;
 
-    let format = Format::negotiate(&parts.headers, parts.uri.query());
-    let bytes = response::render(&reply, &route.response_body, format).map_err(|error| {
+    respond(route, &reply, Format::negotiate(&parts.headers, parts.uri.query()))
+}
+
+/// The upstream's reply as the route's answer, in `format`.
+pub(crate) fn respond(route: &Route, reply: &DynamicMessage, format: Format) -> Result<Response, Problem> {
+    let bytes = response::render(reply, &route.response_body, format).map_err(|error| {
         tracing::error!(%error, "rendering upstream reply");
         Problem::internal()
     })?;
@@ -104,7 +112,7 @@ async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -
         .into_response())
 }
 
-fn call_problem(route: &str, error: CallError) -> Problem {
+pub(crate) fn call_problem(route: &str, error: CallError) -> Problem {
     match error {
         CallError::CircuitOpen(wait) => {
             let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
@@ -128,7 +136,7 @@ fn call_problem(route: &str, error: CallError) -> Problem {
     }
 }
 
-fn request_problem(error: RequestError) -> Problem {
+pub(crate) fn request_problem(error: RequestError) -> Problem {
     match error {
         RequestError::MalformedJson(detail) => Problem::bad_request(
             "malformed-json",
@@ -141,19 +149,26 @@ fn request_problem(error: RequestError) -> Problem {
 }
 
 fn fill_metadata(metadata: &mut MetadataMap, principal: &Principal, headers: &HeaderMap) {
-    let mut put = |key: &'static str, value: &str| {
-        if let Ok(value) = MetadataValue::try_from(value) {
-            metadata.insert(key, value);
-        }
-    };
-    put(keys::WORKSPACE_ID, &principal.workspace_id);
-    put(keys::PRINCIPAL_ID, &principal.principal_id);
-    put(keys::SCOPES, &principal.scopes.join(" "));
-    put(keys::REQUEST_ID, &request_id::of(headers));
+    put(metadata, keys::WORKSPACE_ID, &principal.workspace_id);
+    put(metadata, keys::PRINCIPAL_ID, &principal.principal_id);
+    put(metadata, keys::SCOPES, &principal.scopes.join(" "));
+    fill_request_metadata(metadata, headers);
+}
+
+/// What every call carries whoever makes it: the request id, and the
+/// idempotency key and trace headers when the client sent them.
+pub(crate) fn fill_request_metadata(metadata: &mut MetadataMap, headers: &HeaderMap) {
+    put(metadata, keys::REQUEST_ID, &request_id::of(headers));
     for name in FORWARDED_HEADERS {
         if let Some(value) = headers.get(*name).and_then(|v: &HeaderValue| v.to_str().ok()) {
-            put(name, value);
+            put(metadata, name, value);
         }
+    }
+}
+
+fn put(metadata: &mut MetadataMap, key: &'static str, value: &str) {
+    if let Ok(value) = MetadataValue::try_from(value) {
+        metadata.insert(key, value);
     }
 }
 

@@ -12,6 +12,7 @@ mod body_limit;
 pub mod config;
 mod event_stream;
 mod health;
+mod inbound_webhooks;
 mod json_body;
 mod key_management;
 mod list_params;

@@ -17,7 +17,7 @@ use tower_http::{
 use crate::{
     AppState, admin, api, api_version, auth,
     body_limit::{self, BodyLimit},
-    health, key_management, oauth,
+    health, inbound_webhooks, key_management, oauth,
     problem::{Problem, ProblemContext},
     rate_limit, request_id, security_headers,
 };
@@ -56,6 +56,10 @@ pub fn build(state: Arc<AppState>) -> Router {
         .route("/oauth/token", post(oauth::token::token))
         .route("/oauth/revoke", post(oauth::revoke::revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
+    // Other systems' webhooks: authenticated by the service behind them.
+    let inbound = Router::new()
+        .route("/hooks/{*path}", any(inbound_webhooks::handle))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
@@ -75,6 +79,7 @@ pub fn build(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(consent)
         .merge(token_endpoints)
+        .merge(inbound)
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn_with_state(body_limit, body_limit::cap));

@@ -8,41 +8,38 @@
 //! one it found stale; everyone else uses the token the first refreshed.
 //! A rotating refresh token is therefore never spent twice.
 
+use std::sync::Arc;
+
 use ids::IntegrationId;
-use sealing::Keyring;
 use service_runtime::error::ServiceError;
 use sqlx::PgPool;
 
 use crate::{
     kinds::{
         Connection, Reach, database, refused,
-        shopify::{ShopifyCredentials, ShopifyError, ShopifySettings},
+        shopify::{Caller, ShopifyCredentials, ShopifyError, ShopifySettings},
     },
     store::integrations::{self, Checked, IntegrationRow},
+    vault::Vault,
 };
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 pub struct Checker {
     pool: PgPool,
-    keys: Keyring,
-    reach: Reach,
+    vault: Vault,
+    reach: Arc<Reach>,
 }
 
 impl Checker {
-    pub fn new(pool: PgPool, keys: Keyring, reach: Reach) -> Self {
-        Self { pool, keys, reach }
-    }
-
-    pub fn reach(&self) -> &Reach {
-        &self.reach
+    pub fn new(pool: PgPool, vault: Vault, reach: Arc<Reach>) -> Self {
+        Self { pool, vault, reach }
     }
 
     /// Uses the connection once and records how it went.
     pub async fn check(&self, workspace_id: &str, id: &IntegrationId) -> Result<IntegrationRow> {
         let (row, sealed) = integrations::with_credentials(&self.pool, workspace_id, id).await?;
-        let credentials = self.open(&sealed, workspace_id, id)?;
-        let connection = Connection::stored(&row.kind, &row.settings, &credentials)?;
+        let connection = self.vault.connection(&row, &sealed, workspace_id)?;
         let outcome = match connection {
             Connection::Database { settings, password } => {
                 database::try_connect(&settings, &password, &self.reach.targets, self.reach.timeout)
@@ -79,17 +76,19 @@ impl Checker {
                 .await?;
         }
         let shopify = &self.reach.shopify;
-        match shopify
-            .granted_scopes(id.as_str(), settings, &credentials.access_token)
-            .await
-        {
+        let caller = |access_token| Caller {
+            connection: id.as_str(),
+            settings,
+            access_token,
+        };
+        match shopify.granted_scopes(&caller(&credentials.access_token)).await {
             // Revoked early, or lapsed sooner than it said.
             Err(ShopifyError::Unauthorized(_)) if credentials.refresh.is_some() => {
                 let fresh = self
                     .refresh_once(workspace_id, id, settings, &credentials.access_token)
                     .await?;
                 shopify
-                    .granted_scopes(id.as_str(), settings, &fresh.access_token)
+                    .granted_scopes(&caller(&fresh.access_token))
                     .await
                     .map_err(refused)
             }
@@ -109,33 +108,22 @@ impl Checker {
     ) -> Result<ShopifyCredentials> {
         let mut tx = self.pool.begin().await?;
         let sealed = integrations::lock_credentials(&mut tx, workspace_id, id).await?;
-        let current: ShopifyCredentials = serde_json::from_slice(&self.open(&sealed, workspace_id, id)?)
+        let current: ShopifyCredentials = serde_json::from_slice(&self.vault.open(&sealed, workspace_id, id)?)
             .map_err(|_| ServiceError::Internal(format!("integration {id}'s credentials do not read")))?;
         if current.access_token != stale {
             return Ok(current);
         }
-        let Some(refresh) = &current.refresh else {
-            return Err(ServiceError::Unprocessable(
-                "Shopify refused the access token, and the connection has no refresh token".into(),
-            ));
-        };
         let refreshed = self
             .reach
             .shopify
-            .refresh(id.as_str(), settings, refresh)
+            .refresh(id.as_str(), settings, &current)
             .await
             .map_err(refused)?;
         let credentials = serde_json::to_vec(&refreshed).expect("credentials serialise");
-        let sealed = self.keys.seal(&credentials, &[workspace_id, id.as_str()]);
+        let sealed = self.vault.seal_json(&credentials, workspace_id, id);
         integrations::replace_credentials(&mut tx, workspace_id, id, &sealed).await?;
         tx.commit().await?;
         tracing::info!(integration = %id, "refreshed an expiring Shopify token");
         Ok(refreshed)
-    }
-
-    fn open(&self, sealed: &[u8], workspace_id: &str, id: &IntegrationId) -> Result<Vec<u8>> {
-        self.keys
-            .open(sealed, &[workspace_id, id.as_str()])
-            .map_err(|error| ServiceError::Internal(format!("opening integration {id}'s credentials: {error}")))
     }
 }

@@ -27,6 +27,10 @@ pub struct Config {
     /// `INTEGRATION_SHOPIFY_URL` (`https://{shop}`): where a store's Admin
     /// API is, `{shop}` standing for its myshopify.com domain.
     pub shopify_url: String,
+    /// `INTEGRATION_PUBLIC_URL`: the gateway's address as other systems
+    /// reach it, where their webhooks are sent (`{url}/hooks/shopify/…`).
+    /// Required in production; `http://127.0.0.1:8080` otherwise.
+    pub public_url: String,
     /// Every vendor call's policy: attempts and backoff (4 attempts from
     /// 0.5 s, doubling; `Retry-After` honoured up to 30 s) and each
     /// connection's breaker (5 failures in a row pause it for 30 s).
@@ -38,6 +42,7 @@ pub struct Config {
 const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-integration-key";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHOPIFY_URL: &str = "https://{shop}";
+const DEVELOPMENT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 fn vendor_retries() -> RetrySchedule {
     RetrySchedule::exponential(Duration::from_millis(500), 4).with_max_retry_after(Duration::from_secs(30))
@@ -65,6 +70,7 @@ impl Config {
                 .map_err(|reason| ConfigError::invalid("INTEGRATION_ALLOWED_CIDRS", &cidrs, reason))?,
             connect_timeout: config::millis("INTEGRATION_CONNECT_TIMEOUT_MS", DEFAULT_CONNECT_TIMEOUT)?,
             shopify_url: config::string("INTEGRATION_SHOPIFY_URL", DEFAULT_SHOPIFY_URL),
+            public_url: public_url()?,
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
         })
@@ -80,10 +86,29 @@ impl Config {
             targets: TargetGuard::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             shopify_url: DEFAULT_SHOPIFY_URL.into(),
+            public_url: DEVELOPMENT_PUBLIC_URL.into(),
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
         }
     }
+}
+
+fn public_url() -> Result<String, ConfigError> {
+    let url = match config::is_production() {
+        true => config::required(
+            "INTEGRATION_PUBLIC_URL",
+            "the gateway's public https URL, where Shopify sends webhooks",
+        )?,
+        false => config::string("INTEGRATION_PUBLIC_URL", DEVELOPMENT_PUBLIC_URL),
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::invalid(
+            "INTEGRATION_PUBLIC_URL",
+            &url,
+            "must be an http(s) URL",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn secret_keys() -> Result<Keyring, ConfigError> {

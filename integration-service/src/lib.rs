@@ -9,10 +9,15 @@
 
 mod checking;
 mod config;
+mod connecting;
 mod events;
 mod grpc;
 mod kinds;
+mod shopify_inbox;
 mod store;
+mod vault;
+
+use std::sync::Arc;
 
 use event_pipeline::{Outbox, relay};
 use outbound_http::{client::Timeouts, policy::CallPolicy};
@@ -44,7 +49,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let outbox = Outbox::new(SCHEMA);
     relay::spawn(pool.clone(), outbox.clone(), config.events.clone(), shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "integration-service listening");
-    let reach = kinds::Reach {
+    let reach = Arc::new(kinds::Reach {
         shopify: kinds::shopify::Shopify::new(
             vendor_client(&config),
             CallPolicy::new(config.vendor_retries.clone(), config.vendor_breaker),
@@ -52,9 +57,18 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         ),
         targets: config.targets,
         timeout: config.connect_timeout,
+        public_url: config.public_url,
+    });
+    let vault = vault::Vault::new(config.secret_keys);
+    let processor = shopify_inbox::Processor::new(pool.clone(), outbox.clone());
+    let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
+    processor.spawn(shutdown.clone());
+    let integrations = grpc::Integrations {
+        pool: pool.clone(),
+        checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone()),
+        connector: connecting::Connector::new(pool, outbox, vault, reach),
+        receiver,
     };
-    let checker = checking::Checker::new(pool.clone(), config.secret_keys.clone(), reach);
-    let integrations = grpc::Integrations::new(pool, outbox, config.secret_keys, checker);
     grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;
     Ok(())
 }

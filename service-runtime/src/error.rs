@@ -13,6 +13,15 @@ use tonic::{Status, metadata::MetadataValue};
 /// FAILED_PRECONDITION.
 pub const ERROR_KIND_KEY: &str = "x-error-kind";
 pub const UNPROCESSABLE: &str = "unprocessable";
+/// `dependency` on an UNAVAILABLE: another system the service called is out
+/// of reach, not the service itself, so the gateway neither retries the
+/// call nor counts it against the service's breaker.
+pub const DEPENDENCY: &str = "dependency";
+
+/// Whether `status` blames another system the service depends on.
+pub fn is_dependency_failure(status: &Status) -> bool {
+    status.metadata().get(ERROR_KIND_KEY).and_then(|v| v.to_str().ok()) == Some(DEPENDENCY)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -29,6 +38,14 @@ pub enum ServiceError {
     /// that system's own.
     #[error("{0}")]
     Unprocessable(String),
+    /// The caller could not be authenticated (a webhook whose signature
+    /// does not verify).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Another system the request needs is out of reach for now; the
+    /// request may be sent again.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// A fault of the service; the detail is logged, never sent.
@@ -86,6 +103,14 @@ impl From<ServiceError> for Status {
                     .insert(ERROR_KIND_KEY, MetadataValue::from_static(UNPROCESSABLE));
                 status
             }
+            ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
+            ServiceError::Unavailable(message) => {
+                let mut status = Status::unavailable(message);
+                status
+                    .metadata_mut()
+                    .insert(ERROR_KIND_KEY, MetadataValue::from_static(DEPENDENCY));
+                status
+            }
             ServiceError::Database(source) => crate::database::internal_error(source),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -127,6 +152,14 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert_eq!(status.message(), "password authentication failed");
         assert_eq!(status.metadata().get(ERROR_KIND_KEY).unwrap(), UNPROCESSABLE);
+    }
+
+    #[test]
+    fn another_systems_outage_is_told_from_the_services_own() {
+        let status = Status::from(ServiceError::Unavailable("Shopify could not be reached".into()));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(is_dependency_failure(&status));
+        assert!(!is_dependency_failure(&Status::unavailable("connection refused")));
     }
 
     #[test]

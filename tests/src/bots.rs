@@ -56,20 +56,11 @@ pub async fn train_within(api: &Client, bot: &str, within: Duration) -> Value {
 }
 
 pub async fn wait_for_job(api: &Client, bot: &str, job_id: &str, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let job = api.get(&format!("/api/v1/bots/{bot}/training-jobs/{job_id}")).await;
-        assert_eq!(job.status, 200, "{}", job.text);
-        if matches!(job.json["status"].as_str(), Some("succeeded" | "failed")) {
-            return job.json;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "training did not finish: {}",
-            job.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/bots/{bot}/training-jobs/{job_id}");
+    api.get_until(&path, within, |job| {
+        matches!(job["status"].as_str(), Some("succeeded" | "failed"))
+    })
+    .await
 }
 
 /// Deploys `version` (0: the newest trained one).

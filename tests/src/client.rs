@@ -113,6 +113,25 @@ impl Client {
         })
     }
 
+    /// GETs `path` until `done` holds of its JSON, every 50 ms for at most
+    /// `within`; that JSON.
+    pub async fn get_until(&self, path: &str, within: std::time::Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let reply = self.get(path).await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+            if done(&reply.json) {
+                return reply.json;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} did not get there within {within:?}: {}",
+                reply.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         Self::send(self.request(Method::POST, path).json(&body)).await
     }

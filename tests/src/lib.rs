@@ -192,6 +192,14 @@ impl TestStack {
             gateways: Vec::new(),
             infra: Some(infra),
         };
+        // Gateways listen first: integration-service registers webhooks
+        // at the gateway's URL.
+        let mut listeners = Vec::new();
+        for _ in 0..=options.extra_gateways {
+            let (listener, addr) = bind().await;
+            listeners.push(listener);
+            stack.gateway_urls.push(format!("http://{addr}"));
+        }
         for upstream in UPSTREAMS {
             let replicas = match upstream {
                 "chatbot" => options.chatbot_replicas.max(1),
@@ -204,13 +212,6 @@ impl TestStack {
             }
         }
         stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
-
-        let mut listeners = Vec::new();
-        for _ in 0..=options.extra_gateways {
-            let (listener, addr) = bind().await;
-            listeners.push(listener);
-            stack.gateway_urls.push(format!("http://{addr}"));
-        }
         let gateway_config = stack.gateway_config(&options);
         for listener in listeners {
             let replica = gateway::serve(gateway_config.clone(), listener, stack.shutdown.clone());
@@ -265,6 +266,7 @@ impl TestStack {
                 if let Some(url) = &self.shopify_url {
                     config.shopify_url = url.clone();
                 }
+                config.public_url = self.gateway_urls[0].clone();
                 // Vendors in tests run on loopback; retries come fast.
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));

@@ -5,6 +5,12 @@
 //! endpoint for expiring offline tokens, whose refresh tokens rotate: each
 //! refresh invalidates the one it used, and replaying it is refused.
 //!
+//! It also keeps the webhook subscriptions an app registers
+//! (`webhookSubscriptionCreate`/`Delete`) and sends webhooks to them as
+//! Shopify does: the REST JSON of the resource, `X-Shopify-Topic`,
+//! `-Hmac-Sha256` (base64 HMAC-SHA256 of the body under the app's client
+//! secret), `-Shop-Domain`, `-Webhook-Id`, `-Triggered-At`, `-API-Version`.
+//!
 //! It answers under `/{shop}/…`, so `INTEGRATION_SHOPIFY_URL` is
 //! [`ShopifyServer::url`].
 
@@ -24,7 +30,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 pub const SHOP: &str = "acme-test.myshopify.com";
 pub const CLIENT_ID: &str = "app-client-id";
@@ -54,6 +64,67 @@ struct Store {
     graphql_calls: AtomicUsize,
     refreshes: AtomicUsize,
     issued: AtomicUsize,
+    subscriptions: Mutex<Vec<Subscription>>,
+    subscribed: AtomicUsize,
+}
+
+/// A webhook subscription an app registered.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// `gid://shopify/WebhookSubscription/…`
+    pub id: String,
+    /// As webhooks name it: `orders/create`.
+    pub topic: String,
+    pub callback: String,
+}
+
+/// One webhook to send: the topic and the exact body, and what a test
+/// wants different from a faithful delivery.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    pub topic: String,
+    pub body: String,
+    /// Random when `None`; a repeated id is how Shopify retries.
+    pub webhook_id: Option<String>,
+    /// Now when `None`.
+    pub triggered_at: Option<DateTime<Utc>>,
+    /// [`CLIENT_SECRET`] when `None`.
+    pub secret: Option<String>,
+    /// [`SHOP`] when `None`.
+    pub shop: Option<String>,
+    /// Headers left out.
+    pub without: Vec<&'static str>,
+}
+
+impl Webhook {
+    pub fn new(topic: &str, body: Value) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            body: body.to_string(),
+            webhook_id: None,
+            triggered_at: None,
+            secret: None,
+            shop: None,
+            without: Vec::new(),
+        }
+    }
+
+    pub fn id(mut self, id: &str) -> Self {
+        self.webhook_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn triggered_at(mut self, at: DateTime<Utc>) -> Self {
+        self.triggered_at = Some(at);
+        self
+    }
+}
+
+/// The base64 HMAC-SHA256 Shopify signs a body with.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
 }
 
 pub struct ShopifyServer {
@@ -76,6 +147,8 @@ impl ShopifyServer {
             graphql_calls: AtomicUsize::new(0),
             refreshes: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
+            subscriptions: Mutex::new(Vec::new()),
+            subscribed: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/{shop}/admin/api/{version}/graphql.json", post(graphql))
@@ -111,6 +184,63 @@ impl ShopifyServer {
 
     pub fn refreshes(&self) -> usize {
         self.store.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// The webhook subscriptions registered now.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.store.subscriptions.lock().unwrap().clone()
+    }
+
+    /// Sends `webhook` as Shopify would, to the callback subscribed to its
+    /// topic (the privacy topics, which need no subscription, go to any of
+    /// the app's callbacks); the answer's status and body.
+    pub async fn send(&self, webhook: &Webhook) -> (u16, String) {
+        let callback = {
+            let subscriptions = self.store.subscriptions.lock().unwrap();
+            subscriptions
+                .iter()
+                .find(|s| s.topic == webhook.topic)
+                .or_else(|| subscriptions.first())
+                .map(|s| s.callback.clone())
+                .expect("the app subscribed to webhooks")
+        };
+        self.send_to(&callback, webhook).await
+    }
+
+    /// Sends `webhook` to `url`, whatever is subscribed.
+    pub async fn send_to(&self, url: &str, webhook: &Webhook) -> (u16, String) {
+        let secret = webhook.secret.as_deref().unwrap_or(CLIENT_SECRET);
+        let triggered_at = webhook.triggered_at.unwrap_or_else(Utc::now);
+        let headers = [
+            ("content-type", "application/json".to_owned()),
+            ("x-shopify-topic", webhook.topic.clone()),
+            ("x-shopify-hmac-sha256", signature(secret, webhook.body.as_bytes())),
+            (
+                "x-shopify-shop-domain",
+                webhook.shop.clone().unwrap_or_else(|| SHOP.to_owned()),
+            ),
+            ("x-shopify-api-version", "2025-07".to_owned()),
+            (
+                "x-shopify-webhook-id",
+                webhook
+                    .webhook_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>())),
+            ),
+            (
+                "x-shopify-triggered-at",
+                triggered_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            ),
+        ];
+        let mut request = reqwest::Client::new().post(url).body(webhook.body.clone());
+        for (name, value) in headers {
+            if !webhook.without.contains(&name) {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.expect("the platform answers webhooks");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
     }
 }
 
@@ -164,16 +294,57 @@ async fn graphql(
         }
         None => {}
     }
-    if !body["query"].as_str().unwrap_or_default().contains("accessScopes") {
+    let query = body["query"].as_str().unwrap_or_default();
+    let data = if query.contains("webhookSubscriptionCreate") {
+        subscribe(&store, &body["variables"])
+    } else if query.contains("webhookSubscriptionDelete") {
+        unsubscribe(&store, &body["variables"])
+    } else if query.contains("accessScopes") {
+        let handles: Vec<Value> = SCOPES.iter().map(|s| json!({ "handle": s })).collect();
+        json!({"shop": {"name": "Acme Test"}, "currentAppInstallation": {"accessScopes": handles}})
+    } else {
         return errors(StatusCode::OK, json!([{"message": "unknown query"}]));
-    }
-    let handles: Vec<Value> = SCOPES.iter().map(|s| json!({ "handle": s })).collect();
+    };
     Json(json!({
-        "data": {"shop": {"name": "Acme Test"}, "currentAppInstallation": {"accessScopes": handles}},
-        "extensions": {"cost": {"requestedQueryCost": 2, "actualQueryCost": 2,
-            "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1998, "restoreRate": 100.0}}}
+        "data": data,
+        "extensions": {"cost": {"requestedQueryCost": 10, "actualQueryCost": 10,
+            "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990, "restoreRate": 100.0}}}
     }))
     .into_response()
+}
+
+fn subscribe(store: &Store, variables: &Value) -> Value {
+    let topic = variables["topic"].as_str().unwrap_or_default();
+    let callback = variables["subscription"]["callbackUrl"].as_str().unwrap_or_default();
+    if topic.is_empty() || !callback.starts_with("http") {
+        return json!({"webhookSubscriptionCreate": {"webhookSubscription": null,
+            "userErrors": [{"field": ["webhookSubscription", "callbackUrl"], "message": "Address is invalid"}]}});
+    }
+    let n = store.subscribed.fetch_add(1, Ordering::SeqCst) + 1;
+    let subscription = Subscription {
+        id: format!("gid://shopify/WebhookSubscription/{n}"),
+        // INVENTORY_LEVELS_UPDATE is inventory_levels/update.
+        topic: match topic.to_ascii_lowercase().rsplit_once('_') {
+            Some((resource, action)) => format!("{resource}/{action}"),
+            None => topic.to_ascii_lowercase(),
+        },
+        callback: callback.to_owned(),
+    };
+    let id = subscription.id.clone();
+    store.subscriptions.lock().unwrap().push(subscription);
+    json!({"webhookSubscriptionCreate": {"webhookSubscription": {"id": id}, "userErrors": []}})
+}
+
+fn unsubscribe(store: &Store, variables: &Value) -> Value {
+    let id = variables["id"].as_str().unwrap_or_default();
+    let mut subscriptions = store.subscriptions.lock().unwrap();
+    let before = subscriptions.len();
+    subscriptions.retain(|s| s.id != id);
+    if subscriptions.len() == before {
+        return json!({"webhookSubscriptionDelete": {"deletedWebhookSubscriptionId": null,
+            "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}]}});
+    }
+    json!({"webhookSubscriptionDelete": {"deletedWebhookSubscriptionId": id, "userErrors": []}})
 }
 
 async fn access_token(State(store): State<Arc<Store>>, Json(body): Json<Value>) -> Response {

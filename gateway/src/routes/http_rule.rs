@@ -10,6 +10,11 @@ const HTTP_EXTENSION: &str = "google.api.http";
 const SCOPE_EXTENSION: &str = "platform.required_scope";
 const STATUS_EXTENSION: &str = "platform.success_status";
 const STREAM_EXTENSION: &str = "platform.event_stream";
+const INBOUND_EXTENSION: &str = "platform.inbound_webhook";
+/// Where inbound webhook routes live, and only they.
+pub const INBOUND_PREFIX: &str = "/hooks/";
+/// The request field an inbound webhook's headers go into.
+pub const INBOUND_HEADERS_FIELD: &str = "headers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -25,6 +30,7 @@ pub enum RouteError {
 
 pub struct Binding {
     pub http_method: Method,
+    /// Empty for an inbound webhook, which has no principal.
     pub required_scope: String,
     pub template: PathTemplate,
     pub body: String,
@@ -49,15 +55,63 @@ pub fn bindings(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Vec<
         Value::Message(message) => decode(message).map_err(invalid)?,
         _ => return Err(invalid("google.api.http is not a message".into())),
     };
-    let scope = required_scope(pool, method).ok_or_else(|| RouteError::MissingScope {
-        method: method.full_name().to_owned(),
-    })?;
+    let inbound = inbound_webhook(pool, method);
+    let scope = match inbound {
+        true => String::new(),
+        false => required_scope(pool, method).ok_or_else(|| RouteError::MissingScope {
+            method: method.full_name().to_owned(),
+        })?,
+    };
     let mut out = Vec::new();
     collect(&rule, &scope, method, &mut out, true).map_err(|e| match e {
         Ok(reason) => invalid(reason),
         Err(template) => RouteError::Template(template),
     })?;
+    for binding in &out {
+        check_inbound(method, binding, inbound).map_err(invalid)?;
+    }
     Ok(out)
+}
+
+/// Whether the method is an inbound webhook (`platform.inbound_webhook`).
+pub fn inbound_webhook(pool: &DescriptorPool, method: &MethodDescriptor) -> bool {
+    matches!(method_option(pool, method, INBOUND_EXTENSION), Some(Value::Bool(true)))
+}
+
+/// An inbound webhook lives under `/hooks/`, takes its body as bytes and
+/// has a place for the headers; nothing else lives under `/hooks/`.
+fn check_inbound(method: &MethodDescriptor, binding: &Binding, inbound: bool) -> Result<(), String> {
+    let under_hooks = binding.template.as_str().starts_with(INBOUND_PREFIX);
+    if !inbound {
+        return match under_hooks {
+            true => Err(format!(
+                "only platform.inbound_webhook routes may live under {INBOUND_PREFIX}"
+            )),
+            false => Ok(()),
+        };
+    }
+    if !under_hooks {
+        return Err(format!("an inbound webhook's path must start with {INBOUND_PREFIX}"));
+    }
+    let input = method.input();
+    let body = input.get_field_by_name(&binding.body);
+    if !body.is_some_and(|f| f.kind() == prost_reflect::Kind::Bytes && !f.is_list()) {
+        return Err("an inbound webhook's body must name a bytes field of its request".into());
+    }
+    let headers = input.get_field_by_name(INBOUND_HEADERS_FIELD);
+    let string_map = headers.is_some_and(|f| match f.kind() {
+        prost_reflect::Kind::Message(entry) if f.is_map() => {
+            entry.map_entry_key_field().kind() == prost_reflect::Kind::String
+                && entry.map_entry_value_field().kind() == prost_reflect::Kind::String
+        }
+        _ => false,
+    });
+    if !string_map {
+        return Err(format!(
+            "an inbound webhook's request needs a map<string, string> {INBOUND_HEADERS_FIELD}"
+        ));
+    }
+    Ok(())
 }
 
 /// The method's `platform.required_scope`, if it declares one.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::Method;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
-pub use http_rule::RouteError;
+pub use http_rule::{INBOUND_HEADERS_FIELD, INBOUND_PREFIX, RouteError};
 use path_template::{Binding, PathTemplate};
 
 /// `/package.Service/Method`, the gRPC path of `method`.
@@ -28,8 +28,12 @@ fn grpc_path_of(method: &MethodDescriptor) -> Result<http::uri::PathAndQuery, Ro
 pub struct Route {
     pub http_method: Method,
     pub template: PathTemplate,
-    /// The scope a caller must hold (`platform.required_scope`).
+    /// The scope a caller must hold (`platform.required_scope`); empty for
+    /// an inbound webhook.
     pub required_scope: String,
+    /// Called by another system's webhooks, with no principal
+    /// (`platform.inbound_webhook`).
+    pub inbound_webhook: bool,
     pub method: MethodDescriptor,
     /// `""` (no body), `"*"` (the whole request) or a request field name.
     pub body: String,
@@ -75,6 +79,7 @@ impl RouteTable {
         for service in pool.services() {
             for method in service.methods() {
                 let success_status = http_rule::success_status(pool, &method)?;
+                let inbound_webhook = http_rule::inbound_webhook(pool, &method);
                 for binding in http_rule::bindings(pool, &method)? {
                     let prefix = binding.template.literal_prefix();
                     let upstream = upstream_for(&prefix).ok_or_else(|| RouteError::NoUpstream {
@@ -88,6 +93,7 @@ impl RouteTable {
                         http_method: binding.http_method,
                         template: binding.template,
                         required_scope: binding.required_scope,
+                        inbound_webhook,
                         method: method.clone(),
                         body: binding.body,
                         response_body: binding.response_body,
@@ -106,11 +112,6 @@ impl RouteTable {
 
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().map(Arc::as_ref)
-    }
-
-    /// Every scope some route requires.
-    pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|r| r.required_scope.as_str())
     }
 
     pub fn resolve(&self, method: &Method, path: &str) -> Resolution<'_> {

@@ -7,10 +7,17 @@
 //! conversions a body value would (numbers from strings, enums by name,
 //! timestamps from RFC 3339).
 
-use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor};
 use serde_json::{Map, Value};
 
-use crate::routes::{Route, path_template::Binding};
+use crate::routes::{INBOUND_HEADERS_FIELD, Route, path_template::Binding};
+
+/// Headers that never reach a service: credentials stay at the gateway.
+const WITHHELD_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 
 /// Query parameters the gateway itself consumes.
 const RESERVED_QUERY: &[&str] = &["format"];
@@ -53,6 +60,54 @@ pub fn build(
         })?;
     }
     parse(&input, document)
+}
+
+/// The request message of an inbound webhook: path variables as usual, the
+/// body's exact bytes in the route's body field (a signature is over those
+/// bytes, so nothing is parsed) and the headers in `headers`.
+pub fn build_inbound(
+    route: &Route,
+    bindings: Vec<Binding>,
+    body: Bytes,
+    headers: &HeaderMap,
+) -> Result<DynamicMessage, RequestError> {
+    let input = route.method.input();
+    let mut document = Map::new();
+    for (field_path, value) in bindings {
+        set_path(&input, &mut document, &field_path, &value, false).ok_or_else(|| RequestError::InvalidField {
+            field: field_path.clone(),
+            reason: "path variable names no field".into(),
+        })?;
+    }
+    let mut message = parse(&input, document)?;
+    message.set_field_by_name(&route.body, prost_reflect::Value::Bytes(body));
+    message.set_field_by_name(INBOUND_HEADERS_FIELD, prost_reflect::Value::Map(header_map(headers)));
+    Ok(message)
+}
+
+/// Headers by lower-case name, repeated ones joined with `, ` as HTTP
+/// allows; values that are not text, and credentials, are left out.
+fn header_map(headers: &HeaderMap) -> HashMap<MapKey, prost_reflect::Value> {
+    let mut joined: HashMap<&str, String> = HashMap::new();
+    for (name, value) in headers {
+        let (name, Ok(value)) = (name.as_str(), value.to_str()) else {
+            continue;
+        };
+        if WITHHELD_HEADERS.contains(&name) {
+            continue;
+        }
+        joined
+            .entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
+    joined
+        .into_iter()
+        .map(|(k, v)| (MapKey::String(k.to_owned()), prost_reflect::Value::String(v)))
+        .collect()
 }
 
 fn body_document(body_field: &str, body: &[u8]) -> Result<Map<String, Value>, RequestError> {
@@ -226,6 +281,31 @@ mod tests {
             build(r, b, Some("colour=red"), b""),
             Err(RequestError::UnknownParameter("colour".into()))
         );
+    }
+
+    #[test]
+    fn an_inbound_webhook_gets_the_exact_bytes_and_the_headers_but_no_credentials() {
+        let t = table();
+        let (r, b) = route(&t, http::Method::POST, "/hooks/shopify/int_1");
+        let body = Bytes::from_static(b"{\"id\": 9007199254740993 }");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-shopify-topic", "orders/create".parse().unwrap());
+        headers.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        headers.append("x-forwarded-for", "2.2.2.2".parse().unwrap());
+        headers.insert("authorization", "Bearer secret".parse().unwrap());
+        let msg = build_inbound(r, b, body.clone(), &headers).unwrap();
+        assert_eq!(msg.get_field_by_name("integration_id").unwrap().as_str(), Some("int_1"));
+        assert_eq!(msg.get_field_by_name("body").unwrap().as_bytes(), Some(&body));
+        let headers = msg.get_field_by_name("headers").unwrap().into_owned();
+        let headers = headers.as_map().unwrap();
+        let get = |k: &str| {
+            headers
+                .get(&MapKey::String(k.into()))
+                .and_then(|v| v.as_str().map(str::to_owned))
+        };
+        assert_eq!(get("x-shopify-topic").as_deref(), Some("orders/create"));
+        assert_eq!(get("x-forwarded-for").as_deref(), Some("1.1.1.1, 2.2.2.2"));
+        assert_eq!(get("authorization"), None);
     }
 
     #[test]

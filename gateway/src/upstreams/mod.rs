@@ -16,6 +16,7 @@ use tonic::{Code, Status, metadata::MetadataMap, transport::Endpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use outbound_http::breaker::{Breaker, BreakerSettings};
+use service_runtime::error::is_dependency_failure;
 
 use crate::transcode::codec::DynamicCodec;
 pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
@@ -125,13 +126,12 @@ impl Upstreams {
         let retry_copy = idempotent.then(|| (message.clone(), metadata.clone()));
         let mut outcome = upstream.attempt(path, message, metadata, response_type).await;
         if let Some((message, metadata)) = retry_copy
-            && matches!(&outcome, Err(status) if status.code() == Code::Unavailable)
+            && matches!(&outcome, Err(status) if status.code() == Code::Unavailable && !is_dependency_failure(status))
             && upstream.budget.withdraw()
         {
             outcome = upstream.attempt(path, message, metadata, response_type).await;
         }
-        let failed = matches!(&outcome, Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown));
-        upstream.breaker.record(permit, failed);
+        upstream.breaker.record(permit, upstream_failed(&outcome));
         outcome.map_err(CallError::Status)
     }
 
@@ -149,8 +149,7 @@ impl Upstreams {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
         let outcome = upstream.open(path, message, metadata, response_type, deadline).await;
-        let failed = matches!(&outcome, Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown));
-        upstream.breaker.record(permit, failed);
+        upstream.breaker.record(permit, upstream_failed(&outcome));
         outcome.map_err(CallError::Status)
     }
 
@@ -158,6 +157,20 @@ impl Upstreams {
     pub async fn is_serving(&self, upstream: usize) -> bool {
         let upstream = &self.list[upstream];
         upstream.replicas.healthy() > 0 && replicas::is_serving(upstream.replicas.channel.clone()).await
+    }
+}
+
+/// Whether a call's outcome says the upstream itself is failing: it could
+/// not be reached or did not answer in time. An upstream reporting that a
+/// system behind it is out of reach is working.
+fn upstream_failed<T>(outcome: &Result<T, Status>) -> bool {
+    match outcome {
+        Err(status) if is_dependency_failure(status) => false,
+        Err(status) => matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+        ),
+        Ok(_) => false,
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use service_runtime::{error::ServiceError, proto_json::struct_to_json};
 
 use database::{DatabaseSettings, Engine};
-use shopify::{Shopify, ShopifyCredentials, ShopifyError, ShopifySettings};
+use shopify::{Caller, Shopify, ShopifyCredentials, ShopifyError, ShopifySettings};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -30,6 +30,23 @@ pub struct Reach {
     /// How long connecting to a database may take.
     pub timeout: Duration,
     pub shopify: Shopify,
+    /// Where webhooks reach the platform: the gateway's public URL.
+    pub public_url: String,
+}
+
+impl Reach {
+    /// Where `kind`'s webhooks for connection `id` are sent.
+    pub fn webhook_url(&self, kind: &str, id: &str) -> String {
+        format!("{}/hooks/{kind}/{id}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// A webhook subscription registered on the other side.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub topic: String,
+    /// The other side's id for it, to remove it with.
+    pub id: String,
 }
 
 /// A connection, checked: ready to be tried.
@@ -58,12 +75,7 @@ impl Connection {
     /// Checks a request's `kind`, `settings` and `credentials`, naming the
     /// field at fault.
     pub fn parse(kind: &str, settings: Option<Struct>, credentials: HashMap<String, String>) -> Result<Self> {
-        if let Some((key, _)) = credentials.iter().find(|(_, v)| v.len() > MAX_CREDENTIAL_BYTES) {
-            return Err(ServiceError::invalid(
-                "credentials",
-                format!("{key:?} must be at most {MAX_CREDENTIAL_BYTES} bytes"),
-            ));
-        }
+        check_sizes(&credentials)?;
         let settings = match struct_to_json("settings", settings, MAX_SETTINGS_BYTES)? {
             Value::Object(map) => map,
             _ => unreachable!("a Struct is an object"),
@@ -142,33 +154,125 @@ impl Connection {
         value.to_string().into_bytes()
     }
 
-    /// Tries a new connection: the scopes it grants when the other side
-    /// takes it. An expiring Shopify token is refreshed first, so its
-    /// expiry is known (the credentials change). `key` names the
-    /// connection's breaker.
-    pub async fn try_new(&mut self, key: &str, reach: &Reach) -> Result<Vec<String>> {
+    /// The same connection with the credentials `given` replacing its own.
+    pub fn replaced(self, given: HashMap<String, String>) -> Result<Self> {
+        check_sizes(&given)?;
+        match self {
+            Self::Database { settings, password } => {
+                let mut merged = HashMap::from([("password".to_owned(), password)]);
+                merged.extend(given);
+                Ok(Self::Database {
+                    settings,
+                    password: self::password(merged)?,
+                })
+            }
+            Self::Shopify { settings, credentials } => Ok(Self::Shopify {
+                credentials: credentials.replaced(given)?,
+                settings,
+            }),
+        }
+    }
+
+    /// Tries the connection as it would be saved: the scopes it grants
+    /// when the other side takes it. An expiring Shopify token is
+    /// refreshed first, so its expiry is known (the credentials change).
+    /// `id` names the connection's breaker.
+    pub async fn try_new(&mut self, id: &str, reach: &Reach) -> Result<Vec<String>> {
         match self {
             Self::Database { settings, password } => {
                 database::try_connect(settings, password, &reach.targets, reach.timeout).await?;
                 Ok(vec!["read".to_owned()])
             }
             Self::Shopify { settings, credentials } => {
-                if let Some(refresh) = credentials.refresh.as_ref().filter(|_| credentials.lapsing()) {
-                    *credentials = reach.shopify.refresh(key, settings, refresh).await.map_err(refused)?;
+                if credentials.lapsing() {
+                    *credentials = reach
+                        .shopify
+                        .refresh(id, settings, credentials)
+                        .await
+                        .map_err(refused)?;
                 }
-                let scopes = reach
-                    .shopify
-                    .granted_scopes(key, settings, &credentials.access_token)
-                    .await;
-                scopes.map_err(refused)
+                let caller = Caller {
+                    connection: id,
+                    settings,
+                    access_token: &credentials.access_token,
+                };
+                reach.shopify.granted_scopes(&caller).await.map_err(refused)
             }
         }
+    }
+
+    /// Registers the webhooks the connection can verify, all or none: a
+    /// refusal undoes the ones registered before it.
+    pub async fn subscribe(&self, id: &str, reach: &Reach) -> Result<Vec<Subscription>> {
+        let Self::Shopify { settings, credentials } = self else {
+            return Ok(Vec::new());
+        };
+        if credentials.client_secret.is_none() {
+            return Ok(Vec::new());
+        }
+        let caller = Caller {
+            connection: id,
+            settings,
+            access_token: &credentials.access_token,
+        };
+        let callback = reach.webhook_url("shopify", id);
+        let mut subscribed = Vec::new();
+        for topic in shopify::webhooks::TOPICS {
+            match reach.shopify.subscribe(&caller, topic, &callback).await {
+                Ok(remote) => subscribed.push(Subscription {
+                    topic: (*topic).to_owned(),
+                    id: remote,
+                }),
+                Err(error) => {
+                    let _ = self.unsubscribe(id, reach, &subscribed).await;
+                    return Err(ServiceError::Unprocessable(format!(
+                        "registering the {topic} webhook: {error}"
+                    )));
+                }
+            }
+        }
+        Ok(subscribed)
+    }
+
+    /// Removes what [`Self::subscribe`] registered. A store that no longer
+    /// accepts the token (the app was uninstalled) has removed them itself.
+    pub async fn unsubscribe(&self, id: &str, reach: &Reach, subscriptions: &[Subscription]) -> Result<()> {
+        let Self::Shopify { settings, credentials } = self else {
+            return Ok(());
+        };
+        let caller = Caller {
+            connection: id,
+            settings,
+            access_token: &credentials.access_token,
+        };
+        for subscription in subscriptions {
+            match reach.shopify.unsubscribe(&caller, &subscription.id).await {
+                Ok(()) | Err(ShopifyError::Unauthorized(_)) => {}
+                Err(error) => {
+                    return Err(ServiceError::Unavailable(format!(
+                        "removing the {} webhook from the store: {error}; nothing was disconnected, try again",
+                        subscription.topic
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 /// A vendor's refusal, in its own words, for the workspace to act on.
 pub fn refused(error: ShopifyError) -> ServiceError {
     ServiceError::Unprocessable(error.to_string())
+}
+
+fn check_sizes(credentials: &HashMap<String, String>) -> Result<()> {
+    match credentials.iter().find(|(_, v)| v.len() > MAX_CREDENTIAL_BYTES) {
+        Some((key, _)) => Err(ServiceError::invalid(
+            "credentials",
+            format!("{key:?} must be at most {MAX_CREDENTIAL_BYTES} bytes"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The one credential a database connection takes.

@@ -10,6 +10,8 @@ use sqlx::{PgConnection, PgExecutor};
 
 use service_runtime::proto_json::json_to_struct;
 
+pub use crate::kinds::Subscription;
+
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// An integration as shown and as events carry it: its credentials are
@@ -26,9 +28,11 @@ pub struct IntegrationRow {
     pub last_error: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub webhook_topics: Vec<String>,
 }
 
-const COLUMNS: &str = "id, kind, name, status, settings, scopes, last_sync_at, last_error, created_at, updated_at";
+const COLUMNS: &str =
+    "id, kind, name, status, settings, scopes, last_sync_at, last_error, created_at, updated_at, webhook_topics";
 
 impl From<IntegrationRow> for Integration {
     fn from(row: IntegrationRow) -> Self {
@@ -43,6 +47,7 @@ impl From<IntegrationRow> for Integration {
             last_sync_at: row.last_sync_at.map(timestamp),
             last_error: row.last_error,
             updated_at: Some(timestamp(row.updated_at)),
+            webhook_topics: row.webhook_topics,
         }
     }
 }
@@ -55,12 +60,14 @@ pub struct NewIntegration<'a> {
     pub settings: &'a Value,
     pub scopes: &'a [String],
     pub credentials_sealed: &'a [u8],
+    pub subscriptions: &'a [Subscription],
 }
 
 pub async fn insert(conn: &mut PgConnection, workspace_id: &str, new: NewIntegration<'_>) -> Result<IntegrationRow> {
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO integrations (workspace_id, id, kind, name, status, settings, scopes, credentials_sealed)
-         VALUES ($1, $2, $3, $4, 'connected', $5, $6, $7)
+        "INSERT INTO integrations (workspace_id, id, kind, name, status, settings, scopes, credentials_sealed,
+                                   webhook_topics, webhook_subscription_ids)
+         VALUES ($1, $2, $3, $4, 'connected', $5, $6, $7, $8, $9)
          RETURNING {COLUMNS}"
     ))
     .bind(workspace_id)
@@ -70,6 +77,8 @@ pub async fn insert(conn: &mut PgConnection, workspace_id: &str, new: NewIntegra
     .bind(new.settings)
     .bind(new.scopes)
     .bind(new.credentials_sealed)
+    .bind(new.subscriptions.iter().map(|s| s.topic.clone()).collect::<Vec<_>>())
+    .bind(new.subscriptions.iter().map(|s| s.id.clone()).collect::<Vec<_>>())
     .fetch_one(conn)
     .await?)
 }
@@ -122,6 +131,126 @@ pub async fn with_credentials<'e>(
         .credentials_sealed
         .ok_or_else(|| ServiceError::Internal(format!("integration {id} has no credentials")))?;
     Ok((found.row, sealed))
+}
+
+/// The webhook subscriptions the connection registered.
+pub async fn subscriptions<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    id: &IntegrationId,
+) -> Result<Vec<Subscription>> {
+    let (topics, ids): (Vec<String>, Vec<String>) = sqlx::query_as(
+        "SELECT webhook_topics, webhook_subscription_ids FROM integrations WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(topics
+        .into_iter()
+        .zip(ids)
+        .map(|(topic, id)| Subscription { topic, id })
+        .collect())
+}
+
+/// A connection a webhook names by id alone, with its workspace and sealed
+/// credentials: the webhook's signature says whether to believe it.
+pub struct Addressed {
+    pub workspace_id: String,
+    pub row: IntegrationRow,
+    pub sealed: Option<Vec<u8>>,
+}
+
+pub async fn addressed_by_webhook<'e>(db: impl PgExecutor<'e>, id: &IntegrationId) -> Result<Addressed> {
+    #[derive(sqlx::FromRow)]
+    struct Found {
+        workspace_id: String,
+        #[sqlx(flatten)]
+        row: IntegrationRow,
+        credentials_sealed: Option<Vec<u8>>,
+    }
+    let found: Found = sqlx::query_as(&format!(
+        "SELECT workspace_id, {COLUMNS}, credentials_sealed FROM integrations WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(Addressed {
+        workspace_id: found.workspace_id,
+        row: found.row,
+        sealed: found.credentials_sealed,
+    })
+}
+
+/// Renames the integration and replaces its credentials, each when given.
+pub async fn update(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    id: &IntegrationId,
+    name: Option<&str>,
+    sealed: Option<&[u8]>,
+) -> Result<IntegrationRow> {
+    sqlx::query_as(&format!(
+        "UPDATE integrations SET name = coalesce($3, name),
+             credentials_sealed = coalesce($4, credentials_sealed),
+             status = CASE WHEN $4 IS NULL THEN status ELSE 'connected' END,
+             last_error = CASE WHEN $4 IS NULL THEN last_error ELSE '' END,
+             updated_at = now()
+         WHERE workspace_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(name)
+    .bind(sealed)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| not_found(id))
+}
+
+/// Records the webhook subscriptions the connection registered.
+pub async fn set_subscriptions(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    id: &IntegrationId,
+    subscriptions: &[Subscription],
+) -> Result<IntegrationRow> {
+    sqlx::query_as(&format!(
+        "UPDATE integrations SET webhook_topics = $3, webhook_subscription_ids = $4, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(subscriptions.iter().map(|s| s.topic.clone()).collect::<Vec<_>>())
+    .bind(subscriptions.iter().map(|s| s.id.clone()).collect::<Vec<_>>())
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| not_found(id))
+}
+
+/// The other side removed the platform (Shopify's `app/uninstalled`): the
+/// connection stays listed, disconnected, with nothing registered.
+pub async fn mark_uninstalled(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    id: &IntegrationId,
+    reason: &str,
+) -> Result<IntegrationRow> {
+    sqlx::query_as(&format!(
+        "UPDATE integrations SET status = 'disconnected', last_error = $3,
+             webhook_topics = '{{}}', webhook_subscription_ids = '{{}}', updated_at = now()
+         WHERE workspace_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(reason)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| not_found(id))
 }
 
 /// The sealed credentials, the row locked until the transaction ends: a

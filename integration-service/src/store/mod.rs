@@ -3,3 +3,6 @@
 //! never read back by the queries that serve the API.
 
 pub mod integrations;
+pub mod shopify_catalog;
+pub mod shopify_deliveries;
+pub mod shopify_orders;

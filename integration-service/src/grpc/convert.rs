@@ -1,0 +1,75 @@
+//! What the store holds, as the API's messages.
+
+use proto::integration::v1::{DataRequest, LineItem, Order, Product, Tracking};
+use serde::Deserialize;
+use service_runtime::{error::ServiceError, time::timestamp};
+
+use crate::store::{
+    shopify_catalog::ProductView,
+    shopify_orders::{DataRequestRow, OrderView},
+};
+
+pub fn product(view: ProductView) -> Product {
+    Product {
+        id: view.product_id,
+        title: view.title,
+        description: view.description,
+        handle: view.handle,
+        status: view.status,
+        price_min: view.price_min.unwrap_or_default(),
+        price_max: view.price_max.unwrap_or_default(),
+        stock: view.stock,
+    }
+}
+
+pub fn order(view: OrderView) -> Order {
+    Order {
+        id: view.order_id,
+        name: view.name,
+        email: view.email,
+        customer_id: view.customer_id,
+        financial_status: view.financial_status,
+        fulfillment_status: view.fulfillment_status,
+        total_price: view.total_price,
+        currency: view.currency,
+        line_items: view
+            .line_items
+            .0
+            .into_iter()
+            .map(|l| LineItem {
+                title: l.title,
+                quantity: l.quantity,
+            })
+            .collect(),
+        tracking: view
+            .tracking
+            .0
+            .into_iter()
+            .map(|t| Tracking {
+                number: t.number,
+                company: t.company,
+                url: t.url,
+            })
+            .collect(),
+        cancelled_at: view.cancelled_at.map(timestamp),
+        created_at: view.created_at.map(timestamp),
+        updated_at: view.updated_at.map(timestamp),
+    }
+}
+
+/// A data request, its stored export read back into orders.
+pub fn data_request(row: DataRequestRow) -> Result<DataRequest, ServiceError> {
+    #[derive(Deserialize)]
+    struct Export {
+        orders: Vec<OrderView>,
+    }
+    let broken = |what: &str| ServiceError::Internal(format!("data request {}'s {what} does not read", row.id));
+    let export: Export = serde_json::from_value(row.export).map_err(|_| broken("export"))?;
+    Ok(DataRequest {
+        id: row.id.parse().map_err(|_| broken("id"))?,
+        customer_id: row.customer["id"].as_i64(),
+        customer_email: row.customer["email"].as_str().unwrap_or_default().to_owned(),
+        orders: export.orders.into_iter().map(order).collect(),
+        received_at: Some(timestamp(row.created_at)),
+    })
+}

@@ -1,0 +1,192 @@
+//! IntegrationService: connecting a workspace to other systems, the
+//! connections it has, what they brought in, and the webhooks they
+//! receive. Each RPC checks its request, hands it to the module that does
+//! the work and answers with protos.
+
+mod convert;
+
+use ids::IntegrationId;
+use proto::integration::v1::{
+    CheckIntegrationRequest, CreateIntegrationRequest, DeleteIntegrationRequest, DeleteIntegrationResponse,
+    GetIntegrationRequest, Integration, ListDataRequestsResponse, ListIntegrationsRequest, ListIntegrationsResponse,
+    ListOrdersResponse, ListProductsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest,
+    ReceiveShopifyWebhookResponse, UpdateIntegrationRequest, integration_service_server::IntegrationService,
+};
+use service_runtime::{
+    error::ServiceError,
+    pagination::{NewestFirst, decode_cursor, finish_page, page_limit},
+    principal::Principal,
+};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    checking::Checker,
+    connecting::{Change, Connector},
+    kinds::Connection,
+    shopify_inbox::{Received, Receiver},
+    store::{integrations, shopify_catalog, shopify_orders},
+};
+
+const MAX_NAME_CHARS: usize = 100;
+
+pub struct Integrations {
+    pub pool: PgPool,
+    pub checker: Checker,
+    pub connector: Connector,
+    pub receiver: Receiver,
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl IntegrationService for Integrations {
+    async fn create_integration(&self, request: Request<CreateIntegrationRequest>) -> Answer<Integration> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let name = name(&req.name)?;
+        let connection = Connection::parse(&req.kind, req.settings, req.credentials)?;
+        let row = self
+            .connector
+            .connect(&principal.workspace_id, &name, connection)
+            .await?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn list_integrations(&self, request: Request<ListIntegrationsRequest>) -> Answer<ListIntegrationsResponse> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows = integrations::list(&self.pool, &principal.workspace_id, &page).await?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, r.id.as_str()));
+        Ok(Response::new(ListIntegrationsResponse {
+            integrations: rows.into_iter().map(Integration::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn get_integration(&self, request: Request<GetIntegrationRequest>) -> Answer<Integration> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = integration_id(&request.get_ref().integration_id)?;
+        let row = integrations::get(&self.pool, &principal.workspace_id, &id).await?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn check_integration(&self, request: Request<CheckIntegrationRequest>) -> Answer<Integration> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = integration_id(&request.get_ref().integration_id)?;
+        let row = self.checker.check(&principal.workspace_id, &id).await?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn update_integration(&self, request: Request<UpdateIntegrationRequest>) -> Answer<Integration> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let id = integration_id(&req.integration_id)?;
+        let change = Change {
+            name: (!req.name.trim().is_empty()).then(|| name(&req.name)).transpose()?,
+            credentials: req.credentials,
+        };
+        let row = self.connector.change(&principal.workspace_id, &id, change).await?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn delete_integration(
+        &self,
+        request: Request<DeleteIntegrationRequest>,
+    ) -> Answer<DeleteIntegrationResponse> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = integration_id(&request.get_ref().integration_id)?;
+        self.connector.disconnect(&principal.workspace_id, &id).await?;
+        Ok(Response::new(DeleteIntegrationResponse {
+            id: id.into_string(),
+            deleted: true,
+        }))
+    }
+
+    async fn list_products(&self, request: Request<ListSyncedRequest>) -> Answer<ListProductsResponse> {
+        let (workspace_id, req) = synced_request(request)?;
+        let (id, after, limit) = by_id_page(&req)?;
+        let rows = shopify_catalog::list_products(&self.pool, &workspace_id, id.as_str(), after, limit + 1).await?;
+        let (rows, next_cursor) = finish_page(rows, limit, |p| p.product_id.to_string());
+        Ok(Response::new(ListProductsResponse {
+            products: rows.into_iter().map(convert::product).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn list_orders(&self, request: Request<ListSyncedRequest>) -> Answer<ListOrdersResponse> {
+        let (workspace_id, req) = synced_request(request)?;
+        let (id, after, limit) = by_id_page(&req)?;
+        let rows = shopify_orders::list(&self.pool, &workspace_id, id.as_str(), after, limit + 1).await?;
+        let (rows, next_cursor) = finish_page(rows, limit, |o| o.order_id.to_string());
+        Ok(Response::new(ListOrdersResponse {
+            orders: rows.into_iter().map(convert::order).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn list_data_requests(&self, request: Request<ListSyncedRequest>) -> Answer<ListDataRequestsResponse> {
+        let (workspace_id, req) = synced_request(request)?;
+        let id = integration_id(&req.integration_id)?;
+        integrations::get(&self.pool, &workspace_id, &id).await?;
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows = shopify_orders::data_requests(&self.pool, &workspace_id, id.as_str(), &page).await?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, r.id.as_str()));
+        Ok(Response::new(ListDataRequestsResponse {
+            data_requests: rows.into_iter().map(convert::data_request).collect::<Result<_, _>>()?,
+            next_cursor,
+        }))
+    }
+
+    /// No principal: Shopify calls it, and the delivery's signature says
+    /// which connection it is for.
+    async fn receive_shopify_webhook(
+        &self,
+        request: Request<ReceiveShopifyWebhookRequest>,
+    ) -> Answer<ReceiveShopifyWebhookResponse> {
+        let req = request.into_inner();
+        let received = self
+            .receiver
+            .receive(&req.integration_id, &req.body, &req.headers)
+            .await?;
+        Ok(Response::new(ReceiveShopifyWebhookResponse {
+            accepted: true,
+            duplicate: matches!(received, Received::Duplicate),
+        }))
+    }
+}
+
+fn synced_request(request: Request<ListSyncedRequest>) -> Result<(String, ListSyncedRequest), Status> {
+    let principal = Principal::from_metadata(request.metadata())?;
+    Ok((principal.workspace_id, request.into_inner()))
+}
+
+/// A list keyed by Shopify's ids: the integration, the id to continue
+/// after and the page size.
+fn by_id_page(req: &ListSyncedRequest) -> Result<(IntegrationId, i64, i64), Status> {
+    let id = integration_id(&req.integration_id)?;
+    let limit = page_limit(req.limit)?;
+    let after = match decode_cursor(&req.cursor)? {
+        Some(position) => position
+            .parse()
+            .map_err(|_| ServiceError::invalid("cursor", "is not a cursor returned by this API"))?,
+        None => i64::MIN,
+    };
+    Ok((id, after, limit))
+}
+
+fn integration_id(value: &str) -> Result<IntegrationId, ServiceError> {
+    Ok(IntegrationId::parse("integration_id", value)?)
+}
+
+fn name(value: &str) -> Result<String, ServiceError> {
+    let name = value.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ServiceError::invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}

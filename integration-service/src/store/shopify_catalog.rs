@@ -1,0 +1,213 @@
+//! A store's catalog as the platform last heard of it: the
+//! `shopify_products`, `shopify_variants` and `shopify_inventory_levels`
+//! tables. Every write is guarded by when Shopify produced the news, so a
+//! stale retry arriving late never overwrites newer data, and a deleted
+//! product stays deleted.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use service_runtime::error::ServiceError;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::kinds::shopify::payloads::{InventoryLevel, Product};
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Where a change came from: the connection and when Shopify produced it.
+pub struct Source<'a> {
+    pub workspace_id: &'a str,
+    pub integration_id: &'a str,
+    pub triggered_at: DateTime<Utc>,
+}
+
+/// Stores the product and its variants unless newer news of it is stored;
+/// whether it was stored.
+pub async fn upsert_product(conn: &mut PgConnection, source: &Source<'_>, product: &Product) -> Result<bool> {
+    let stored = sqlx::query(
+        "INSERT INTO shopify_products
+             (integration_id, product_id, workspace_id, title, description, handle, status, updated_at, triggered_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (integration_id, product_id) DO UPDATE SET
+             title = EXCLUDED.title, description = EXCLUDED.description, handle = EXCLUDED.handle,
+             status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+             triggered_at = EXCLUDED.triggered_at, deleted_at = NULL
+         WHERE shopify_products.triggered_at < EXCLUDED.triggered_at",
+    )
+    .bind(source.integration_id)
+    .bind(product.id)
+    .bind(source.workspace_id)
+    .bind(&product.title)
+    .bind(product.description())
+    .bind(&product.handle)
+    .bind(&product.status)
+    .bind(product.updated_at)
+    .bind(source.triggered_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if stored {
+        replace_variants(conn, source.integration_id, product).await?;
+    }
+    Ok(stored)
+}
+
+async fn replace_variants(conn: &mut PgConnection, integration_id: &str, product: &Product) -> Result<()> {
+    sqlx::query("DELETE FROM shopify_variants WHERE integration_id = $1 AND product_id = $2")
+        .bind(integration_id)
+        .bind(product.id)
+        .execute(&mut *conn)
+        .await?;
+    let variants = &product.variants;
+    sqlx::query(
+        "INSERT INTO shopify_variants
+             (integration_id, product_id, variant_id, title, sku, price, inventory_item_id, inventory_quantity)
+         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+         ON CONFLICT (integration_id, variant_id) DO NOTHING",
+    )
+    .bind(integration_id)
+    .bind(product.id)
+    .bind(variants.iter().map(|v| v.id).collect::<Vec<_>>())
+    .bind(variants.iter().map(|v| v.title.clone()).collect::<Vec<_>>())
+    .bind(
+        variants
+            .iter()
+            .map(|v| v.sku.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(variants.iter().map(|v| v.price.clone()).collect::<Vec<_>>())
+    .bind(variants.iter().map(|v| v.inventory_item_id).collect::<Vec<_>>())
+    .bind(variants.iter().map(|v| v.inventory_quantity).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the product deleted unless newer news of it is stored; whether it
+/// was marked.
+pub async fn delete_product(conn: &mut PgConnection, source: &Source<'_>, product_id: i64) -> Result<bool> {
+    let marked = sqlx::query(
+        "INSERT INTO shopify_products
+             (integration_id, product_id, workspace_id, title, description, handle, status, triggered_at, deleted_at)
+         VALUES ($1, $2, $3, '', '', '', '', $4, $4)
+         ON CONFLICT (integration_id, product_id) DO UPDATE SET
+             triggered_at = EXCLUDED.triggered_at, deleted_at = EXCLUDED.deleted_at
+         WHERE shopify_products.triggered_at < EXCLUDED.triggered_at",
+    )
+    .bind(source.integration_id)
+    .bind(product_id)
+    .bind(source.workspace_id)
+    .bind(source.triggered_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if marked {
+        sqlx::query("DELETE FROM shopify_variants WHERE integration_id = $1 AND product_id = $2")
+            .bind(source.integration_id)
+            .bind(product_id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(marked)
+}
+
+/// Stores a location's stock of an item unless a newer count is stored;
+/// the product whose stock it changed, if it was stored and one is known.
+pub async fn set_inventory_level(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    level: &InventoryLevel,
+) -> Result<Option<i64>> {
+    let stored = sqlx::query(
+        "INSERT INTO shopify_inventory_levels (integration_id, inventory_item_id, location_id, available, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (integration_id, inventory_item_id, location_id) DO UPDATE SET
+             available = EXCLUDED.available, updated_at = EXCLUDED.updated_at
+         WHERE shopify_inventory_levels.updated_at < EXCLUDED.updated_at",
+    )
+    .bind(integration_id)
+    .bind(level.inventory_item_id)
+    .bind(level.location_id)
+    .bind(level.available)
+    .bind(level.updated_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !stored {
+        return Ok(None);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT product_id FROM shopify_variants WHERE integration_id = $1 AND inventory_item_id = $2 LIMIT 1",
+    )
+    .bind(integration_id)
+    .bind(level.inventory_item_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// A product as a bot and the API see it.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, PartialEq)]
+pub struct ProductView {
+    pub product_id: i64,
+    pub title: String,
+    pub description: String,
+    pub handle: String,
+    pub status: String,
+    /// The cheapest and dearest variant, as Shopify writes prices.
+    pub price_min: Option<String>,
+    pub price_max: Option<String>,
+    /// Units available over every variant and location, when Shopify
+    /// tracks them.
+    pub stock: Option<i64>,
+    pub deleted: bool,
+}
+
+/// Stock of a variant: its levels over every location when any were
+/// reported, else the quantity its product last carried.
+const PRODUCT_VIEW: &str = "
+    SELECT p.product_id, p.title, p.description, p.handle, p.status,
+           min(v.price::numeric)::text AS price_min, max(v.price::numeric)::text AS price_max,
+           sum(coalesce(l.available, v.inventory_quantity))::bigint AS stock,
+           p.deleted_at IS NOT NULL AS deleted
+    FROM shopify_products p
+    LEFT JOIN shopify_variants v ON v.integration_id = p.integration_id AND v.product_id = p.product_id
+    LEFT JOIN LATERAL (
+        SELECT sum(available) AS available FROM shopify_inventory_levels l
+        WHERE l.integration_id = v.integration_id AND l.inventory_item_id = v.inventory_item_id
+    ) l ON true";
+
+/// The products of a connection after `after`, by id, deleted ones left out.
+pub async fn list_products<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    integration_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ProductView>> {
+    Ok(sqlx::query_as(&format!(
+        "{PRODUCT_VIEW}
+         WHERE p.workspace_id = $1 AND p.integration_id = $2 AND p.product_id > $3 AND p.deleted_at IS NULL
+         GROUP BY p.integration_id, p.product_id
+         ORDER BY p.product_id
+         LIMIT $4"
+    ))
+    .bind(workspace_id)
+    .bind(integration_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Forgets a connection's catalog (`shop/redact`).
+pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
+    for table in ["shopify_inventory_levels", "shopify_variants", "shopify_products"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
+            .bind(integration_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
