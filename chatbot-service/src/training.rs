@@ -266,7 +266,24 @@ impl Trainer {
             return Ok(());
         }
         self.outbox.record(&mut tx, &event).await?;
+        if outcome.is_ok() && job.deploy_when_trained {
+            self.deploy(&mut tx, job).await?;
+        }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deploys the job's version, unless a newer one is deployed already,
+    /// with its event.
+    async fn deploy(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, job: &Claimed) -> Result<()> {
+        let previous = bots::lock_deployed_version(tx, &job.workspace_id, &job.bot_id).await?;
+        if previous >= job.version {
+            return Ok(());
+        }
+        bots::set_deployed_version(tx, &job.workspace_id, &job.bot_id, job.version).await?;
+        let event = events::bot_deployed(&job.workspace_id, &job.bot_id, job.version, previous);
+        self.outbox.record(tx, &event).await?;
+        tracing::info!(bot_id = %job.bot_id, version = job.version, "deployed a version once trained");
         Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     /// reach it, where their webhooks are sent (`{url}/hooks/shopify/…`).
     /// Required in production; `http://127.0.0.1:8080` otherwise.
     pub public_url: String,
+    /// `INTEGRATION_CHATBOT_URL` (`http://127.0.0.1:50051`): chatbot-service's
+    /// gRPC address, where linked bots learn a store's products.
+    pub chatbot_url: String,
     /// Every vendor call's policy: attempts and backoff (4 attempts from
     /// 0.5 s, doubling; `Retry-After` honoured up to 30 s) and each
     /// connection's breaker (5 failures in a row pause it for 30 s).
@@ -43,6 +46,7 @@ const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-integration-key";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHOPIFY_URL: &str = "https://{shop}";
 const DEVELOPMENT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+const DEFAULT_CHATBOT_URL: &str = "http://127.0.0.1:50051";
 
 fn vendor_retries() -> RetrySchedule {
     RetrySchedule::exponential(Duration::from_millis(500), 4).with_max_retry_after(Duration::from_secs(30))
@@ -71,6 +75,7 @@ impl Config {
             connect_timeout: config::millis("INTEGRATION_CONNECT_TIMEOUT_MS", DEFAULT_CONNECT_TIMEOUT)?,
             shopify_url: config::string("INTEGRATION_SHOPIFY_URL", DEFAULT_SHOPIFY_URL),
             public_url: public_url()?,
+            chatbot_url: config::string("INTEGRATION_CHATBOT_URL", DEFAULT_CHATBOT_URL),
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
         })
@@ -87,6 +92,7 @@ impl Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             shopify_url: DEFAULT_SHOPIFY_URL.into(),
             public_url: DEVELOPMENT_PUBLIC_URL.into(),
+            chatbot_url: DEFAULT_CHATBOT_URL.into(),
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
         }

@@ -11,11 +11,12 @@ use service_runtime::error::ServiceError;
 use sqlx::PgPool;
 
 use crate::{
+    chatbot::Chatbot,
     events,
     kinds::{Connection, Reach},
     store::{
-        integrations::{self, IntegrationRow, NewIntegration, Subscription},
-        shopify_catalog, shopify_deliveries, shopify_orders,
+        integrations::{self, IntegrationRow, NewIntegration, Subscription, Update},
+        knowledge_queue, shopify_catalog, shopify_deliveries, shopify_orders,
     },
     vault::Vault,
 };
@@ -27,27 +28,49 @@ pub struct Connector {
     outbox: Outbox,
     vault: Vault,
     reach: Arc<Reach>,
+    chatbot: Chatbot,
 }
 
 /// What a change of a connection asks for.
 pub struct Change {
     pub name: Option<String>,
     pub credentials: HashMap<String, String>,
+    pub settings: Option<prost_types::Struct>,
 }
 
 impl Connector {
-    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, reach: Arc<Reach>) -> Self {
+    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, reach: Arc<Reach>, chatbot: Chatbot) -> Self {
         Self {
             pool,
             outbox,
             vault,
             reach,
+            chatbot,
         }
+    }
+
+    /// Every bot the connection would teach is one of the workspace's.
+    async fn check_bots(&self, workspace_id: &str, connection: &Connection) -> Result<()> {
+        for bot in connection.linked_bots() {
+            let exists = self
+                .chatbot
+                .bot_exists(workspace_id, bot.as_str())
+                .await
+                .map_err(|error| ServiceError::Unavailable(format!("checking the linked bots: {error}")))?;
+            if !exists {
+                return Err(ServiceError::invalid(
+                    "settings.bot_ids",
+                    format!("{bot} is not a bot of this workspace"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Tries the connection, registers its webhooks, then saves it with its
     /// event. Emits `integration.connected`.
     pub async fn connect(&self, workspace_id: &str, name: &str, mut connection: Connection) -> Result<IntegrationRow> {
+        self.check_bots(workspace_id, &connection).await?;
         let id = IntegrationId::generate();
         let scopes = connection.try_new(id.as_str(), &self.reach).await?;
         let subscriptions = connection.subscribe(id.as_str(), &self.reach).await?;
@@ -81,29 +104,42 @@ impl Connector {
         Ok(row)
     }
 
-    /// Renames the connection or replaces some of its credentials, which
-    /// are tried first; a connection that can now verify webhooks and had
-    /// none registers them.
+    /// Renames the connection, changes its settings or replaces some of its
+    /// credentials (tried first). A connection that can now verify
+    /// webhooks and had none registers them; bots newly linked learn every
+    /// product, bots unlinked forget them.
     pub async fn change(&self, workspace_id: &str, id: &IntegrationId, change: Change) -> Result<IntegrationRow> {
-        if change.credentials.is_empty() {
-            let mut conn = self.pool.acquire().await?;
-            return integrations::update(&mut conn, workspace_id, id, change.name.as_deref(), None).await;
-        }
         let (row, sealed) = integrations::with_credentials(&self.pool, workspace_id, id).await?;
         let stored = self.vault.connection(&row, &sealed, workspace_id)?;
-        let mut connection = stored.replaced(change.credentials)?;
-        connection.try_new(id.as_str(), &self.reach).await?;
-        let subscriptions = match row.webhook_topics.is_empty() {
-            true => connection.subscribe(id.as_str(), &self.reach).await?,
-            false => Vec::new(),
-        };
-        let sealed = self.vault.seal(&connection, workspace_id, id);
+        let before = stored.linked_bots().to_vec();
+        let new_credentials = !change.credentials.is_empty();
+        let mut connection = stored.with_settings(change.settings)?.replaced(change.credentials)?;
+        self.check_bots(workspace_id, &connection).await?;
+        let mut subscriptions = Vec::new();
+        if new_credentials {
+            connection.try_new(id.as_str(), &self.reach).await?;
+            if row.webhook_topics.is_empty() {
+                subscriptions = connection.subscribe(id.as_str(), &self.reach).await?;
+            }
+        }
+        let sealed = new_credentials.then(|| self.vault.seal(&connection, workspace_id, id));
+        let settings = connection.settings();
+        let after = connection.linked_bots();
+        let unlinked: Vec<_> = before.iter().filter(|b| !after.contains(b)).cloned().collect();
         let mut tx = self.pool.begin().await?;
-        let row = integrations::update(&mut tx, workspace_id, id, change.name.as_deref(), Some(&sealed)).await?;
-        let row = match subscriptions.is_empty() {
-            true => row,
-            false => integrations::set_subscriptions(&mut tx, workspace_id, id, &subscriptions).await?,
+        let update = Update {
+            name: change.name.as_deref(),
+            settings: Some(&settings),
+            sealed: sealed.as_deref(),
         };
+        let mut row = integrations::update(&mut tx, workspace_id, id, update).await?;
+        if !subscriptions.is_empty() {
+            row = integrations::set_subscriptions(&mut tx, workspace_id, id, &subscriptions).await?;
+        }
+        knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), &unlinked).await?;
+        if after.iter().any(|b| !before.contains(b)) {
+            shopify_catalog::resend_all(&mut tx, id.as_str()).await?;
+        }
         tx.commit().await?;
         Ok(row)
     }
@@ -113,13 +149,14 @@ impl Connector {
     /// `integration.disconnected`.
     pub async fn disconnect(&self, workspace_id: &str, id: &IntegrationId) -> Result<IntegrationRow> {
         let subscriptions: Vec<Subscription> = integrations::subscriptions(&self.pool, workspace_id, id).await?;
+        let (row, sealed) = integrations::with_credentials(&self.pool, workspace_id, id).await?;
+        let connection = self.vault.connection(&row, &sealed, workspace_id)?;
         if !subscriptions.is_empty() {
-            let (row, sealed) = integrations::with_credentials(&self.pool, workspace_id, id).await?;
-            let connection = self.vault.connection(&row, &sealed, workspace_id)?;
             connection.unsubscribe(id.as_str(), &self.reach, &subscriptions).await?;
         }
         let mut tx = self.pool.begin().await?;
         let row = integrations::delete(&mut tx, workspace_id, id).await?;
+        knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), connection.linked_bots()).await?;
         shopify_catalog::forget(&mut tx, id.as_str()).await?;
         shopify_orders::forget(&mut tx, id.as_str()).await?;
         shopify_deliveries::forget(&mut tx, id.as_str()).await?;

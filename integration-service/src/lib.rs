@@ -7,12 +7,14 @@
 //! binary in `main.rs` only reads the config and calls it, so tests start
 //! the same code in-process.
 
+mod chatbot;
 mod checking;
 mod config;
 mod connecting;
 mod events;
 mod grpc;
 mod kinds;
+mod product_knowledge;
 mod shopify_inbox;
 mod store;
 mod vault;
@@ -60,13 +62,16 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         public_url: config.public_url,
     });
     let vault = vault::Vault::new(config.secret_keys);
-    let processor = shopify_inbox::Processor::new(pool.clone(), outbox.clone());
+    let chatbot = chatbot::Chatbot::new(&config.chatbot_url)?;
+    let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());
+    let processor = shopify_inbox::Processor::new(pool.clone(), outbox.clone(), knowledge.wake());
+    knowledge.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());
     let integrations = grpc::Integrations {
         pool: pool.clone(),
         checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone()),
-        connector: connecting::Connector::new(pool, outbox, vault, reach),
+        connector: connecting::Connector::new(pool, outbox, vault, reach, chatbot),
         receiver,
     };
     grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;

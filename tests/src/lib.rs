@@ -267,6 +267,8 @@ impl TestStack {
                     config.shopify_url = url.clone();
                 }
                 config.public_url = self.gateway_urls[0].clone();
+                let chatbot = self.services.iter().find(|s| s.upstream == "chatbot");
+                config.chatbot_url = format!("http://{}", chatbot.expect("chatbot-service starts first").addr);
                 // Vendors in tests run on loopback; retries come fast.
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));

@@ -53,7 +53,7 @@ async fn a_store_is_connected_with_an_admin_api_token_and_shows_the_scopes_it_gr
     assert_eq!(created.json["scopes"], json!(SCOPES));
     assert_eq!(
         created.json["settings"],
-        json!({"shop": SHOP, "api_version": "2025-07"})
+        json!({"shop": SHOP, "api_version": "2025-07", "bot_ids": []})
     );
     assert!(!created.text.contains(ADMIN_TOKEN), "the token is never shown");
     let id = created.json["id"].as_str().unwrap();

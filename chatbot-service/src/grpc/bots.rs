@@ -107,9 +107,10 @@ impl BotService for Bots {
     /// at once. The answer is the queued job (202 through the gateway).
     async fn train_bot(&self, request: Request<TrainBotRequest>) -> Result<Response<TrainingJob>, Status> {
         let principal = Principal::from_metadata(request.metadata())?;
-        let id = bot_id(&request.get_ref().bot_id)?;
+        let req = request.into_inner();
+        let id = bot_id(&req.bot_id)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let job = training_jobs::queue(&mut tx, &principal.workspace_id, &id).await?;
+        let job = training_jobs::queue(&mut tx, &principal.workspace_id, &id, req.deploy_when_trained).await?;
         tx.commit().await.map_err(Error::from)?;
         self.trainer.wake();
         Ok(Response::new(job.into()))

@@ -4,8 +4,8 @@ use ids::{BotId, KnowledgeItemId};
 use proto::chatbot::v1::{
     BatchCreateKnowledgeItemsRequest, BatchCreateKnowledgeItemsResponse, CreateKnowledgeItemRequest,
     DeleteKnowledgeItemRequest, DeleteKnowledgeItemResponse, GetKnowledgeItemRequest, KnowledgeItem,
-    ListKnowledgeItemsRequest, ListKnowledgeItemsResponse, UpdateKnowledgeItemRequest, knowledge_item::Content,
-    knowledge_service_server::KnowledgeService,
+    ListKnowledgeItemsRequest, ListKnowledgeItemsResponse, SyncKnowledgeSourceRequest, SyncKnowledgeSourceResponse,
+    UpdateKnowledgeItemRequest, knowledge_item::Content, knowledge_service_server::KnowledgeService,
 };
 use service_runtime::{pagination::NewestFirst, principal::Principal};
 use sqlx::PgPool;
@@ -17,7 +17,7 @@ use crate::{
     proto_convert::metadata_to_json,
     store::{
         bots,
-        knowledge::{self, ItemRow, NewItem},
+        knowledge::{self, ItemRow, NewItem, SourceChange},
     },
 };
 
@@ -41,6 +41,48 @@ impl Knowledge {
         tx.commit().await?;
         Ok(rows)
     }
+}
+
+/// A connected system's change to its items, checked.
+struct SyncRequest {
+    source: String,
+    /// By the system's own id, each once.
+    upserts: Vec<(String, NewItem)>,
+    removals: Vec<String>,
+    clear: bool,
+}
+
+fn parse_sync(req: SyncKnowledgeSourceRequest) -> Result<SyncRequest> {
+    let source = req.source.trim();
+    if source.is_empty() || source.len() > 200 {
+        return Err(Error::invalid("source", "must be 1 to 200 characters"));
+    }
+    if req.upserts.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "upserts",
+            format!("must hold at most {MAX_BATCH} items"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut upserts = Vec::with_capacity(req.upserts.len());
+    for (n, sourced) in req.upserts.into_iter().enumerate() {
+        let within = |e: Error| e.within(&format!("upserts[{n}]"));
+        let external_id = required_text("external_id", &sourced.external_id, 200).map_err(within)?;
+        if !seen.insert(external_id.clone()) {
+            return Err(within(Error::invalid("external_id", "is given twice")));
+        }
+        let item = KnowledgeItem {
+            content: sourced.document.map(Content::Document),
+            ..KnowledgeItem::default()
+        };
+        upserts.push((external_id, parse_item(Some(item)).map_err(within)?));
+    }
+    Ok(SyncRequest {
+        source: source.to_owned(),
+        upserts,
+        removals: req.removed_external_ids,
+        clear: req.clear,
+    })
 }
 
 /// An item from a request, checked.
@@ -171,5 +213,29 @@ impl KnowledgeService for Knowledge {
         let (bot_id, id) = ids_of(&req.bot_id, &req.item_id)?;
         knowledge::delete(&self.pool, &principal.workspace_id, &bot_id, &id).await?;
         Ok(Response::new(DeleteKnowledgeItemResponse {}))
+    }
+
+    async fn sync_knowledge_source(
+        &self,
+        request: Request<SyncKnowledgeSourceRequest>,
+    ) -> Result<Response<SyncKnowledgeSourceResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let bot_id = BotId::parse("bot_id", &req.bot_id).map_err(Error::from)?;
+        let sync = parse_sync(req)?;
+        let change = SourceChange {
+            upserts: &sync.upserts,
+            removals: &sync.removals,
+            clear: sync.clear,
+        };
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        bots::ensure(&mut *tx, &principal.workspace_id, &bot_id).await?;
+        let synced = knowledge::sync_source(&mut tx, &principal.workspace_id, &bot_id, &sync.source, change).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(SyncKnowledgeSourceResponse {
+            created: synced.created as i32,
+            updated: synced.updated as i32,
+            removed: synced.removed as i32,
+        }))
     }
 }

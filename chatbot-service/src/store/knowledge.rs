@@ -26,9 +26,11 @@ pub struct ItemRow {
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The connected system that keeps the item up to date, if one does.
+    pub source: String,
 }
 
-const COLUMNS: &str = "id, bot_id, kind, title, body, source_url, metadata, created_at, updated_at";
+const COLUMNS: &str = "id, bot_id, kind, title, body, source_url, metadata, created_at, updated_at, source";
 
 impl From<ItemRow> for KnowledgeItem {
     fn from(row: ItemRow) -> Self {
@@ -51,6 +53,7 @@ impl From<ItemRow> for KnowledgeItem {
             content: Some(content),
             created_at: Some(timestamp(row.created_at)),
             updated_at: Some(timestamp(row.updated_at)),
+            source: row.source,
         }
     }
 }
@@ -99,6 +102,87 @@ pub async fn insert(
     .await?;
     rows.sort_by_key(|r| r.created_at);
     Ok(rows)
+}
+
+/// A connected system's change to the items it keeps: how many items were
+/// created, updated (unchanged ones are not) and removed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Synced {
+    pub created: i64,
+    pub updated: i64,
+    pub removed: i64,
+}
+
+/// Applies a connected system's change to the bot's items of `source`:
+/// everything of it removed first when `clear`, then `removals`, then
+/// `upserts` keyed by the system's id. One transaction, the caller's.
+pub async fn sync_source(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    bot_id: &BotId,
+    source: &str,
+    change: SourceChange<'_>,
+) -> Result<Synced> {
+    let mut synced = Synced::default();
+    let removal = match change.clear {
+        true => None,
+        false => Some(change.removals),
+    };
+    if change.clear || !change.removals.is_empty() {
+        synced.removed = sqlx::query(
+            "DELETE FROM knowledge_items
+             WHERE workspace_id = $1 AND bot_id = $2 AND source = $3
+               AND ($4::text[] IS NULL OR external_id = ANY($4))",
+        )
+        .bind(workspace_id)
+        .bind(bot_id)
+        .bind(source)
+        .bind(removal)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected() as i64;
+    }
+    if change.upserts.is_empty() {
+        return Ok(synced);
+    }
+    let items = change.upserts;
+    let created: Vec<bool> = sqlx::query_scalar(
+        "INSERT INTO knowledge_items
+             (workspace_id, bot_id, id, kind, title, body, source_url, metadata, source, external_id)
+         SELECT $1, $2, t.id, t.kind, t.title, t.body, t.url, t.metadata, $3, t.external_id
+         FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[])
+              AS t(id, kind, title, body, url, metadata, external_id)
+         ON CONFLICT (workspace_id, bot_id, source, external_id) WHERE source <> '' DO UPDATE SET
+             kind = EXCLUDED.kind, title = EXCLUDED.title, body = EXCLUDED.body,
+             source_url = EXCLUDED.source_url, metadata = EXCLUDED.metadata, updated_at = now()
+         WHERE (knowledge_items.kind, knowledge_items.title, knowledge_items.body,
+                knowledge_items.source_url, knowledge_items.metadata)
+               IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.title, EXCLUDED.body, EXCLUDED.source_url, EXCLUDED.metadata)
+         RETURNING xmax = 0",
+    )
+    .bind(workspace_id)
+    .bind(bot_id)
+    .bind(source)
+    .bind(items.iter().map(|_| KnowledgeItemId::generate()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, i)| i.kind).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, i)| i.title.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, i)| i.body.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, i)| i.source_url.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, i)| &i.metadata).collect::<Vec<_>>())
+    .bind(items.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    synced.created = created.iter().filter(|c| **c).count() as i64;
+    synced.updated = created.len() as i64 - synced.created;
+    Ok(synced)
+}
+
+/// What a connected system changed.
+pub struct SourceChange<'a> {
+    /// By the system's own id.
+    pub upserts: &'a [(String, NewItem)],
+    pub removals: &'a [String],
+    pub clear: bool,
 }
 
 /// A page of the bot's items, newest first.

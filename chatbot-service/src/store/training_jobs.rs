@@ -62,20 +62,28 @@ pub struct Claimed {
     pub version: i32,
     /// This claim's number: the lease's token.
     pub attempts: i32,
+    pub deploy_when_trained: bool,
 }
 
-/// Queues a job for the bot's next version.
-pub async fn queue(conn: &mut PgConnection, workspace_id: &str, bot_id: &BotId) -> Result<JobRow> {
+/// Queues a job for the bot's next version, which it deploys once trained
+/// when `deploy_when_trained`.
+pub async fn queue(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    bot_id: &BotId,
+    deploy_when_trained: bool,
+) -> Result<JobRow> {
     let version = bots::next_version(&mut *conn, workspace_id, bot_id).await?;
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO training_jobs (workspace_id, id, bot_id, status, version)
-         VALUES ($1, $2, $3, 'queued', $4)
+        "INSERT INTO training_jobs (workspace_id, id, bot_id, status, version, deploy_when_trained)
+         VALUES ($1, $2, $3, 'queued', $4, $5)
          RETURNING {COLUMNS}"
     ))
     .bind(workspace_id)
     .bind(TrainingJobId::generate())
     .bind(bot_id)
     .bind(version)
+    .bind(deploy_when_trained)
     .fetch_one(conn)
     .await?)
 }
@@ -159,7 +167,7 @@ pub async fn claim(pool: &PgPool) -> Result<Option<Claimed>> {
                LIMIT 1
                FOR UPDATE SKIP LOCKED) next
          WHERE j.workspace_id = next.workspace_id AND j.id = next.id
-         RETURNING j.workspace_id, j.id, j.bot_id, j.version, j.attempts"
+         RETURNING j.workspace_id, j.id, j.bot_id, j.version, j.attempts, j.deploy_when_trained"
     ))
     .fetch_optional(pool)
     .await?)

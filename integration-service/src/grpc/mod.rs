@@ -86,6 +86,7 @@ impl IntegrationService for Integrations {
         let change = Change {
             name: (!req.name.trim().is_empty()).then(|| name(&req.name)).transpose()?,
             credentials: req.credentials,
+            settings: req.settings,
         };
         let row = self.connector.change(&principal.workspace_id, &id, change).await?;
         Ok(Response::new(row.into()))

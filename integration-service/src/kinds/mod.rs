@@ -154,6 +154,32 @@ impl Connection {
         value.to_string().into_bytes()
     }
 
+    /// Bots that learn what the connection brings in.
+    pub fn linked_bots(&self) -> &[ids::BotId] {
+        match self {
+            Self::Shopify { settings, .. } => &settings.bot_ids,
+            Self::Database { .. } => &[],
+        }
+    }
+
+    /// The same connection with the settings `changes` names changed.
+    pub fn with_settings(self, changes: Option<Struct>) -> Result<Self> {
+        let changes = match struct_to_json("settings", changes, MAX_SETTINGS_BYTES)? {
+            Value::Object(map) if !map.is_empty() => map,
+            _ => return Ok(self),
+        };
+        match self {
+            Self::Shopify { settings, credentials } => Ok(Self::Shopify {
+                settings: settings.changed(&changes)?,
+                credentials,
+            }),
+            Self::Database { .. } => Err(ServiceError::invalid(
+                "settings",
+                "a database connection's settings cannot change; connect it again instead",
+            )),
+        }
+    }
+
     /// The same connection with the credentials `given` replacing its own.
     pub fn replaced(self, given: HashMap<String, String>) -> Result<Self> {
         check_sizes(&given)?;

@@ -11,9 +11,12 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::{
     events,
-    kinds::shopify::payloads::{CustomerRequest, Deleted, InventoryLevel, Order, Product},
+    kinds::shopify::{
+        ShopifySettings,
+        payloads::{CustomerRequest, Deleted, InventoryLevel, Order, Product},
+    },
     store::{
-        integrations,
+        integrations, knowledge_queue,
         shopify_catalog::{self, Source},
         shopify_deliveries::Claimed,
         shopify_orders::{self, Customer},
@@ -69,7 +72,7 @@ pub async fn apply(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, delivery
         }
         "customers/data_request" => data_request(tx, &source, &body::<CustomerRequest>(delivery)?).await?,
         "shop/redact" => {
-            shopify_catalog::forget(tx, source.integration_id).await?;
+            forget_products(tx, &source).await?;
             shopify_orders::forget(tx, source.integration_id).await?;
             tracing::info!(integration = source.integration_id, "redacted the shop's data");
         }
@@ -116,6 +119,26 @@ async fn uninstalled(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, source
         .record(tx, &events::disconnected(source.workspace_id, &row))
         .await
         .map_err(ServiceError::from)?;
+    Ok(())
+}
+
+/// Forgets the store's products, and makes the linked bots forget them.
+async fn forget_products(tx: &mut Transaction<'_, Postgres>, source: &Source<'_>) -> Result<()> {
+    shopify_catalog::forget(tx, source.integration_id).await?;
+    let Some((_, _, settings)) = integrations::linked(&mut **tx, source.integration_id).await? else {
+        return Ok(());
+    };
+    let bots = settings
+        .as_object()
+        .and_then(|s| ShopifySettings::parse(s).ok())
+        .map(|s| s.bot_ids);
+    knowledge_queue::clear_later(
+        tx,
+        source.workspace_id,
+        source.integration_id,
+        &bots.unwrap_or_default(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -29,14 +29,17 @@ pub struct Processor {
     pool: PgPool,
     outbox: Outbox,
     wake: Arc<Notify>,
+    /// Told when deliveries were applied, so linked bots learn of them.
+    applied: Arc<Notify>,
 }
 
 impl Processor {
-    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+    pub fn new(pool: PgPool, outbox: Outbox, applied: Arc<Notify>) -> Self {
         Self {
             pool,
             outbox,
             wake: Arc::new(Notify::new()),
+            applied,
         }
     }
 
@@ -77,6 +80,9 @@ impl Processor {
         let count = claimed.len();
         for delivery in claimed {
             self.work(delivery).await;
+        }
+        if count > 0 {
+            self.applied.notify_one();
         }
         count
     }

@@ -184,30 +184,50 @@ pub async fn addressed_by_webhook<'e>(db: impl PgExecutor<'e>, id: &IntegrationI
     })
 }
 
-/// Renames the integration and replaces its credentials, each when given.
+/// What changes of an integration; `None` keeps what it was.
+pub struct Update<'a> {
+    pub name: Option<&'a str>,
+    pub settings: Option<&'a Value>,
+    /// New credentials, which were just tried: the connection is
+    /// `connected` again.
+    pub sealed: Option<&'a [u8]>,
+}
+
 pub async fn update(
     conn: &mut PgConnection,
     workspace_id: &str,
     id: &IntegrationId,
-    name: Option<&str>,
-    sealed: Option<&[u8]>,
+    update: Update<'_>,
 ) -> Result<IntegrationRow> {
     sqlx::query_as(&format!(
         "UPDATE integrations SET name = coalesce($3, name),
-             credentials_sealed = coalesce($4, credentials_sealed),
-             status = CASE WHEN $4 IS NULL THEN status ELSE 'connected' END,
-             last_error = CASE WHEN $4 IS NULL THEN last_error ELSE '' END,
+             settings = coalesce($4, settings),
+             credentials_sealed = coalesce($5, credentials_sealed),
+             status = CASE WHEN $5 IS NULL THEN status ELSE 'connected' END,
+             last_error = CASE WHEN $5 IS NULL THEN last_error ELSE '' END,
              updated_at = now()
          WHERE workspace_id = $1 AND id = $2
          RETURNING {COLUMNS}"
     ))
     .bind(workspace_id)
     .bind(id)
-    .bind(name)
-    .bind(sealed)
+    .bind(update.name)
+    .bind(update.settings)
+    .bind(update.sealed)
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| not_found(id))
+}
+
+/// A connection as the knowledge pusher needs it: its workspace, kind and
+/// settings; `None` when it is gone.
+pub async fn linked<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<(String, String, Value)>> {
+    Ok(
+        sqlx::query_as("SELECT workspace_id, kind, settings FROM integrations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 /// Records the webhook subscriptions the connection registered.

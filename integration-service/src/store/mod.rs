@@ -3,6 +3,7 @@
 //! never read back by the queries that serve the API.
 
 pub mod integrations;
+pub mod knowledge_queue;
 pub mod shopify_catalog;
 pub mod shopify_deliveries;
 pub mod shopify_orders;

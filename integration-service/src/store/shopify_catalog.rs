@@ -30,7 +30,8 @@ pub async fn upsert_product(conn: &mut PgConnection, source: &Source<'_>, produc
          ON CONFLICT (integration_id, product_id) DO UPDATE SET
              title = EXCLUDED.title, description = EXCLUDED.description, handle = EXCLUDED.handle,
              status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
-             triggered_at = EXCLUDED.triggered_at, deleted_at = NULL
+             triggered_at = EXCLUDED.triggered_at, deleted_at = NULL,
+             knowledge_version = shopify_products.knowledge_version + 1
          WHERE shopify_products.triggered_at < EXCLUDED.triggered_at",
     )
     .bind(source.integration_id)
@@ -91,7 +92,8 @@ pub async fn delete_product(conn: &mut PgConnection, source: &Source<'_>, produc
              (integration_id, product_id, workspace_id, title, description, handle, status, triggered_at, deleted_at)
          VALUES ($1, $2, $3, '', '', '', '', $4, $4)
          ON CONFLICT (integration_id, product_id) DO UPDATE SET
-             triggered_at = EXCLUDED.triggered_at, deleted_at = EXCLUDED.deleted_at
+             triggered_at = EXCLUDED.triggered_at, deleted_at = EXCLUDED.deleted_at,
+             knowledge_version = shopify_products.knowledge_version + 1
          WHERE shopify_products.triggered_at < EXCLUDED.triggered_at",
     )
     .bind(source.integration_id)
@@ -113,12 +115,8 @@ pub async fn delete_product(conn: &mut PgConnection, source: &Source<'_>, produc
 }
 
 /// Stores a location's stock of an item unless a newer count is stored;
-/// the product whose stock it changed, if it was stored and one is known.
-pub async fn set_inventory_level(
-    conn: &mut PgConnection,
-    integration_id: &str,
-    level: &InventoryLevel,
-) -> Result<Option<i64>> {
+/// the product it belongs to, if one is known, has changed.
+pub async fn set_inventory_level(conn: &mut PgConnection, integration_id: &str, level: &InventoryLevel) -> Result<()> {
     let stored = sqlx::query(
         "INSERT INTO shopify_inventory_levels (integration_id, inventory_item_id, location_id, available, updated_at)
          VALUES ($1, $2, $3, $4, $5)
@@ -136,15 +134,18 @@ pub async fn set_inventory_level(
     .rows_affected()
         == 1;
     if !stored {
-        return Ok(None);
+        return Ok(());
     }
-    Ok(sqlx::query_scalar(
-        "SELECT product_id FROM shopify_variants WHERE integration_id = $1 AND inventory_item_id = $2 LIMIT 1",
+    sqlx::query(
+        "UPDATE shopify_products SET knowledge_version = knowledge_version + 1
+         WHERE integration_id = $1 AND product_id IN (
+             SELECT product_id FROM shopify_variants WHERE integration_id = $1 AND inventory_item_id = $2)",
     )
     .bind(integration_id)
     .bind(level.inventory_item_id)
-    .fetch_optional(conn)
-    .await?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A product as a bot and the API see it.
@@ -199,6 +200,66 @@ pub async fn list_products<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?)
+}
+
+/// A product whose knowledge item is behind, with the version it is at.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Pending {
+    #[sqlx(flatten)]
+    pub view: ProductView,
+    pub knowledge_version: i64,
+}
+
+/// Connections with products whose knowledge items are behind.
+pub async fn connections_behind<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT integration_id FROM shopify_products
+         WHERE knowledge_version > knowledge_synced LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Up to `limit` of the connection's products whose knowledge items are
+/// behind, deleted ones included.
+pub async fn behind<'e>(db: impl PgExecutor<'e>, integration_id: &str, limit: i64) -> Result<Vec<Pending>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT v.*, p.knowledge_version FROM ({PRODUCT_VIEW}
+             WHERE p.integration_id = $1 AND p.knowledge_version > p.knowledge_synced
+             GROUP BY p.integration_id, p.product_id
+             ORDER BY p.product_id LIMIT $2) v
+         JOIN shopify_products p ON p.integration_id = $1 AND p.product_id = v.product_id"
+    ))
+    .bind(integration_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Records that the products' knowledge items reflect these versions.
+pub async fn knowledge_sent<'e>(db: impl PgExecutor<'e>, integration_id: &str, sent: &[(i64, i64)]) -> Result<()> {
+    sqlx::query(
+        "UPDATE shopify_products p SET knowledge_synced = greatest(p.knowledge_synced, s.version)
+         FROM UNNEST($2::bigint[], $3::bigint[]) AS s(product_id, version)
+         WHERE p.integration_id = $1 AND p.product_id = s.product_id",
+    )
+    .bind(integration_id)
+    .bind(sent.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(sent.iter().map(|(_, v)| *v).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Makes every product of the connection due to be sent again (a bot was
+/// linked).
+pub async fn resend_all(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
+    sqlx::query("UPDATE shopify_products SET knowledge_version = knowledge_version + 1 WHERE integration_id = $1")
+        .bind(integration_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Forgets a connection's catalog (`shop/redact`).

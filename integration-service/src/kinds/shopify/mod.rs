@@ -13,6 +13,7 @@ pub mod webhooks;
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
+use ids::BotId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
@@ -35,14 +36,24 @@ pub struct ShopifySettings {
     /// `acme.myshopify.com`
     pub shop: String,
     pub api_version: String,
+    /// Bots that learn the store's products: each active product is one of
+    /// their knowledge items, kept up to date.
+    pub bot_ids: Vec<BotId>,
+    /// When set, the linked bots are retrained and deployed once their
+    /// products have been quiet this long after a change.
+    pub retrain_after: Option<Duration>,
 }
+
+const SETTINGS: &str = "shop, api_version, bot_ids, retrain_after_seconds";
+const MAX_BOTS: usize = 20;
+const RETRAIN_AFTER_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ShopifySettings {
     pub fn parse(settings: &Map<String, Value>) -> Result<Self> {
-        if let Some(unknown) = settings.keys().find(|k| !matches!(k.as_str(), "shop" | "api_version")) {
+        if let Some(unknown) = settings.keys().find(|k| !SETTINGS.split(", ").any(|s| s == k.as_str())) {
             return Err(ServiceError::invalid(
                 "settings",
-                format!("{unknown:?} is not a setting of a Shopify connection (shop, api_version)"),
+                format!("{unknown:?} is not a setting of a Shopify connection ({SETTINGS})"),
             ));
         }
         let shop = settings.get("shop").and_then(Value::as_str).unwrap_or_default().trim();
@@ -69,11 +80,75 @@ impl ShopifySettings {
         Ok(Self {
             shop: shop.to_owned(),
             api_version,
+            bot_ids: bot_ids(settings.get("bot_ids"))?,
+            retrain_after: retrain_after(settings.get("retrain_after_seconds"))?,
         })
     }
 
     pub fn to_json(&self) -> Value {
-        json!({ "shop": self.shop, "api_version": self.api_version })
+        let mut json = json!({ "shop": self.shop, "api_version": self.api_version, "bot_ids": self.bot_ids });
+        if let Some(after) = self.retrain_after {
+            json["retrain_after_seconds"] = json!(after.as_secs());
+        }
+        json
+    }
+
+    /// These settings with the linked bots and retraining of `changes`;
+    /// the store and API version stay what they are.
+    pub fn changed(&self, changes: &Map<String, Value>) -> Result<Self> {
+        if let Some(fixed) = changes.keys().find(|k| matches!(k.as_str(), "shop" | "api_version")) {
+            return Err(ServiceError::invalid(
+                "settings",
+                format!("{fixed} cannot change; connect the store again instead"),
+            ));
+        }
+        let mut merged = self.to_json().as_object().cloned().unwrap_or_default();
+        merged.extend(changes.clone());
+        Self::parse(&merged)
+    }
+}
+
+fn bot_ids(value: Option<&Value>) -> Result<Vec<BotId>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let wrong = || {
+        ServiceError::invalid(
+            "settings.bot_ids",
+            format!("must be a list of at most {MAX_BOTS} bot ids"),
+        )
+    };
+    let list = value.as_array().filter(|l| l.len() <= MAX_BOTS).ok_or_else(wrong)?;
+    let mut ids: Vec<BotId> = Vec::with_capacity(list.len());
+    for item in list {
+        let text = item.as_str().ok_or_else(wrong)?;
+        let id = BotId::parse("settings.bot_ids", text)
+            .map_err(|_| ServiceError::invalid("settings.bot_ids", format!("{text:?} is not a bot id")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn retrain_after(value: Option<&Value>) -> Result<Option<Duration>> {
+    match value.filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(None),
+        Some(Value::Number(n)) => match n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as u64))
+        {
+            Some(secs) if RETRAIN_AFTER_SECONDS.contains(&secs) => Ok(Some(Duration::from_secs(secs))),
+            _ => Err(ServiceError::invalid(
+                "settings.retrain_after_seconds",
+                "must be whole seconds from 1 to 86400, or 0 to never retrain",
+            )),
+        },
+        Some(_) => Err(ServiceError::invalid(
+            "settings.retrain_after_seconds",
+            "must be a number of seconds",
+        )),
     }
 }
 
@@ -234,6 +309,28 @@ mod tests {
             assert!(settings(json!({"shop": wrong})).is_err(), "{wrong}");
         }
         assert!(settings(json!({"shop": "a.myshopify.com", "api_version": "latest"})).is_err());
+    }
+
+    #[test]
+    fn linked_bots_and_retraining_are_settings_that_may_change_but_the_store_may_not() {
+        let linked = settings(
+            json!({"shop": "a.myshopify.com", "bot_ids": ["bot_1", "bot_1", "bot_2"],
+            "retrain_after_seconds": 30.0}),
+        )
+        .unwrap();
+        assert_eq!(linked.bot_ids.len(), 2, "each bot once");
+        assert_eq!(linked.retrain_after, Some(Duration::from_secs(30)));
+        assert!(settings(json!({"shop": "a.myshopify.com", "bot_ids": ["conv_1"]})).is_err());
+        assert!(settings(json!({"shop": "a.myshopify.com", "retrain_after_seconds": -1})).is_err());
+        let changes = json!({"bot_ids": [], "retrain_after_seconds": 0});
+        let unlinked = linked.changed(changes.as_object().unwrap()).unwrap();
+        assert_eq!((unlinked.bot_ids.len(), unlinked.retrain_after), (0, None));
+        assert_eq!(unlinked.shop, "a.myshopify.com");
+        assert!(
+            linked
+                .changed(json!({"shop": "b.myshopify.com"}).as_object().unwrap())
+                .is_err()
+        );
     }
 
     #[test]

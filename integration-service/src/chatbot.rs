@@ -1,0 +1,105 @@
+//! chatbot-service as this service calls it, over internal gRPC, acting
+//! for one workspace: whether a bot exists, keeping the knowledge items a
+//! connection owns in step, and retraining a bot.
+
+use std::time::Duration;
+
+use proto::chatbot::v1::{
+    GetBotRequest, SyncKnowledgeSourceRequest, SyncKnowledgeSourceResponse, TrainBotRequest,
+    bot_service_client::BotServiceClient, knowledge_service_client::KnowledgeServiceClient,
+};
+use service_runtime::principal;
+use tonic::{Code, Request, transport::Channel};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatbotError {
+    /// The bot was deleted (or never was).
+    #[error("bot not found")]
+    BotGone,
+    #[error("chatbot-service refused: {0}")]
+    Refused(String),
+    #[error("chatbot-service could not be reached: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub struct Chatbot {
+    channel: Channel,
+}
+
+impl Chatbot {
+    /// Connects on first use; `url` is `http://host:port`.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())?
+            .connect_timeout(TIMEOUT)
+            .timeout(TIMEOUT)
+            .connect_lazy();
+        Ok(Self { channel })
+    }
+
+    pub async fn bot_exists(&self, workspace_id: &str, bot_id: &str) -> Result<bool, ChatbotError> {
+        let request = acting_for(
+            workspace_id,
+            GetBotRequest {
+                bot_id: bot_id.to_owned(),
+            },
+        );
+        match BotServiceClient::new(self.channel.clone()).get_bot(request).await {
+            Ok(_) => Ok(true),
+            Err(status) => match failure(status) {
+                ChatbotError::BotGone => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn sync(
+        &self,
+        workspace_id: &str,
+        change: SyncKnowledgeSourceRequest,
+    ) -> Result<SyncKnowledgeSourceResponse, ChatbotError> {
+        let request = acting_for(workspace_id, change);
+        KnowledgeServiceClient::new(self.channel.clone())
+            .sync_knowledge_source(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(failure)
+    }
+
+    /// Queues a training of the bot that deploys what it trains.
+    pub async fn retrain(&self, workspace_id: &str, bot_id: &str) -> Result<(), ChatbotError> {
+        let train = TrainBotRequest {
+            bot_id: bot_id.to_owned(),
+            deploy_when_trained: true,
+        };
+        BotServiceClient::new(self.channel.clone())
+            .train_bot(acting_for(workspace_id, train))
+            .await
+            .map(|_| ())
+            .map_err(failure)
+    }
+}
+
+/// A request made for the workspace, as this service.
+fn acting_for<T>(workspace_id: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let metadata = request.metadata_mut();
+    if let Ok(workspace) = workspace_id.parse() {
+        metadata.insert(principal::WORKSPACE_ID, workspace);
+    }
+    metadata.insert(principal::PRINCIPAL_ID, "integration-service".parse().expect("ascii"));
+    metadata.insert(principal::SCOPES, "read:bots write:bots".parse().expect("ascii"));
+    request
+}
+
+fn failure(status: tonic::Status) -> ChatbotError {
+    match status.code() {
+        Code::NotFound => ChatbotError::BotGone,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal | Code::ResourceExhausted => {
+            ChatbotError::Unavailable(status.message().to_owned())
+        }
+        _ => ChatbotError::Refused(status.message().to_owned()),
+    }
+}
