@@ -24,6 +24,11 @@ pub const BOT_ERROR: &str = "bot.error";
 /// never included.
 pub const INTEGRATION_CONNECTED: &str = "integration.connected";
 pub const INTEGRATION_DISCONNECTED: &str = "integration.disconnected";
+/// A reconciliation finished: `data.sync` with its counts (created,
+/// updated, removed, failed).
+pub const INTEGRATION_SYNC_COMPLETED: &str = "integration.sync_completed";
+/// A reconciliation attempt failed: `data.reason`, `data.next_retry_at`.
+pub const INTEGRATION_SYNC_FAILED: &str = "integration.sync_failed";
 
 /// Sent on request to one webhook endpoint only, to try it.
 pub const WEBHOOK_TEST: &str = "webhook.test";

@@ -126,6 +126,13 @@ prefixed_id!(KnowledgeItemId, "kn_", "knowledge item", SUFFIX_LEN);
 
 // integration-service.
 prefixed_id!(IntegrationId, "int_", "integration", SUFFIX_LEN);
+prefixed_id!(
+    /// One reconciliation of a connection with its store.
+    SyncRunId,
+    "sync_",
+    "sync run",
+    SUFFIX_LEN
+);
 
 // The event pipeline and webhook-dispatcher.
 prefixed_id!(

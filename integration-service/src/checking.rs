@@ -1,12 +1,6 @@
-//! Using a saved connection again with its stored credentials: the check a
-//! workspace asks for, and (next) every sync. Its outcome is recorded on
-//! the integration: `connected`, or `error` with the other side's reason.
-//!
-//! An expiring token is refreshed once however many callers need it at
-//! the same moment, on whichever replicas: a refresher locks the row,
-//! reads the stored token again, and refreshes only if it is still the
-//! one it found stale; everyone else uses the token the first refreshed.
-//! A rotating refresh token is therefore never spent twice.
+//! Using a saved connection again with its stored credentials, as a
+//! workspace asks: the outcome is recorded on the integration,
+//! `connected`, or `error` with the other side's reason.
 
 use std::sync::Arc;
 
@@ -16,9 +10,10 @@ use sqlx::PgPool;
 
 use crate::{
     kinds::{
-        Connection, Reach, database, refused,
-        shopify::{Caller, ShopifyCredentials, ShopifyError, ShopifySettings},
+        Connection, Reach, database,
+        shopify::{ShopifyCredentials, ShopifySettings},
     },
+    shopify_access::{ShopifyAccess, Store},
     store::integrations::{self, Checked, IntegrationRow},
     vault::Vault,
 };
@@ -29,11 +24,17 @@ pub struct Checker {
     pool: PgPool,
     vault: Vault,
     reach: Arc<Reach>,
+    access: ShopifyAccess,
 }
 
 impl Checker {
-    pub fn new(pool: PgPool, vault: Vault, reach: Arc<Reach>) -> Self {
-        Self { pool, vault, reach }
+    pub fn new(pool: PgPool, vault: Vault, reach: Arc<Reach>, access: ShopifyAccess) -> Self {
+        Self {
+            pool,
+            vault,
+            reach,
+            access,
+        }
     }
 
     /// Uses the connection once and records how it went.
@@ -70,60 +71,18 @@ impl Checker {
         settings: &ShopifySettings,
         mut credentials: ShopifyCredentials,
     ) -> Result<Vec<String>> {
-        if credentials.lapsing() {
-            credentials = self
-                .refresh_once(workspace_id, id, settings, &credentials.access_token)
-                .await?;
-        }
-        let shopify = &self.reach.shopify;
-        let caller = |access_token| Caller {
-            connection: id.as_str(),
+        let store = Store {
+            workspace_id,
+            id,
             settings,
-            access_token,
         };
-        match shopify.granted_scopes(&caller(&credentials.access_token)).await {
-            // Revoked early, or lapsed sooner than it said.
-            Err(ShopifyError::Unauthorized(_)) if credentials.refresh.is_some() => {
-                let fresh = self
-                    .refresh_once(workspace_id, id, settings, &credentials.access_token)
-                    .await?;
-                shopify
-                    .granted_scopes(&caller(&fresh.access_token))
-                    .await
-                    .map_err(refused)
-            }
-            outcome => outcome.map_err(refused),
-        }
-    }
-
-    /// The stored credentials with a token other than `stale`: refreshed
-    /// here if the stored token is still `stale`, or as another caller
-    /// refreshed them meanwhile.
-    async fn refresh_once(
-        &self,
-        workspace_id: &str,
-        id: &IntegrationId,
-        settings: &ShopifySettings,
-        stale: &str,
-    ) -> Result<ShopifyCredentials> {
-        let mut tx = self.pool.begin().await?;
-        let sealed = integrations::lock_credentials(&mut tx, workspace_id, id).await?;
-        let current: ShopifyCredentials = serde_json::from_slice(&self.vault.open(&sealed, workspace_id, id)?)
-            .map_err(|_| ServiceError::Internal(format!("integration {id}'s credentials do not read")))?;
-        if current.access_token != stale {
-            return Ok(current);
-        }
-        let refreshed = self
-            .reach
-            .shopify
-            .refresh(id.as_str(), settings, &current)
-            .await
-            .map_err(refused)?;
-        let credentials = serde_json::to_vec(&refreshed).expect("credentials serialise");
-        let sealed = self.vault.seal_json(&credentials, workspace_id, id);
-        integrations::replace_credentials(&mut tx, workspace_id, id, &sealed).await?;
-        tx.commit().await?;
-        tracing::info!(integration = %id, "refreshed an expiring Shopify token");
-        Ok(refreshed)
+        let (shopify, store) = (self.access.shopify(), &store);
+        let scopes = self
+            .access
+            .call(store, &mut credentials, |token| async move {
+                shopify.granted_scopes(&store.caller(&token)).await
+            })
+            .await?;
+        Ok(scopes)
     }
 }

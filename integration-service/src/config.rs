@@ -5,6 +5,8 @@ use std::time::Duration;
 use event_pipeline::BrokerSettings;
 use outbound_http::{RetrySchedule, TargetGuard, breaker::BreakerSettings};
 use sealing::Keyring;
+
+use crate::reconciling::Schedule;
 use service_runtime::config::{self, ConfigError, ServiceSettings};
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,10 @@ pub struct Config {
     /// connection's breaker (5 failures in a row pause it for 30 s).
     pub vendor_retries: RetrySchedule,
     pub vendor_breaker: BreakerSettings,
+    /// When stores are reconciled: every `INTEGRATION_SYNC_INTERVAL_SECONDS`
+    /// (default 6 h, 0 for on request only), a failed attempt retried after
+    /// `INTEGRATION_SYNC_RETRY_SECONDS` (default 60), doubling.
+    pub sync: Schedule,
 }
 
 /// Used only outside production, so local runs need no setup.
@@ -47,6 +53,16 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHOPIFY_URL: &str = "https://{shop}";
 const DEVELOPMENT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_CHATBOT_URL: &str = "http://127.0.0.1:50051";
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(60);
+
+fn sync_schedule() -> Result<Schedule, ConfigError> {
+    let every = config::seconds("INTEGRATION_SYNC_INTERVAL_SECONDS", DEFAULT_SYNC_INTERVAL)?;
+    Ok(Schedule {
+        every: (!every.is_zero()).then_some(every),
+        retry_after: config::seconds("INTEGRATION_SYNC_RETRY_SECONDS", DEFAULT_SYNC_RETRY)?.max(Duration::from_secs(1)),
+    })
+}
 
 fn vendor_retries() -> RetrySchedule {
     RetrySchedule::exponential(Duration::from_millis(500), 4).with_max_retry_after(Duration::from_secs(30))
@@ -78,6 +94,7 @@ impl Config {
             chatbot_url: config::string("INTEGRATION_CHATBOT_URL", DEFAULT_CHATBOT_URL),
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
+            sync: sync_schedule()?,
         })
     }
 
@@ -95,6 +112,11 @@ impl Config {
             chatbot_url: DEFAULT_CHATBOT_URL.into(),
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
+            // Local runs and tests reconcile on request only.
+            sync: Schedule {
+                every: None,
+                retry_after: DEFAULT_SYNC_RETRY,
+            },
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     kinds::{Connection, Reach},
     store::{
         integrations::{self, IntegrationRow, NewIntegration, Subscription, Update},
-        knowledge_queue, shopify_catalog, shopify_deliveries, shopify_orders,
+        knowledge_queue, shopify_catalog, shopify_deliveries, shopify_orders, sync_runs,
     },
     vault::Vault,
 };
@@ -160,6 +160,7 @@ impl Connector {
         shopify_catalog::forget(&mut tx, id.as_str()).await?;
         shopify_orders::forget(&mut tx, id.as_str()).await?;
         shopify_deliveries::forget(&mut tx, id.as_str()).await?;
+        sync_runs::forget(&mut tx, id.as_str()).await?;
         self.outbox
             .record(&mut tx, &events::disconnected(workspace_id, &row))
             .await?;

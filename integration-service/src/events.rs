@@ -4,7 +4,9 @@
 use event_pipeline::{Envelope, catalog};
 use serde_json::json;
 
-use crate::store::integrations::IntegrationRow;
+use chrono::{DateTime, Utc};
+
+use crate::store::{integrations::IntegrationRow, sync_runs::SyncRunRow};
 
 fn integration(event_type: &str, workspace_id: &str, row: &IntegrationRow) -> Envelope {
     let view = serde_json::to_value(row).expect("rows serialise to JSON");
@@ -17,4 +19,21 @@ pub fn connected(workspace_id: &str, row: &IntegrationRow) -> Envelope {
 
 pub fn disconnected(workspace_id: &str, row: &IntegrationRow) -> Envelope {
     integration(catalog::INTEGRATION_DISCONNECTED, workspace_id, row)
+}
+
+/// `data.sync`: the run, its counts (created, updated, removed, failed).
+pub fn sync_completed(workspace_id: &str, run: &SyncRunRow) -> Envelope {
+    let data = json!({ "integration_id": run.integration_id, "sync": run });
+    Envelope::new(catalog::INTEGRATION_SYNC_COMPLETED, workspace_id, data)
+}
+
+/// `data.reason` and `data.next_retry_at` (null: none is planned).
+pub fn sync_failed(workspace_id: &str, run: &SyncRunRow, next_retry_at: Option<DateTime<Utc>>) -> Envelope {
+    let data = json!({
+        "integration_id": run.integration_id,
+        "sync": run,
+        "reason": run.last_error,
+        "next_retry_at": next_retry_at,
+    });
+    Envelope::new(catalog::INTEGRATION_SYNC_FAILED, workspace_id, data)
 }

@@ -15,6 +15,8 @@ mod events;
 mod grpc;
 mod kinds;
 mod product_knowledge;
+mod reconciling;
+mod shopify_access;
 mod shopify_inbox;
 mod store;
 mod vault;
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use reconciling::Schedule as SyncSchedule;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "integration";
@@ -62,17 +65,28 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         public_url: config.public_url,
     });
     let vault = vault::Vault::new(config.secret_keys);
+    let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());
     let chatbot = chatbot::Chatbot::new(&config.chatbot_url)?;
     let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());
     let processor = shopify_inbox::Processor::new(pool.clone(), outbox.clone(), knowledge.wake());
+    let reconciler = reconciling::Reconciler::new(
+        pool.clone(),
+        outbox.clone(),
+        vault.clone(),
+        access.clone(),
+        config.sync.clone(),
+        knowledge.wake(),
+    );
+    reconciler.clone().spawn(shutdown.clone());
     knowledge.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());
     let integrations = grpc::Integrations {
         pool: pool.clone(),
-        checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone()),
+        checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone(), access.clone()),
         connector: connecting::Connector::new(pool, outbox, vault, reach, chatbot),
         receiver,
+        reconciler,
     };
     grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;
     Ok(())

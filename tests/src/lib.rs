@@ -78,6 +78,9 @@ pub struct Options {
     /// Database connections per service; default 5, so many test stacks
     /// fit one PostgreSQL. Benchmarks use the production default, 10.
     pub db_connections: Option<u32>,
+    /// When integration-service reconciles stores; default on request
+    /// only, failed attempts retried after 1 s.
+    pub sync: Option<integration_service::SyncSchedule>,
 }
 
 /// Where the sentence-embedding model is, as chatbot-service reads it;
@@ -147,6 +150,7 @@ pub struct TestStack {
     forbid_internal_webhook_targets: bool,
     forbid_internal_integration_targets: bool,
     shopify_url: Option<String>,
+    sync: integration_service::SyncSchedule,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
@@ -174,6 +178,10 @@ impl TestStack {
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             forbid_internal_integration_targets: options.forbid_internal_integration_targets,
             shopify_url: options.shopify_url.clone(),
+            sync: options.sync.clone().unwrap_or(integration_service::SyncSchedule {
+                every: None,
+                retry_after: Duration::from_secs(1),
+            }),
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
@@ -272,6 +280,7 @@ impl TestStack {
                 // Vendors in tests run on loopback; retries come fast.
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));
+                config.sync = self.sync.clone();
                 tokio::spawn(integration_service::serve(config, listener, token))
             }
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),

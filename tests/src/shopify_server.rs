@@ -15,12 +15,12 @@
 //! [`ShopifyServer::url`].
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{BTreeMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -66,6 +66,40 @@ struct Store {
     issued: AtomicUsize,
     subscriptions: Mutex<Vec<Subscription>>,
     subscribed: AtomicUsize,
+    catalog: Mutex<Catalog>,
+    bucket: Mutex<Bucket>,
+    /// `THROTTLED` answers given.
+    throttled: AtomicUsize,
+    /// GraphQL calls answered before every call fails with the status.
+    down_after: Mutex<Option<(usize, u16)>>,
+    /// Each page of products or orders answered: resource and cursor.
+    pages_served: Mutex<Vec<(String, Option<String>)>>,
+}
+
+/// What the store holds, in the REST shape its webhooks carry, with when
+/// each record last changed (a stale webhook never rolls it back).
+#[derive(Default)]
+struct Catalog {
+    products: BTreeMap<i64, (Value, DateTime<Utc>)>,
+    orders: BTreeMap<i64, (Value, DateTime<Utc>)>,
+}
+
+/// GraphQL Admin's leaky bucket of query cost points: a query whose
+/// requested cost exceeds what is available is `THROTTLED`.
+struct Bucket {
+    maximum: f64,
+    restore_rate: f64,
+    available: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let restored = now.duration_since(self.at).as_secs_f64() * self.restore_rate;
+        self.available = (self.available + restored).min(self.maximum);
+        self.at = now;
+    }
 }
 
 /// A webhook subscription an app registered.
@@ -132,6 +166,8 @@ pub struct ShopifyServer {
     pub url: String,
     store: Arc<Store>,
     task: tokio::task::JoinHandle<()>,
+    /// Sends webhooks, reusing connections as Shopify does.
+    http: reqwest::Client,
 }
 
 impl ShopifyServer {
@@ -149,6 +185,16 @@ impl ShopifyServer {
             issued: AtomicUsize::new(0),
             subscriptions: Mutex::new(Vec::new()),
             subscribed: AtomicUsize::new(0),
+            catalog: Mutex::new(Catalog::default()),
+            bucket: Mutex::new(Bucket {
+                maximum: 2000.0,
+                restore_rate: 100.0,
+                available: 2000.0,
+                at: Instant::now(),
+            }),
+            throttled: AtomicUsize::new(0),
+            down_after: Mutex::new(None),
+            pages_served: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/{shop}/admin/api/{version}/graphql.json", post(graphql))
@@ -159,6 +205,10 @@ impl ShopifyServer {
             url: format!("http://{addr}/{{shop}}"),
             store,
             task,
+            http: {
+                outbound_http::tls::install();
+                reqwest::Client::new()
+            },
         }
     }
 
@@ -167,15 +217,94 @@ impl ShopifyServer {
         self.store.troubles.lock().unwrap().extend(troubles);
     }
 
-    /// Every GraphQL call answers `status` from now on (`None`: recovered).
+    /// Every GraphQL call answers `status` from now on (`None`: recovered,
+    /// also from [`Self::go_down_after`]).
     pub fn go_down(&self, status: Option<u16>) {
         *self.store.always_down.lock().unwrap() = status;
+        if status.is_none() {
+            *self.store.down_after.lock().unwrap() = None;
+        }
     }
 
     /// Every access token issued so far stops working, as a lapsed or
     /// revoked one does.
     pub fn expire_access_tokens(&self) {
         self.store.tokens.lock().unwrap().clear();
+    }
+
+    /// Adds or replaces a product (its REST JSON) without telling anyone:
+    /// as if its webhook was lost.
+    pub fn put_product(&self, product: Value) {
+        let id = product["id"].as_i64().expect("a product has an id");
+        self.store
+            .catalog
+            .lock()
+            .unwrap()
+            .products
+            .insert(id, (product, Utc::now()));
+    }
+
+    /// Deletes a product without telling anyone.
+    pub fn remove_product(&self, id: i64) {
+        self.store.catalog.lock().unwrap().products.remove(&id);
+    }
+
+    /// Adds or replaces an order (its REST JSON) without telling anyone.
+    pub fn put_order(&self, order: Value) {
+        let id = order["id"].as_i64().expect("an order has an id");
+        self.store
+            .catalog
+            .lock()
+            .unwrap()
+            .orders
+            .insert(id, (order, Utc::now()));
+    }
+
+    /// The products the store holds now, in their REST JSON, by id.
+    pub fn products(&self) -> Vec<Value> {
+        let catalog = self.store.catalog.lock().unwrap();
+        catalog.products.values().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The orders the store holds now, in their REST JSON, by id.
+    pub fn orders(&self) -> Vec<Value> {
+        let catalog = self.store.catalog.lock().unwrap();
+        catalog.orders.values().map(|(o, _)| o.clone()).collect()
+    }
+
+    /// The cost bucket's size and restore rate (points a second); full.
+    pub fn set_cost_limit(&self, maximum: f64, restore_rate: f64) {
+        let mut bucket = self.store.bucket.lock().unwrap();
+        *bucket = Bucket {
+            maximum,
+            restore_rate,
+            available: maximum,
+            at: Instant::now(),
+        };
+    }
+
+    /// Another app spent the whole bucket.
+    pub fn drain_bucket(&self) {
+        let mut bucket = self.store.bucket.lock().unwrap();
+        bucket.available = 0.0;
+        bucket.at = Instant::now();
+    }
+
+    /// `THROTTLED` answers given so far.
+    pub fn throttled(&self) -> usize {
+        self.store.throttled.load(Ordering::SeqCst)
+    }
+
+    /// After `calls` more GraphQL calls, every one answers `status`.
+    pub fn go_down_after(&self, calls: usize, status: u16) {
+        let at = self.graphql_calls() + calls;
+        *self.store.down_after.lock().unwrap() = Some((at, status));
+    }
+
+    /// Each page of products or orders answered so far: the resource and
+    /// the cursor it was read after.
+    pub fn pages_served(&self) -> Vec<(String, Option<String>)> {
+        self.store.pages_served.lock().unwrap().clone()
     }
 
     pub fn graphql_calls(&self) -> usize {
@@ -207,10 +336,15 @@ impl ShopifyServer {
         self.send_to(&callback, webhook).await
     }
 
-    /// Sends `webhook` to `url`, whatever is subscribed.
+    /// Sends `webhook` to `url`, whatever is subscribed. A faithful one
+    /// (Shopify's own secret and shop) first changes what the store holds,
+    /// as the change it announces did.
     pub async fn send_to(&self, url: &str, webhook: &Webhook) -> (u16, String) {
         let secret = webhook.secret.as_deref().unwrap_or(CLIENT_SECRET);
         let triggered_at = webhook.triggered_at.unwrap_or_else(Utc::now);
+        if webhook.secret.is_none() && webhook.shop.is_none() {
+            self.store.catalog.lock().unwrap().apply(webhook, triggered_at);
+        }
         let headers = [
             ("content-type", "application/json".to_owned()),
             ("x-shopify-topic", webhook.topic.clone()),
@@ -232,7 +366,7 @@ impl ShopifyServer {
                 triggered_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             ),
         ];
-        let mut request = reqwest::Client::new().post(url).body(webhook.body.clone());
+        let mut request = self.http.post(url).body(webhook.body.clone());
         for (name, value) in headers {
             if !webhook.without.contains(&name) {
                 request = request.header(name, value);
@@ -247,6 +381,30 @@ impl ShopifyServer {
 impl Drop for ShopifyServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Catalog {
+    fn apply(&mut self, webhook: &Webhook, at: DateTime<Utc>) {
+        let Ok(body) = serde_json::from_str::<Value>(&webhook.body) else {
+            return;
+        };
+        let Some(id) = body["id"].as_i64() else {
+            return;
+        };
+        let records = match webhook.topic.split('/').next() {
+            Some("products") => &mut self.products,
+            Some("orders") => &mut self.orders,
+            _ => return,
+        };
+        if records.get(&id).is_some_and(|(_, stored)| *stored > at) {
+            return;
+        }
+        if webhook.topic == "products/delete" {
+            records.remove(&id);
+        } else {
+            records.insert(id, (body, at));
+        }
     }
 }
 
@@ -274,7 +432,13 @@ async fn graphql(
             json!("[API] Invalid API key or access token (unrecognized login or wrong password)"),
         );
     }
-    if let Some(status) = *store.always_down.lock().unwrap() {
+    let down_after = store
+        .down_after
+        .lock()
+        .unwrap()
+        .filter(|(at, _)| store.graphql_calls.load(Ordering::SeqCst) > *at)
+        .map(|(_, status)| status);
+    if let Some(status) = (*store.always_down.lock().unwrap()).or(down_after) {
         return errors(StatusCode::from_u16(status).unwrap(), json!("Internal Server Error"));
     }
     let trouble = store.troubles.lock().unwrap().pop_front();
@@ -295,6 +459,10 @@ async fn graphql(
         None => {}
     }
     let query = body["query"].as_str().unwrap_or_default();
+    let variables = &body["variables"];
+    if query.contains("products(") || query.contains("product(") || query.contains("orders(") {
+        return read_catalog(&store, query, variables);
+    }
     let data = if query.contains("webhookSubscriptionCreate") {
         subscribe(&store, &body["variables"])
     } else if query.contains("webhookSubscriptionDelete") {
@@ -311,6 +479,176 @@ async fn graphql(
             "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990, "restoreRate": 100.0}}}
     }))
     .into_response()
+}
+
+/// A page of products, of one product's variants, or of orders. As
+/// Shopify does, a query runs only when the bucket holds its requested
+/// cost (from the page sizes asked for), and is then charged its actual
+/// cost (from the nodes it returned).
+fn read_catalog(store: &Store, query: &str, variables: &Value) -> Response {
+    let first = variables["first"].as_u64().unwrap_or(10).clamp(1, 250) as usize;
+    let nested = variables["variants"]
+        .as_u64()
+        .or(variables["lineItems"].as_u64())
+        .unwrap_or(0) as usize;
+    let requested = 2.0 + (first * (1 + nested)) as f64;
+    let throttle_status = |bucket: &Bucket| {
+        json!({"maximumAvailable": bucket.maximum, "currentlyAvailable": bucket.available,
+            "restoreRate": bucket.restore_rate})
+    };
+    {
+        let mut bucket = store.bucket.lock().unwrap();
+        bucket.refill();
+        if requested > bucket.available {
+            store.throttled.fetch_add(1, Ordering::SeqCst);
+            return Json(json!({
+                "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED",
+                    "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": null,
+                    "throttleStatus": throttle_status(&bucket)}},
+            }))
+            .into_response();
+        }
+    }
+    let data = catalog_page(store, query, variables, first, nested);
+    let actual = 2.0 + count_nodes(&data) as f64;
+    let mut bucket = store.bucket.lock().unwrap();
+    bucket.available -= actual;
+    let cost = json!({"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
+        "throttleStatus": throttle_status(&bucket)}});
+    Json(json!({"data": data, "extensions": cost})).into_response()
+}
+
+/// Every object under a `nodes` list, nested ones included.
+fn count_nodes(value: &Value) -> usize {
+    match value {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(key, v)| match (key.as_str(), v) {
+                ("nodes", Value::Array(nodes)) => nodes.len() + nodes.iter().map(count_nodes).sum::<usize>(),
+                _ => count_nodes(v),
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(count_nodes).sum(),
+        _ => 0,
+    }
+}
+
+fn catalog_page(store: &Store, query: &str, variables: &Value, first: usize, nested: usize) -> Value {
+    let after = variables["after"].as_str().map(str::to_owned);
+    let catalog = store.catalog.lock().unwrap();
+    if query.contains("product(") {
+        let id: i64 = variables["id"]
+            .as_str()
+            .and_then(|gid| gid.rsplit('/').next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default();
+        let variants = catalog.products.get(&id).map(|(p, _)| p["variants"].clone());
+        return json!({"product": variants.map(|v| json!({"variants": variant_page(&v, after.as_deref(), first)}))});
+    }
+    let (resource, records) = match query.contains("orders(") {
+        true => ("orders", &catalog.orders),
+        false => ("products", &catalog.products),
+    };
+    store
+        .pages_served
+        .lock()
+        .unwrap()
+        .push((resource.to_owned(), after.clone()));
+    let start = after.and_then(|c| c.strip_prefix("after:")?.parse::<i64>().ok());
+    let mut rest = records
+        .range(start.map_or(i64::MIN, |s| s.saturating_add(1))..)
+        .map(|(id, (record, _))| (*id, record));
+    let page: Vec<(i64, &Value)> = rest.by_ref().take(first).collect();
+    let more = rest.next().is_some();
+    let nodes: Vec<Value> = page
+        .iter()
+        .map(|(_, record)| match resource {
+            "orders" => order_node(record, nested),
+            _ => product_node(record, nested),
+        })
+        .collect();
+    let end = page.last().map(|(id, _)| format!("after:{id}"));
+    json!({ resource: {"pageInfo": {"hasNextPage": more, "endCursor": end}, "nodes": nodes} })
+}
+
+fn legacy(id: &Value) -> Value {
+    id.as_i64().map_or(Value::Null, |id| json!(id.to_string()))
+}
+
+fn upper(value: &Value) -> Value {
+    value.as_str().map_or(Value::Null, |s| json!(s.to_ascii_uppercase()))
+}
+
+/// A page of a product's variants after the cursor (`after:<index>`).
+fn variant_page(variants: &Value, after: Option<&str>, first: usize) -> Value {
+    let all = variants.as_array().cloned().unwrap_or_default();
+    let start = after
+        .and_then(|c| c.strip_prefix("after:")?.parse::<usize>().ok())
+        .map_or(0, |i| i + 1);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(first)
+        .map(|v| {
+            json!({"legacyResourceId": legacy(&v["id"]), "title": v["title"], "sku": v["sku"], "price": v["price"],
+                "inventoryQuantity": v["inventory_quantity"],
+                "inventoryItem": {"legacyResourceId": legacy(&v["inventory_item_id"])}})
+        })
+        .collect();
+    let last = start + page.len();
+    json!({"pageInfo": {"hasNextPage": last < all.len(), "endCursor": format!("after:{}", last.max(1) - 1)},
+        "nodes": page})
+}
+
+/// A product's REST JSON as a GraphQL node.
+fn product_node(product: &Value, variants: usize) -> Value {
+    json!({
+        "id": format!("gid://shopify/Product/{}", product["id"]),
+        "legacyResourceId": legacy(&product["id"]),
+        "title": product["title"], "descriptionHtml": product["body_html"], "handle": product["handle"],
+        "status": upper(&product["status"]), "updatedAt": product["updated_at"],
+        "variants": variant_page(&product["variants"], None, variants),
+    })
+}
+
+/// An order's REST JSON as a GraphQL node.
+fn order_node(order: &Value, line_items: usize) -> Value {
+    let fulfillment = match order["fulfillment_status"].as_str() {
+        None => json!("UNFULFILLED"),
+        Some("partial") => json!("PARTIALLY_FULFILLED"),
+        Some(other) => json!(other.to_ascii_uppercase()),
+    };
+    let fulfillments: Vec<Value> = order["fulfillments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let numbers = f["tracking_numbers"].as_array().cloned().unwrap_or_default();
+            let urls = f["tracking_urls"].as_array().cloned().unwrap_or_default();
+            let info: Vec<Value> = numbers
+                .iter()
+                .enumerate()
+                .map(|(i, number)| json!({"number": number, "company": f["tracking_company"], "url": urls.get(i)}))
+                .collect();
+            json!({ "trackingInfo": info })
+        })
+        .collect();
+    let items: Vec<Value> = order["line_items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(line_items)
+        .map(|l| json!({"title": l["title"], "quantity": l["quantity"]}))
+        .collect();
+    json!({
+        "legacyResourceId": legacy(&order["id"]), "name": order["name"], "email": order["email"],
+        "customer": order["customer"].as_object().map(|c| json!({"legacyResourceId": legacy(&c["id"]), "email": c["email"]})),
+        "displayFinancialStatus": upper(&order["financial_status"]), "displayFulfillmentStatus": fulfillment,
+        "totalPriceSet": {"shopMoney": {"amount": order["total_price"], "currencyCode": order["currency"]}},
+        "lineItems": {"nodes": items}, "fulfillments": fulfillments,
+        "createdAt": order["created_at"], "updatedAt": order["updated_at"], "cancelledAt": order["cancelled_at"],
+    })
 }
 
 fn subscribe(store: &Store, variables: &Value) -> Value {

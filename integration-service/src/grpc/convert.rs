@@ -1,13 +1,37 @@
 //! What the store holds, as the API's messages.
 
-use proto::integration::v1::{DataRequest, LineItem, Order, Product, Tracking};
+use proto::integration::v1::{DataRequest, LineItem, Order, Product, SyncCounts, SyncRun, Tracking};
 use serde::Deserialize;
 use service_runtime::{error::ServiceError, time::timestamp};
 
 use crate::store::{
     shopify_catalog::ProductView,
     shopify_orders::{DataRequestRow, OrderView},
+    sync_runs::SyncRunRow,
 };
+
+pub fn sync_run(row: SyncRunRow) -> SyncRun {
+    SyncRun {
+        id: row.id,
+        integration_id: row.integration_id,
+        trigger: row.trigger,
+        status: row.status,
+        phase: row.phase,
+        pages: row.pages,
+        counts: Some(SyncCounts {
+            created: row.counts.created,
+            updated: row.counts.updated,
+            removed: row.counts.removed,
+            failed: row.counts.failed,
+        }),
+        attempts: row.attempts,
+        last_error: row.last_error,
+        queued_at: Some(timestamp(row.queued_at)),
+        started_at: row.started_at.map(timestamp),
+        finished_at: row.finished_at.map(timestamp),
+        next_attempt_at: Some(timestamp(row.next_attempt_at)),
+    }
+}
 
 pub fn product(view: ProductView) -> Product {
     Product {

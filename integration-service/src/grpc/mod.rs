@@ -9,8 +9,9 @@ use ids::IntegrationId;
 use proto::integration::v1::{
     CheckIntegrationRequest, CreateIntegrationRequest, DeleteIntegrationRequest, DeleteIntegrationResponse,
     GetIntegrationRequest, Integration, ListDataRequestsResponse, ListIntegrationsRequest, ListIntegrationsResponse,
-    ListOrdersResponse, ListProductsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest,
-    ReceiveShopifyWebhookResponse, UpdateIntegrationRequest, integration_service_server::IntegrationService,
+    ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest,
+    ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun, UpdateIntegrationRequest,
+    integration_service_server::IntegrationService,
 };
 use service_runtime::{
     error::ServiceError,
@@ -24,8 +25,9 @@ use crate::{
     checking::Checker,
     connecting::{Change, Connector},
     kinds::Connection,
+    reconciling::Reconciler,
     shopify_inbox::{Received, Receiver},
-    store::{integrations, shopify_catalog, shopify_orders},
+    store::{integrations, shopify_catalog, shopify_orders, sync_runs},
 };
 
 const MAX_NAME_CHARS: usize = 100;
@@ -35,6 +37,7 @@ pub struct Integrations {
     pub checker: Checker,
     pub connector: Connector,
     pub receiver: Receiver,
+    pub reconciler: Reconciler,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -102,6 +105,26 @@ impl IntegrationService for Integrations {
         Ok(Response::new(DeleteIntegrationResponse {
             id: id.into_string(),
             deleted: true,
+        }))
+    }
+
+    async fn sync_integration(&self, request: Request<SyncIntegrationRequest>) -> Answer<SyncRun> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let id = integration_id(&request.get_ref().integration_id)?;
+        let run = self.reconciler.request(&principal.workspace_id, &id).await?;
+        Ok(Response::new(convert::sync_run(run)))
+    }
+
+    async fn list_sync_runs(&self, request: Request<ListSyncedRequest>) -> Answer<ListSyncRunsResponse> {
+        let (workspace_id, req) = synced_request(request)?;
+        let id = integration_id(&req.integration_id)?;
+        integrations::get(&self.pool, &workspace_id, &id).await?;
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows = sync_runs::list(&self.pool, &workspace_id, id.as_str(), &page).await?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.queued_at, r.id.as_str()));
+        Ok(Response::new(ListSyncRunsResponse {
+            sync_runs: rows.into_iter().map(convert::sync_run).collect(),
+            next_cursor,
         }))
     }
 

@@ -48,7 +48,7 @@ pub async fn apply(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, delivery
     };
     match delivery.topic.as_str() {
         "products/create" | "products/update" => {
-            shopify_catalog::upsert_product(tx, &source, &body::<Product>(delivery)?).await?;
+            shopify_catalog::upsert_product(tx, &source, &body::<Product>(delivery)?, None).await?;
         }
         "products/delete" => {
             shopify_catalog::delete_product(tx, &source, body::<Deleted>(delivery)?.id).await?;

@@ -7,3 +7,30 @@ pub mod knowledge_queue;
 pub mod shopify_catalog;
 pub mod shopify_deliveries;
 pub mod shopify_orders;
+pub mod sync_runs;
+
+use service_runtime::{error::ServiceError, pagination::NewestFirst};
+
+/// A page, newest first, of the rows of one connection that `select`
+/// (`SELECT … FROM …`, with `workspace_id`, `integration_id`, `created_at`
+/// and `id` columns) reads.
+async fn connection_page<'e, T>(
+    db: impl sqlx::PgExecutor<'e>,
+    select: &str,
+    workspace_id: &str,
+    integration_id: &str,
+    page: &NewestFirst,
+) -> Result<Vec<T>, ServiceError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let sql = format!(
+        "{select} WHERE workspace_id = $1 AND integration_id = $5 AND {}",
+        NewestFirst::CLAUSE
+    );
+    Ok(page
+        .bind(sqlx::query_as(&sql).bind(workspace_id))
+        .bind(integration_id)
+        .fetch_all(db)
+        .await?)
+}

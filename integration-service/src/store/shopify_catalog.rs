@@ -9,7 +9,7 @@ use serde::Serialize;
 use service_runtime::error::ServiceError;
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::kinds::shopify::payloads::{InventoryLevel, Product};
+use crate::kinds::shopify::payloads::{InventoryLevel, Product, price};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -20,19 +20,63 @@ pub struct Source<'a> {
     pub triggered_at: DateTime<Utc>,
 }
 
-/// Stores the product and its variants unless newer news of it is stored;
-/// whether it was stored.
-pub async fn upsert_product(conn: &mut PgConnection, source: &Source<'_>, product: &Product) -> Result<bool> {
-    let stored = sqlx::query(
-        "INSERT INTO shopify_products
-             (integration_id, product_id, workspace_id, title, description, handle, status, updated_at, triggered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+/// What storing news of a row did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Newer news is stored: nothing was written.
+    Stale,
+    /// The row is new (or was deleted and is back).
+    Created,
+    Updated,
+    /// Its date moved on; what it holds did not change.
+    Unchanged,
+}
+
+impl Stored {
+    /// Reads the `existed, was_deleted, old_hash` an upsert returned (no
+    /// row: the guard found newer news).
+    pub(crate) fn from_returned(returned: Option<(bool, bool, Option<i64>)>, hash: i64) -> Self {
+        match returned {
+            None => Self::Stale,
+            Some((false, _, _)) | Some((_, true, _)) => Self::Created,
+            Some((true, false, old)) if old == Some(hash) => Self::Unchanged,
+            Some(_) => Self::Updated,
+        }
+    }
+
+    pub fn written(self) -> bool {
+        self != Self::Stale
+    }
+}
+
+/// Stores the product and its variants unless newer news of it is stored.
+/// A product whose content changed is due to be sent to its bots again.
+/// `reconciled_at`: the sync snapshot that saw it, if a sync is storing it.
+pub async fn upsert_product(
+    conn: &mut PgConnection,
+    source: &Source<'_>,
+    product: &Product,
+    reconciled_at: Option<DateTime<Utc>>,
+) -> Result<Stored> {
+    let hash = product.fingerprint();
+    let returned: Option<(bool, bool, Option<i64>)> = sqlx::query_as(
+        "WITH old AS (SELECT deleted_at, content_hash FROM shopify_products
+                      WHERE integration_id = $1 AND product_id = $2)
+         INSERT INTO shopify_products
+             (integration_id, product_id, workspace_id, title, description, handle, status, updated_at,
+              triggered_at, content_hash, reconciled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (integration_id, product_id) DO UPDATE SET
              title = EXCLUDED.title, description = EXCLUDED.description, handle = EXCLUDED.handle,
              status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
-             triggered_at = EXCLUDED.triggered_at, deleted_at = NULL,
-             knowledge_version = shopify_products.knowledge_version + 1
-         WHERE shopify_products.triggered_at < EXCLUDED.triggered_at",
+             triggered_at = EXCLUDED.triggered_at, deleted_at = NULL, content_hash = EXCLUDED.content_hash,
+             reconciled_at = coalesce(EXCLUDED.reconciled_at, shopify_products.reconciled_at),
+             knowledge_version = shopify_products.knowledge_version
+                 + (shopify_products.deleted_at IS NOT NULL
+                    OR shopify_products.content_hash IS DISTINCT FROM EXCLUDED.content_hash)::int
+         WHERE shopify_products.triggered_at < EXCLUDED.triggered_at
+         RETURNING EXISTS (SELECT 1 FROM old), coalesce((SELECT deleted_at IS NOT NULL FROM old), false),
+                   (SELECT content_hash FROM old)",
     )
     .bind(source.integration_id)
     .bind(product.id)
@@ -43,11 +87,12 @@ pub async fn upsert_product(conn: &mut PgConnection, source: &Source<'_>, produc
     .bind(&product.status)
     .bind(product.updated_at)
     .bind(source.triggered_at)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if stored {
+    .bind(hash)
+    .bind(reconciled_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let stored = Stored::from_returned(returned, hash);
+    if matches!(stored, Stored::Created | Stored::Updated) {
         replace_variants(conn, source.integration_id, product).await?;
     }
     Ok(stored)
@@ -76,7 +121,7 @@ async fn replace_variants(conn: &mut PgConnection, integration_id: &str, product
             .map(|v| v.sku.clone().unwrap_or_default())
             .collect::<Vec<_>>(),
     )
-    .bind(variants.iter().map(|v| v.price.clone()).collect::<Vec<_>>())
+    .bind(variants.iter().map(|v| price(&v.price)).collect::<Vec<_>>())
     .bind(variants.iter().map(|v| v.inventory_item_id).collect::<Vec<_>>())
     .bind(variants.iter().map(|v| v.inventory_quantity).collect::<Vec<_>>())
     .execute(conn)
@@ -112,6 +157,55 @@ pub async fn delete_product(conn: &mut PgConnection, source: &Source<'_>, produc
             .await?;
     }
     Ok(marked)
+}
+
+/// A sync read these items' totals as of `snapshot`: per-location counts
+/// older than that are superseded, and the products holding the items
+/// show the totals read.
+pub async fn settle_stock(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    item_ids: &[i64],
+    snapshot: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "WITH superseded AS (
+             DELETE FROM shopify_inventory_levels
+             WHERE integration_id = $1 AND inventory_item_id = ANY($2) AND updated_at < $3
+             RETURNING inventory_item_id)
+         UPDATE shopify_products SET knowledge_version = knowledge_version + 1
+         WHERE integration_id = $1 AND product_id IN (
+             SELECT v.product_id FROM shopify_variants v JOIN superseded s
+                 ON v.integration_id = $1 AND v.inventory_item_id = s.inventory_item_id)",
+    )
+    .bind(integration_id)
+    .bind(item_ids)
+    .bind(snapshot)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks deleted the products a complete sync as of `snapshot` did not see
+/// and nothing newer mentions; how many.
+pub async fn remove_unseen(conn: &mut PgConnection, integration_id: &str, snapshot: DateTime<Utc>) -> Result<u64> {
+    let removed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE shopify_products
+         SET deleted_at = $2, triggered_at = $2, knowledge_version = knowledge_version + 1
+         WHERE integration_id = $1 AND deleted_at IS NULL AND triggered_at < $2
+           AND (reconciled_at IS NULL OR reconciled_at < $2)
+         RETURNING product_id",
+    )
+    .bind(integration_id)
+    .bind(snapshot)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM shopify_variants WHERE integration_id = $1 AND product_id = ANY($2)")
+        .bind(integration_id)
+        .bind(&removed)
+        .execute(conn)
+        .await?;
+    Ok(removed.len() as u64)
 }
 
 /// Stores a location's stock of an item unless a newer count is stored;

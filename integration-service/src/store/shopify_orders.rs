@@ -9,13 +9,14 @@ use serde_json::Value;
 use service_runtime::{error::ServiceError, pagination::NewestFirst};
 use sqlx::{PgConnection, PgExecutor, types::Json};
 
-use super::shopify_catalog::Source;
-use crate::kinds::shopify::payloads::{LineItem, Order, Tracking};
+use super::shopify_catalog::{Source, Stored};
+use crate::kinds::shopify::payloads::{LineItem, Order, Tracking, UNFULFILLED, price};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// Stores the order unless newer news of it is stored; whether it was.
-pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order) -> Result<bool> {
+/// Stores the order unless newer news of it is stored.
+pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order) -> Result<Stored> {
+    let hash = order.fingerprint();
     let line_items: Vec<LineItem> = order
         .line_items
         .iter()
@@ -24,20 +25,23 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
             quantity: l.quantity,
         })
         .collect();
-    Ok(sqlx::query(
-        "INSERT INTO shopify_orders
+    let returned: Option<(bool, bool, Option<i64>)> = sqlx::query_as(
+        "WITH old AS (SELECT content_hash FROM shopify_orders WHERE integration_id = $1 AND order_id = $2)
+         INSERT INTO shopify_orders
              (integration_id, order_id, workspace_id, name, email, customer_id, financial_status,
               fulfillment_status, total_price, currency, line_items, tracking, cancelled_at,
-              created_at, updated_at, triggered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+              created_at, updated_at, triggered_at, content_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (integration_id, order_id) DO UPDATE SET
              name = EXCLUDED.name, email = EXCLUDED.email, customer_id = EXCLUDED.customer_id,
              financial_status = EXCLUDED.financial_status, fulfillment_status = EXCLUDED.fulfillment_status,
              total_price = EXCLUDED.total_price, currency = EXCLUDED.currency,
              line_items = EXCLUDED.line_items, tracking = EXCLUDED.tracking,
              cancelled_at = EXCLUDED.cancelled_at, created_at = EXCLUDED.created_at,
-             updated_at = EXCLUDED.updated_at, triggered_at = EXCLUDED.triggered_at
-         WHERE shopify_orders.triggered_at < EXCLUDED.triggered_at",
+             updated_at = EXCLUDED.updated_at, triggered_at = EXCLUDED.triggered_at,
+             content_hash = EXCLUDED.content_hash
+         WHERE shopify_orders.triggered_at < EXCLUDED.triggered_at
+         RETURNING EXISTS (SELECT 1 FROM old), false, (SELECT content_hash FROM old)",
     )
     .bind(source.integration_id)
     .bind(order.id)
@@ -46,8 +50,8 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
     .bind(order.email())
     .bind(order.customer.as_ref().and_then(|c| c.id))
     .bind(order.financial_status.as_deref().unwrap_or_default())
-    .bind(order.fulfillment_status.as_deref().unwrap_or("unfulfilled"))
-    .bind(&order.total_price)
+    .bind(order.fulfillment_status.as_deref().unwrap_or(UNFULFILLED))
+    .bind(price(&order.total_price))
     .bind(&order.currency)
     .bind(Json(line_items))
     .bind(Json(order.tracking()))
@@ -55,10 +59,10 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
     .bind(order.created_at)
     .bind(order.updated_at)
     .bind(source.triggered_at)
-    .execute(conn)
-    .await?
-    .rows_affected()
-        == 1)
+    .bind(hash)
+    .fetch_optional(conn)
+    .await?;
+    Ok(Stored::from_returned(returned, hash))
 }
 
 /// An order as a bot, the API and a data export see it.
@@ -182,19 +186,11 @@ pub async fn data_requests<'e>(
     integration_id: &str,
     page: &NewestFirst,
 ) -> Result<Vec<DataRequestRow>> {
-    let sql = format!(
-        "SELECT id, customer, export, created_at FROM (
+    let select = "SELECT * FROM (
              SELECT workspace_id, integration_id, request_id::text AS id, customer, export,
                     received_at AS created_at
-             FROM shopify_data_requests) r
-         WHERE workspace_id = $1 AND integration_id = $5 AND {}",
-        NewestFirst::CLAUSE
-    );
-    Ok(page
-        .bind(sqlx::query_as(&sql).bind(workspace_id))
-        .bind(integration_id)
-        .fetch_all(db)
-        .await?)
+             FROM shopify_data_requests) r";
+    super::connection_page(db, select, workspace_id, integration_id, page).await
 }
 
 /// Forgets a connection's orders and data requests (`shop/redact`).

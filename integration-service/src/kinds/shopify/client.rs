@@ -14,7 +14,10 @@ use outbound_http::{
 };
 use serde_json::{Value, json};
 
-use super::{Refresh, ShopifyCredentials, ShopifySettings};
+use super::{
+    Refresh, ShopifyCredentials, ShopifySettings, catalog_pages as pages,
+    payloads::{Order, Product},
+};
 
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// GraphQL `THROTTLED` answers waited out before giving up.
@@ -107,9 +110,102 @@ impl Shopify {
         }
     }
 
-    /// One GraphQL call, waiting out `THROTTLED` answers as the cost
-    /// bucket says.
+    /// One page of the store's products, each complete with its variants.
+    pub async fn products_page(&self, caller: &Caller<'_>, after: Option<&str>) -> Result<Page<Product>, ShopifyError> {
+        let variables = pages::page_variables(
+            after,
+            pages::PRODUCTS_PER_PAGE,
+            ("variants", pages::VARIANTS_PER_PRODUCT),
+        );
+        let (data, mut pause) = self.graphql_paced(caller, &pages::products_query(), variables).await?;
+        let nodes = connection(&data["products"])?;
+        let mut items = Vec::with_capacity(nodes.nodes.len());
+        for node in nodes.nodes.iter().cloned() {
+            let read = match pages::product(node) {
+                Ok(read) => read,
+                Err(reason) => {
+                    items.push(Err(reason));
+                    continue;
+                }
+            };
+            let mut product = read.product;
+            if let Some((gid, cursor)) = read.more_variants {
+                pause = self.rest_of_variants(caller, &gid, cursor, &mut product, pause).await?;
+            }
+            items.push(Ok(product));
+        }
+        Ok(Page {
+            items,
+            next: nodes.next(),
+            pause,
+        })
+    }
+
+    /// Reads a product's variants after `cursor` into it.
+    async fn rest_of_variants(
+        &self,
+        caller: &Caller<'_>,
+        gid: &str,
+        mut cursor: String,
+        product: &mut Product,
+        mut pause: Option<Duration>,
+    ) -> Result<Option<Duration>, ShopifyError> {
+        loop {
+            if let Some(wait) = pause {
+                tokio::time::sleep(wait).await;
+            }
+            let variables = json!({ "id": gid, "first": pages::VARIANTS_PER_FOLLOW_UP, "after": cursor });
+            let (data, next_pause) = self.graphql_paced(caller, &pages::variants_query(), variables).await?;
+            pause = next_pause;
+            let nodes = connection(&data["product"]["variants"])?;
+            let next = nodes.next();
+            product
+                .variants
+                .extend(pages::variants(nodes.nodes).map_err(ShopifyError::Refused)?);
+            match next {
+                Some(after) => cursor = after,
+                None => return Ok(pause),
+            }
+        }
+    }
+
+    /// One page of the store's orders, as summaries.
+    pub async fn orders_page(&self, caller: &Caller<'_>, after: Option<&str>) -> Result<Page<Order>, ShopifyError> {
+        let variables = pages::page_variables(
+            after,
+            pages::ORDERS_PER_PAGE,
+            ("lineItems", pages::LINE_ITEMS_PER_ORDER),
+        );
+        let (data, pause) = self.graphql_paced(caller, pages::ORDERS_QUERY, variables).await?;
+        let nodes = connection(&data["orders"])?;
+        let next = nodes.next();
+        Ok(Page {
+            items: nodes.nodes.into_iter().map(pages::order).collect(),
+            next,
+            pause,
+        })
+    }
+
+    /// One GraphQL call; its data, and how long to wait before the next
+    /// call of the same cost so that the bucket holds enough for it.
+    async fn graphql_paced(
+        &self,
+        caller: &Caller<'_>,
+        query: &str,
+        variables: Value,
+    ) -> Result<(Value, Option<Duration>), ShopifyError> {
+        let answer = self.graphql_answer(caller, query, variables).await?;
+        Ok((answer["data"].clone(), pause_for(&answer)))
+    }
+
+    /// One GraphQL call's data.
     async fn graphql(&self, caller: &Caller<'_>, query: &str, variables: Value) -> Result<Value, ShopifyError> {
+        Ok(self.graphql_answer(caller, query, variables).await?["data"].take())
+    }
+
+    /// One GraphQL call, waiting out `THROTTLED` answers as the cost
+    /// bucket says; the whole answer.
+    async fn graphql_answer(&self, caller: &Caller<'_>, query: &str, variables: Value) -> Result<Value, ShopifyError> {
         let url = format!(
             "{}/admin/api/{}/graphql.json",
             self.base(caller.settings),
@@ -136,7 +232,7 @@ impl Shopify {
             match throttled_for(&parsed) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None if parsed["errors"].is_array() => return Err(ShopifyError::Refused(error_text(&parsed, status))),
-                None => return Ok(parsed["data"].clone()),
+                None => return Ok(parsed),
             }
         }
         Err(ShopifyError::Refused("the query stayed throttled".into()))
@@ -205,6 +301,29 @@ impl Shopify {
     }
 }
 
+/// One page of a resource: each item read (or why it could not be), the
+/// cursor to go on from, and the pause the cost bucket asks for first.
+pub struct Page<T> {
+    pub items: Vec<Result<T, String>>,
+    pub next: Option<String>,
+    pub pause: Option<Duration>,
+}
+
+fn connection(value: &Value) -> Result<pages::Nodes, ShopifyError> {
+    serde_json::from_value(value.clone()).map_err(|e| ShopifyError::Refused(format!("the page does not read: {e}")))
+}
+
+/// The wait before another query of the same cost fits the bucket: the
+/// cost less what is left, at the restore rate.
+fn pause_for(answer: &Value) -> Option<Duration> {
+    let cost = &answer["extensions"]["cost"];
+    let needed = cost["requestedQueryCost"].as_f64()?;
+    let status = &cost["throttleStatus"];
+    let available = status["currentlyAvailable"].as_f64()?;
+    let rate = status["restoreRate"].as_f64().filter(|r| *r > 0.0)?;
+    (available < needed).then(|| refill_time(needed, available, rate))
+}
+
 /// A mutation's `userErrors`, as one refusal.
 fn user_errors(payload: &Value) -> Result<(), ShopifyError> {
     let messages: Vec<&str> = payload["userErrors"]
@@ -234,7 +353,14 @@ fn throttled_for(answer: &Value) -> Option<Duration> {
         .as_f64()
         .filter(|r| *r > 0.0)
         .unwrap_or(50.0);
-    Some(Duration::from_secs_f64(((needed - available) / rate).clamp(0.05, 10.0)))
+    Some(refill_time(needed, available, rate).max(Duration::from_millis(50)))
+}
+
+/// How long the bucket takes to hold `needed` points again, a little over
+/// so that it surely does when the next call lands.
+fn refill_time(needed: f64, available: f64, rate: f64) -> Duration {
+    let margin = Duration::from_millis(10);
+    Duration::from_secs_f64(((needed - available).max(0.0) / rate).min(10.0)) + margin
 }
 
 /// Shopify's explanation: `errors` as a string, a list of messages, or an
@@ -274,8 +400,19 @@ mod tests {
             "extensions": {"cost": {"requestedQueryCost": 102, "throttleStatus":
                 {"maximumAvailable": 2000.0, "currentlyAvailable": 2, "restoreRate": 100.0}}}
         });
-        assert_eq!(throttled_for(&answer), Some(Duration::from_secs(1)));
+        assert_eq!(throttled_for(&answer), Some(Duration::from_millis(1010)));
         assert_eq!(throttled_for(&json!({"data": {}})), None);
+    }
+
+    #[test]
+    fn a_page_waits_until_the_bucket_holds_the_next_pages_cost() {
+        let answer = |available: f64| {
+            json!({"data": {}, "extensions": {"cost": {"requestedQueryCost": 500, "actualQueryCost": 400,
+                "throttleStatus": {"maximumAvailable": 1000.0, "currentlyAvailable": available, "restoreRate": 50.0}}}})
+        };
+        assert_eq!(pause_for(&answer(600.0)), None);
+        assert_eq!(pause_for(&answer(400.0)), Some(Duration::from_millis(2010)));
+        assert_eq!(pause_for(&json!({"data": {}})), None);
     }
 
     #[test]

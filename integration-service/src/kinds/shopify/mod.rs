@@ -6,6 +6,7 @@
 //! app's client secret also signs the store's webhooks, so a connection
 //! that has it registers for them.
 
+pub mod catalog_pages;
 pub mod client;
 pub mod payloads;
 pub mod webhooks;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
 
-pub use client::{Caller, Shopify, ShopifyError};
+pub use client::{Caller, Page, Shopify, ShopifyError};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Deserialize)]
 pub struct Product {
@@ -27,6 +29,55 @@ impl Product {
         let html = self.body_html.as_deref().unwrap_or_default();
         nanohtml2text::html2text(html).trim().to_owned()
     }
+
+    /// A hash of what is stored of the product, to tell a change from a
+    /// repeat of what is already held.
+    pub fn fingerprint(&self) -> i64 {
+        let variants: Vec<Value> = self
+            .variants
+            .iter()
+            .map(|v| {
+                json!([
+                    v.id,
+                    v.title,
+                    v.sku,
+                    price(&v.price),
+                    v.inventory_item_id,
+                    v.inventory_quantity
+                ])
+            })
+            .collect();
+        fingerprint(&json!([
+            self.title,
+            self.description(),
+            self.handle,
+            self.status,
+            variants
+        ]))
+    }
+}
+
+/// What an order with no fulfillment status is: REST writes `null`,
+/// GraphQL `UNFULFILLED`.
+pub const UNFULFILLED: &str = "unfulfilled";
+
+/// A price as one spelling: GraphQL's `Money` may write "12.5" where REST
+/// writes "12.50", and the two must compare equal.
+pub fn price(text: &str) -> String {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole.trim_start_matches('-')) || !digits(fraction) {
+        return text.to_owned();
+    }
+    let fraction = fraction.trim_end_matches('0');
+    format!("{whole}.{fraction:0<2}")
+}
+
+/// The first 8 bytes of the SHA-256 of `value`'s JSON.
+fn fingerprint(value: &Value) -> i64 {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("a digest is 32 bytes"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +144,24 @@ impl Order {
             .to_owned()
     }
 
+    /// A hash of what is stored of the order.
+    pub fn fingerprint(&self) -> i64 {
+        fingerprint(&json!([
+            self.name,
+            self.email(),
+            self.customer.as_ref().and_then(|c| c.id),
+            self.financial_status.as_deref().unwrap_or_default(),
+            self.fulfillment_status.as_deref().unwrap_or(UNFULFILLED),
+            price(&self.total_price),
+            self.currency,
+            self.line_items,
+            self.tracking(),
+            self.cancelled_at,
+            self.created_at,
+            self.updated_at,
+        ]))
+    }
+
     /// Every tracking number its fulfillments carry.
     pub fn tracking(&self) -> Vec<Tracking> {
         self.fulfillments
@@ -133,7 +202,7 @@ pub struct LineItem {
     pub quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Fulfillment {
     #[serde(default)]
     pub tracking_number: Option<String>,
@@ -185,6 +254,15 @@ mod tests {
         assert_eq!(product.id, 9_007_199_254_740_993);
         assert_eq!(product.variants[0].id, i64::MAX);
         assert_eq!(product.description(), "Holds tea & coffee");
+    }
+
+    #[test]
+    fn prices_compare_however_they_are_spelled() {
+        assert_eq!(price("12.5"), "12.50");
+        assert_eq!(price("12"), "12.00");
+        assert_eq!(price("12.50"), "12.50");
+        assert_eq!(price("0.125"), "0.125");
+        assert_eq!(price("free"), "free");
     }
 
     #[test]
