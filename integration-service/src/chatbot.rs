@@ -1,12 +1,14 @@
 //! chatbot-service as this service calls it, over internal gRPC, acting
 //! for one workspace: whether a bot exists, keeping the knowledge items a
-//! connection owns in step, and retraining a bot.
+//! connection owns in step, retraining a bot, and telling a customer in
+//! their conversation.
 
 use std::time::Duration;
 
 use proto::chatbot::v1::{
-    GetBotRequest, SyncKnowledgeSourceRequest, SyncKnowledgeSourceResponse, TrainBotRequest,
+    GetBotRequest, NotifyCustomerRequest, SyncKnowledgeSourceRequest, SyncKnowledgeSourceResponse, TrainBotRequest,
     bot_service_client::BotServiceClient, knowledge_service_client::KnowledgeServiceClient,
+    message_service_client::MessageServiceClient,
 };
 use service_runtime::principal;
 use tonic::{Code, Request, transport::Channel};
@@ -82,6 +84,22 @@ impl Chatbot {
     }
 }
 
+impl Chatbot {
+    /// Posts a bot message to the customer's open conversation; whether
+    /// they had one.
+    pub async fn notify_customer(
+        &self,
+        workspace_id: &str,
+        notice: NotifyCustomerRequest,
+    ) -> Result<bool, ChatbotError> {
+        MessageServiceClient::new(self.channel.clone())
+            .notify_customer(acting_for(workspace_id, notice))
+            .await
+            .map(|answer| answer.into_inner().delivered)
+            .map_err(failure)
+    }
+}
+
 /// A request made for the workspace, as this service.
 fn acting_for<T>(workspace_id: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -90,7 +108,10 @@ fn acting_for<T>(workspace_id: &str, message: T) -> Request<T> {
         metadata.insert(principal::WORKSPACE_ID, workspace);
     }
     metadata.insert(principal::PRINCIPAL_ID, "integration-service".parse().expect("ascii"));
-    metadata.insert(principal::SCOPES, "read:bots write:bots".parse().expect("ascii"));
+    metadata.insert(
+        principal::SCOPES,
+        "read:bots write:bots write:messages".parse().expect("ascii"),
+    );
     request
 }
 

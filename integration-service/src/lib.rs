@@ -14,6 +14,7 @@ mod connecting;
 mod events;
 mod grpc;
 mod kinds;
+mod order_notices;
 mod product_knowledge;
 mod reconciling;
 mod shopify_access;
@@ -79,6 +80,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     );
     reconciler.clone().spawn(shutdown.clone());
     knowledge.spawn(shutdown.clone());
+    order_notices::OrderNotices::new(pool.clone(), chatbot.clone()).spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());
     let integrations = grpc::Integrations {

@@ -30,11 +30,11 @@ use crate::{
             payloads::{Order, Product},
         },
     },
+    order_notices,
     shopify_access::{AccessError, ShopifyAccess, Store},
     store::{
         integrations,
         shopify_catalog::{self, Source, Stored},
-        shopify_orders,
         sync_runs::{self, Counts, Progress, SyncRunRow},
     },
     vault::Vault,
@@ -351,7 +351,7 @@ impl Item for Product {
 
 impl Item for Order {
     async fn store<'a>(self, conn: &'a mut PgConnection, source: &'a Source<'a>) -> Result<Counts, ServiceError> {
-        Ok(count(shopify_orders::upsert(conn, source, &self).await?))
+        Ok(count(order_notices::store_order(conn, source, &self).await?))
     }
 }
 

@@ -3,8 +3,9 @@
 
 use ids::{ConversationId, MessageId};
 use proto::chatbot::v1::{
-    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, ReplyDelta, SendMessageEvent,
-    SendMessageRequest, SendMessageResponse, message_service_server::MessageService, send_message_event::Event,
+    GetMessageRequest, ListMessagesRequest, ListMessagesResponse, Message, NotifyCustomerRequest,
+    NotifyCustomerResponse, ReplyDelta, SendMessageEvent, SendMessageRequest, SendMessageResponse,
+    message_service_server::MessageService, send_message_event::Event,
 };
 use service_runtime::{
     pagination,
@@ -22,7 +23,7 @@ use crate::{
     replying::Replying,
     sending::{Appended, Sending},
     store::{
-        conversations,
+        conversations::{self, Customer},
         messages::{self, NewMessage},
     },
 };
@@ -171,6 +172,49 @@ impl MessageService for Messages {
         let message_id = MessageId::parse("message_id", &req.message_id).map_err(Error::from)?;
         let row = messages::get(&self.pool, &principal.workspace_id, &conversation_id, &message_id).await?;
         Ok(Response::new(row.into()))
+    }
+
+    async fn notify_customer(
+        &self,
+        request: Request<NotifyCustomerRequest>,
+    ) -> Result<Response<NotifyCustomerResponse>, Status> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let present = |text: &str| Some(text.trim()).filter(|t| !t.is_empty()).map(str::to_owned);
+        let (email, customer_id) = (present(&req.customer_email), present(&req.shopify_customer_id));
+        if email.is_none() && customer_id.is_none() {
+            return Err(Error::invalid("customer_email", "name the customer by email or shopify_customer_id").into());
+        }
+        let message = NewMessage {
+            role: Role::Bot,
+            content: required_text("content", &req.content, MAX_MESSAGE_CHARS)?,
+            metadata: metadata_to_json("metadata", req.metadata)?,
+            idempotency_key: Some(required_text(
+                "idempotency_key",
+                &req.idempotency_key,
+                MAX_IDEMPOTENCY_KEY_CHARS,
+            )?),
+            in_reply_to: None,
+        };
+        let customer = Customer {
+            email: email.as_deref(),
+            shopify_customer_id: customer_id.as_deref(),
+        };
+        let workspace_id = &principal.workspace_id;
+        let Some(conversation) = conversations::open_for_customer(&self.pool, workspace_id, &customer).await? else {
+            return Ok(Response::new(NotifyCustomerResponse::default()));
+        };
+        let appended = match self.sending.append(workspace_id, &conversation.id, message).await {
+            Ok(appended) => appended,
+            // Ended meanwhile: as if it had not been open.
+            Err(Error::FailedPrecondition(_)) => return Ok(Response::new(NotifyCustomerResponse::default())),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Response::new(NotifyCustomerResponse {
+            delivered: true,
+            conversation_id: conversation.id.into_string(),
+            message: Some(appended.row.into()),
+        }))
     }
 }
 

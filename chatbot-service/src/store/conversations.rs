@@ -105,6 +105,34 @@ pub async fn fetch<'e>(db: impl PgExecutor<'e>, workspace_id: &str, id: &Convers
         .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
 }
 
+/// The customer a workspace's backend named in a conversation's
+/// `metadata.customer`.
+pub struct Customer<'a> {
+    /// Compared in any case.
+    pub email: Option<&'a str>,
+    pub shopify_customer_id: Option<&'a str>,
+}
+
+/// The customer's most recently active conversation that is not ended.
+pub async fn open_for_customer<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    customer: &Customer<'_>,
+) -> Result<Option<ConversationRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM conversations
+         WHERE workspace_id = $1 AND status <> 'ended'
+           AND (lower(metadata -> 'customer' ->> 'email') = lower($2)
+                OR (metadata -> 'customer' ->> 'shopify_customer_id') = $3)
+         ORDER BY last_activity DESC LIMIT 1"
+    ))
+    .bind(workspace_id)
+    .bind(customer.email)
+    .bind(customer.shopify_customer_id)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Reads the conversation and holds its row lock until the transaction ends,
 /// so concurrent updates and sends apply one after another.
 pub async fn lock(conn: &mut PgConnection, workspace_id: &str, id: &ConversationId) -> Result<ConversationRow> {

@@ -15,8 +15,9 @@ use crate::{
         ShopifySettings,
         payloads::{CustomerRequest, Deleted, InventoryLevel, Order, Product},
     },
+    order_notices,
     store::{
-        integrations, knowledge_queue,
+        integrations, knowledge_queue, order_notices as order_notices_store,
         shopify_catalog::{self, Source},
         shopify_deliveries::Claimed,
         shopify_orders::{self, Customer},
@@ -58,7 +59,7 @@ pub async fn apply(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, delivery
             shopify_catalog::set_inventory_level(tx, source.integration_id, &level).await?;
         }
         "orders/create" | "orders/updated" => {
-            shopify_orders::upsert(tx, &source, &body::<Order>(delivery)?).await?;
+            order_notices::store_order(tx, &source, &body::<Order>(delivery)?).await?;
         }
         "app/uninstalled" => uninstalled(tx, outbox, &source).await?,
         "customers/redact" => {
@@ -74,6 +75,7 @@ pub async fn apply(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, delivery
         "shop/redact" => {
             forget_products(tx, &source).await?;
             shopify_orders::forget(tx, source.integration_id).await?;
+            order_notices_store::forget(tx, source.integration_id).await?;
             tracing::info!(integration = source.integration_id, "redacted the shop's data");
         }
         other => {

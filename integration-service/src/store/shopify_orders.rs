@@ -14,8 +14,9 @@ use crate::kinds::shopify::payloads::{LineItem, Order, Tracking, UNFULFILLED, pr
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// Stores the order unless newer news of it is stored.
-pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order) -> Result<Stored> {
+/// Stores the order unless newer news of it is stored; with the tracking
+/// it had before (none when it is new).
+pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order) -> Result<(Stored, Vec<Tracking>)> {
     let hash = order.fingerprint();
     let line_items: Vec<LineItem> = order
         .line_items
@@ -25,8 +26,9 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
             quantity: l.quantity,
         })
         .collect();
-    let returned: Option<(bool, bool, Option<i64>)> = sqlx::query_as(
-        "WITH old AS (SELECT content_hash FROM shopify_orders WHERE integration_id = $1 AND order_id = $2)
+    type Returned = (bool, bool, Option<i64>, Option<Json<Vec<Tracking>>>);
+    let returned: Option<Returned> = sqlx::query_as(
+        "WITH old AS (SELECT content_hash, tracking FROM shopify_orders WHERE integration_id = $1 AND order_id = $2)
          INSERT INTO shopify_orders
              (integration_id, order_id, workspace_id, name, email, customer_id, financial_status,
               fulfillment_status, total_price, currency, line_items, tracking, cancelled_at,
@@ -41,7 +43,7 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
              updated_at = EXCLUDED.updated_at, triggered_at = EXCLUDED.triggered_at,
              content_hash = EXCLUDED.content_hash
          WHERE shopify_orders.triggered_at < EXCLUDED.triggered_at
-         RETURNING EXISTS (SELECT 1 FROM old), false, (SELECT content_hash FROM old)",
+         RETURNING EXISTS (SELECT 1 FROM old), false, (SELECT content_hash FROM old), (SELECT tracking FROM old)",
     )
     .bind(source.integration_id)
     .bind(order.id)
@@ -62,7 +64,13 @@ pub async fn upsert(conn: &mut PgConnection, source: &Source<'_>, order: &Order)
     .bind(hash)
     .fetch_optional(conn)
     .await?;
-    Ok(Stored::from_returned(returned, hash))
+    let previous = returned
+        .as_ref()
+        .and_then(|r| r.3.as_ref())
+        .map(|tracking| tracking.0.clone())
+        .unwrap_or_default();
+    let stored = Stored::from_returned(returned.map(|(a, b, c, _)| (a, b, c)), hash);
+    Ok((stored, previous))
 }
 
 /// An order as a bot, the API and a data export see it.

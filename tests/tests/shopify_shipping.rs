@@ -1,0 +1,120 @@
+//! When a customer's order ships, they hear it in their open conversation:
+//! the one whose `metadata.customer` (set by the workspace's backend) names
+//! them by email or Shopify customer id. Each tracking number is told once,
+//! to that customer only.
+
+use std::time::Duration;
+
+use e2e::{
+    Client, Options, TestStack,
+    shopify_server::{CLIENT_SECRET, SHOP, ShopifyServer, Webhook},
+};
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "shpat_admin_token";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn conversation(api: &Client, customer: Value) -> String {
+    let created = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "shopper", "channel": "web", "metadata": {"customer": customer}}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    created.json["id"].as_str().unwrap().to_owned()
+}
+
+async fn messages(api: &Client, conversation: &str) -> Vec<Value> {
+    let listed = api.get(&format!("/api/v1/conversations/{conversation}/messages")).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    listed.json["messages"].as_array().cloned().unwrap_or_default()
+}
+
+fn order(id: i64, email: &str, customer_id: i64, tracking: &[&str]) -> Value {
+    let fulfillments: Vec<Value> = tracking
+        .iter()
+        .map(|number| {
+            json!({"tracking_numbers": [number], "tracking_company": "UPS",
+            "tracking_urls": [format!("https://ups.example/{number}")]})
+        })
+        .collect();
+    json!({"id": id, "name": format!("#{id}"), "email": email, "customer": {"id": customer_id, "email": email},
+        "financial_status": "paid", "fulfillment_status": if tracking.is_empty() { Value::Null } else { json!("fulfilled") },
+        "total_price": "25.00", "currency": "EUR", "line_items": [{"title": "Mug", "quantity": 1}],
+        "fulfillments": fulfillments})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_order_is_told_once_in_its_customers_open_conversation_only() {
+    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
+    let stack = TestStack::start_with(Options {
+        shopify_url: Some(shopify.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
+        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
+    let created = api.post("/api/v1/integrations", request).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+
+    let ann = conversation(api, json!({"email": "Ann@Example.com"})).await;
+    let ended = conversation(api, json!({"email": "ann@example.com"})).await;
+    let closed = api
+        .request(reqwest::Method::PATCH, &format!("/api/v1/conversations/{ended}"))
+        .json(&json!({"status": "ended"}));
+    assert_eq!(Client::send(closed).await.status, 200);
+    let bob = conversation(api, json!({"shopify_customer_id": "207119551"})).await;
+    let other = conversation(api, json!({"email": "carol@example.com"})).await;
+
+    let placed = Webhook::new("orders/create", order(1001, "ann@example.com", 1, &[]));
+    assert_eq!(shopify.send(&placed).await.0, 200);
+    let bobs = Webhook::new("orders/create", order(1002, "bob@example.com", 207_119_551, &[]));
+    assert_eq!(shopify.send(&bobs).await.0, 200);
+    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
+    api.get_until(&orders, WAIT, |page| {
+        page["orders"].as_array().is_some_and(|o| o.len() == 2)
+    })
+    .await;
+    // Placing an order tells nobody anything.
+    assert!(messages(api, &ann).await.is_empty());
+
+    let shipped = Webhook::new("orders/updated", order(1001, "ann@example.com", 1, &["1Z999"]));
+    assert_eq!(shopify.send(&shipped).await.0, 200);
+    let path = format!("/api/v1/conversations/{ann}/messages");
+    let told = api
+        .get_until(&path, WAIT, |page| {
+            page["messages"].as_array().is_some_and(|m| !m.is_empty())
+        })
+        .await;
+    let message = &told["messages"][0];
+    assert_eq!(message["role"], "bot");
+    let text = message["content"].as_str().unwrap();
+    assert!(
+        text.contains("#1001") && text.contains("1Z999") && text.contains("https://ups.example/1Z999"),
+        "{text}"
+    );
+
+    // Bob's order ships, matched by his Shopify customer id; Ann's is
+    // updated again with the same tracking number.
+    let bob_shipped = Webhook::new("orders/updated", order(1002, "bob@example.com", 207_119_551, &["LX42"]));
+    assert_eq!(shopify.send(&bob_shipped).await.0, 200);
+    let again = Webhook::new("orders/updated", order(1001, "ann@example.com", 1, &["1Z999"]));
+    assert_eq!(shopify.send(&again).await.0, 200);
+    let path = format!("/api/v1/conversations/{bob}/messages");
+    let told = api
+        .get_until(&path, WAIT, |page| {
+            page["messages"].as_array().is_some_and(|m| !m.is_empty())
+        })
+        .await;
+    assert!(told["messages"][0]["content"].as_str().unwrap().contains("LX42"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(messages(api, &ann).await.len(), 1, "each tracking number is told once");
+    assert!(
+        messages(api, &ended).await.is_empty(),
+        "an ended conversation hears nothing"
+    );
+    assert!(messages(api, &other).await.is_empty(), "another customer hears nothing");
+    stack.stop().await;
+}
