@@ -59,7 +59,10 @@ pub fn build(state: Arc<AppState>) -> Router {
     // Other systems' webhooks: authenticated by the service behind them.
     let inbound = Router::new()
         .route("/hooks/{*path}", any(inbound_webhooks::handle))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::per_ip_webhooks,
+        ));
     let admin = Router::new()
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))

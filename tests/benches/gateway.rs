@@ -73,6 +73,10 @@ async fn main() {
                 burst: 1_000_000_000,
                 per_second: 1e9,
             },
+            per_ip_webhooks: gateway::rate_limit::Quota {
+                burst: 1_000_000_000,
+                per_second: 1e9,
+            },
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
             redis_key_prefix: String::new(),

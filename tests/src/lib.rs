@@ -376,6 +376,10 @@ impl TestStack {
                 burst: 1000,
                 per_second: 1000.0,
             },
+            per_ip_webhooks: gateway::rate_limit::Quota {
+                burst: 100_000,
+                per_second: 100_000.0,
+            },
             ..RateLimitConfig::default()
         });
         config.oauth.issuer = self.gateway_urls[0].clone();

@@ -17,6 +17,10 @@ fn limits(plans: &str, redis: Option<&RedisServer>) -> RateLimitConfig {
             burst: 1000,
             per_second: 1000.0,
         },
+        per_ip_webhooks: Quota {
+            burst: 1000,
+            per_second: 1000.0,
+        },
         redis_url: redis.map(|r| r.url.clone()),
         redis_timeout: Duration::from_millis(50),
         redis_key_prefix: "test:".into(),
@@ -180,5 +184,35 @@ async fn redis_going_away_mid_run_never_hangs_requests() {
         !metrics.contains("gateway_rate_limit_redis_fallbacks_total 0"),
         "{metrics}"
     );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_systems_webhooks_have_a_budget_per_ip_apart_from_peoples() {
+    let quota = |burst| Quota {
+        burst,
+        per_second: 0.01,
+    };
+    let stack = TestStack::start_with(Options {
+        rate_limits: Some(RateLimitConfig {
+            per_ip_webhooks: quota(5),
+            ..limits("default:100:100", None)
+        }),
+        ..Options::default()
+    })
+    .await;
+    let anonymous = Client::anonymous(&stack.base_url);
+    let hook = "/hooks/shopify/int_aaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(anonymous.post(hook, serde_json::json!({})).await.status);
+    }
+    assert!(statuses[..5].iter().all(|s| *s != 429), "{statuses:?}");
+    assert_eq!(statuses[5], 429, "the sixth webhook from this IP is over its budget");
+    // The same IP's other anonymous calls have their own budget.
+    let token = anonymous
+        .post_form("/oauth/token", &[("grant_type", "client_credentials")])
+        .await;
+    assert_ne!(token.status, 429, "{}", token.text);
     stack.stop().await;
 }

@@ -13,12 +13,22 @@ const DEFAULT_PER_IP: Quota = Quota {
     per_second: 1.0,
 };
 
+/// Other systems' webhooks come from few addresses in bursts (a store's
+/// sale): a bigger budget than people's clients get.
+const DEFAULT_PER_IP_WEBHOOKS: Quota = Quota {
+    burst: 2000,
+    per_second: 200.0,
+};
+
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     /// `GATEWAY_RATE_LIMIT_PLANS=name:burst:per_second,…`; must include `default`.
     pub plans: HashMap<String, Quota>,
     /// `GATEWAY_RATE_LIMIT_PER_IP=burst:per_second` for routes without credentials.
     pub per_ip: Quota,
+    /// `GATEWAY_RATE_LIMIT_PER_IP_WEBHOOKS=burst:per_second` for inbound
+    /// webhooks (`/hooks/…`), which their services authenticate.
+    pub per_ip_webhooks: Quota,
     /// `GATEWAY_REDIS_URL`: share budgets across replicas.
     pub redis_url: Option<String>,
     /// `GATEWAY_REDIS_TIMEOUT_MS` (default 50).
@@ -34,6 +44,7 @@ impl Default for RateLimitConfig {
         Self {
             plans: parse_plans(DEFAULT_PLANS).expect("the default plans parse"),
             per_ip: DEFAULT_PER_IP,
+            per_ip_webhooks: DEFAULT_PER_IP_WEBHOOKS,
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
             redis_key_prefix: "chatbot:rl:".into(),
@@ -61,19 +72,23 @@ impl RateLimitConfig {
             Some(text) => parse_plans(&text)?,
             None => defaults.plans,
         };
-        let per_ip = match config::optional("GATEWAY_RATE_LIMIT_PER_IP") {
-            Some(text) => parse_quota(&text)
-                .ok_or_else(|| ConfigError::invalid("GATEWAY_RATE_LIMIT_PER_IP", &text, "must be burst:per_second"))?,
-            None => defaults.per_ip,
-        };
         Ok(Self {
             plans,
-            per_ip,
+            per_ip: quota_from_env("GATEWAY_RATE_LIMIT_PER_IP", defaults.per_ip)?,
+            per_ip_webhooks: quota_from_env("GATEWAY_RATE_LIMIT_PER_IP_WEBHOOKS", defaults.per_ip_webhooks)?,
             redis_url: config::optional("GATEWAY_REDIS_URL"),
             redis_timeout: config::millis("GATEWAY_REDIS_TIMEOUT_MS", defaults.redis_timeout)?,
             redis_key_prefix: config::string("GATEWAY_RATE_LIMIT_KEY_PREFIX", &defaults.redis_key_prefix),
             on_redis_failure,
         })
+    }
+}
+
+/// A `burst:per_second` variable, or `default` when it is unset.
+fn quota_from_env(name: &'static str, default: Quota) -> Result<Quota, ConfigError> {
+    match config::optional(name) {
+        Some(text) => parse_quota(&text).ok_or_else(|| ConfigError::invalid(name, &text, "must be burst:per_second")),
+        None => Ok(default),
     }
 }
 

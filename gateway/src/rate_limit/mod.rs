@@ -69,6 +69,7 @@ pub struct Decision {
 pub struct RateLimits {
     plans: HashMap<String, Quota>,
     per_ip: Quota,
+    per_ip_webhooks: Quota,
     local: local::LocalLimiter,
     redis: Option<redis::RedisLimiter>,
     on_redis_failure: RedisFailure,
@@ -89,6 +90,7 @@ impl RateLimits {
             local: local::LocalLimiter::new(),
             plans: config.plans.clone(),
             per_ip: config.per_ip,
+            per_ip_webhooks: config.per_ip_webhooks,
             redis,
             on_redis_failure: config.on_redis_failure,
             metrics,
@@ -164,13 +166,25 @@ pub async fn per_principal(State(state): State<Arc<AppState>>, request: Request,
 
 /// Middleware for routes without credentials: one bucket per client IP.
 pub async fn per_ip(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let ip = request
+    let limits = &state.rate_limits;
+    let key = format!("ip:{}", client_ip(&request));
+    apply(limits, &key, limits.per_ip, request, next).await
+}
+
+/// Middleware for other systems' webhooks: one bigger bucket per sending
+/// IP, apart from people's.
+pub async fn per_ip_webhooks(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limits = &state.rate_limits;
+    let key = format!("hook-ip:{}", client_ip(&request));
+    apply(limits, &key, limits.per_ip_webhooks, request, next).await
+}
+
+fn client_ip(request: &Request) -> String {
+    request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let limits = &state.rate_limits;
-    apply(limits, &format!("ip:{ip}"), limits.per_ip, request, next).await
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn apply(limits: &RateLimits, key: &str, quota: Quota, request: Request, next: Next) -> Response {
