@@ -25,7 +25,13 @@ pub struct Config {
     /// for matching questions by meaning. Unset: questions are matched by
     /// their words alone.
     pub embedding_model_dir: Option<PathBuf>,
+    /// `CHATBOT_INTEGRATION_URL` (`http://127.0.0.1:50052`):
+    /// integration-service's gRPC address, where bots look up the
+    /// verified customer's orders.
+    pub integration_url: String,
 }
+
+const DEFAULT_INTEGRATION_URL: &str = "http://127.0.0.1:50052";
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -37,6 +43,7 @@ impl Config {
             embedding_model_dir: Some(config::string("CHATBOT_EMBEDDING_MODEL_DIR", ""))
                 .filter(|dir| !dir.is_empty())
                 .map(PathBuf::from),
+            integration_url: config::string("CHATBOT_INTEGRATION_URL", DEFAULT_INTEGRATION_URL),
         })
     }
 
@@ -50,6 +57,7 @@ impl Config {
             model: ModelSettings::default(),
             secrets: Secrets::default(),
             embedding_model_dir: None,
+            integration_url: DEFAULT_INTEGRATION_URL.into(),
         }
     }
 }

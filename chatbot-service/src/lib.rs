@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use drafting::{Drafter, model_server::ModelClient};
+use drafting::{Drafter, model_server::ModelClient, orders::OrderDesk};
 use grpc::{bots::Bots, conversations::Conversations, knowledge::Knowledge, messages::Messages};
 use replying::Replying;
 use retrieval::Indexes;
@@ -56,6 +56,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         indexes.clone(),
         ModelClient::new(config.model),
         config.secrets.clone(),
+        OrderDesk::new(&config.integration_url)?,
     );
     let parts = Parts {
         pool,

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    drafting::{Draft, Drafter},
+    drafting::{Draft, Drafter, orders::Customer},
     error::{Error, Result},
     events,
     model::{ConversationStatus, MAX_MESSAGE_CHARS, Role},
@@ -100,13 +100,14 @@ impl Replying {
         let Some(bot) = bots::find(&self.pool, workspace_id, &bot_id).await? else {
             return Ok(None);
         };
+        let customer = Customer::from_metadata(&conversation.metadata);
         let draft = self
             .drafter
             .draft(
                 workspace_id,
                 conversation_id,
                 &bot.try_into()?,
-                &question.content,
+                (&question.content, customer.as_ref()),
                 deltas,
             )
             .await?;

@@ -155,6 +155,8 @@ pub struct TestStack {
     webhook_concurrency: Option<usize>,
     db_connections: u32,
     shutdown: CancellationToken,
+    /// Each service replica's address, known before any starts.
+    planned: Vec<(&'static str, String)>,
     services: Vec<Service>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
     infra: Option<Infra>,
@@ -196,6 +198,7 @@ impl TestStack {
             client: Client::anonymous(""),
             workspace_id: String::new(),
             shutdown,
+            planned: Vec::new(),
             services: Vec::new(),
             gateways: Vec::new(),
             infra: Some(infra),
@@ -208,6 +211,9 @@ impl TestStack {
             listeners.push(listener);
             stack.gateway_urls.push(format!("http://{addr}"));
         }
+        // Every service listens before any starts: chatbot-service and
+        // integration-service each call the other.
+        let mut bound = Vec::new();
         for upstream in UPSTREAMS {
             let replicas = match upstream {
                 "chatbot" => options.chatbot_replicas.max(1),
@@ -216,8 +222,12 @@ impl TestStack {
             };
             for _ in 0..replicas {
                 let (listener, addr) = bind().await;
-                stack.spawn_service(upstream, listener, addr);
+                stack.planned.push((upstream, addr.clone()));
+                bound.push((upstream, listener, addr));
             }
+        }
+        for (upstream, listener, addr) in bound {
+            stack.spawn_service(upstream, listener, addr);
         }
         stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
         let gateway_config = stack.gateway_config(&options);
@@ -232,6 +242,15 @@ impl TestStack {
         stack.client = client;
         stack.workspace_id = workspace_id;
         stack
+    }
+
+    /// The first replica of `upstream`'s address.
+    fn planned_addr(&self, upstream: &str) -> &str {
+        self.planned
+            .iter()
+            .find(|(u, _)| *u == upstream)
+            .map(|(_, addr)| addr.as_str())
+            .expect("every service is planned before any starts")
     }
 
     fn infra(&self) -> &Infra {
@@ -258,6 +277,7 @@ impl TestStack {
                 config.model.timeout = Duration::from_millis(1500);
                 config.model.backoff = Duration::from_millis(50);
                 config.model.guard = loopback();
+                config.integration_url = format!("http://{}", self.planned_addr("integration"));
                 config.secrets =
                     chatbot_service::secrets::Secrets::from_values([(MODEL_KEY_REF.to_owned(), MODEL_KEY.to_owned())]);
                 config.embedding_model_dir = self.embedding_model_dir.clone();
@@ -275,8 +295,7 @@ impl TestStack {
                     config.shopify_url = url.clone();
                 }
                 config.public_url = self.gateway_urls[0].clone();
-                let chatbot = self.services.iter().find(|s| s.upstream == "chatbot");
-                config.chatbot_url = format!("http://{}", chatbot.expect("chatbot-service starts first").addr);
+                config.chatbot_url = format!("http://{}", self.planned_addr("chatbot"));
                 // Vendors in tests run on loopback; retries come fast.
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));

@@ -118,3 +118,64 @@ async fn a_shipped_order_is_told_once_in_its_customers_open_conversation_only() 
     assert!(messages(api, &other).await.is_empty(), "another customer hears nothing");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_answers_where_is_my_order_for_the_verified_customer_only() {
+    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
+    let stack = TestStack::start_with(Options {
+        shopify_url: Some(shopify.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
+        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
+    let created = api.post("/api/v1/integrations", request).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    for (topic, body) in [
+        ("orders/create", order(1001, "ann@example.com", 1, &["1Z999"])),
+        ("orders/create", order(1003, "ann@example.com", 1, &[])),
+        ("orders/create", order(2001, "bob@example.com", 207_119_551, &["LX42"])),
+    ] {
+        assert_eq!(shopify.send(&Webhook::new(topic, body)).await.0, 200);
+    }
+    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
+    api.get_until(&orders, WAIT, |page| {
+        page["orders"].as_array().is_some_and(|o| o.len() == 3)
+    })
+    .await;
+    let bot = e2e::bots::create_bot(api, "Shop assistant", json!({})).await;
+    let ask = |customer: Value| {
+        let bot = bot.clone();
+        async move {
+            let created = api
+                .post(
+                    "/api/v1/conversations",
+                    json!({"user_id": "shopper", "channel": "web", "bot_id": bot, "metadata": {"customer": customer}}),
+                )
+                .await;
+            assert_eq!(created.status, 200, "{}", created.text);
+            let conversation = created.json["id"].as_str().unwrap().to_owned();
+            let sent = e2e::bots::ask(api, &conversation, "Where is my order? It's #2001 by the way").await;
+            sent.json["reply"]["content"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    let ann = ask(json!({"email": "ANN@example.com"})).await;
+    assert!(
+        ann.contains("#1001") && ann.contains("1Z999") && ann.contains("#1003"),
+        "{ann}"
+    );
+    assert!(ann.contains("not shipped yet"), "{ann}");
+    assert!(
+        !ann.contains("LX42"),
+        "naming another order number shows nothing of it: {ann}"
+    );
+    let bob = ask(json!({"shopify_customer_id": "207119551"})).await;
+    assert!(bob.contains("LX42") && !bob.contains("1Z999"), "{bob}");
+    let nobody = ask(json!({})).await;
+    assert!(!nobody.contains("1Z999") && !nobody.contains("LX42"), "{nobody}");
+    let stranger = ask(json!({"email": "carol@example.com"})).await;
+    assert!(stranger.starts_with("I could not find any orders"), "{stranger}");
+    stack.stop().await;
+}

@@ -4,6 +4,7 @@
 //! [`replying`](crate::replying)'s.
 
 pub mod model_server;
+pub mod orders;
 mod prompt;
 
 use std::sync::Arc;
@@ -21,6 +22,16 @@ use crate::{
     store::bots::BotRow,
 };
 use model_server::{ChatRequest, ModelClient};
+use orders::{Customer, OrderDesk};
+
+/// Sends a drafted reply's text as a stream would have produced it.
+async fn send_words(content: &str, deltas: Option<&mpsc::Sender<String>>) {
+    if let Some(sender) = deltas {
+        for piece in word_pieces(content) {
+            let _ = sender.send(piece.to_owned()).await;
+        }
+    }
+}
 
 /// Passages considered for an answer or given to a model.
 const CANDIDATES: usize = 5;
@@ -64,29 +75,37 @@ pub struct Drafter {
     indexes: Indexes,
     model: ModelClient,
     secrets: Secrets,
+    orders: OrderDesk,
 }
 
 impl Drafter {
-    pub fn new(pool: PgPool, indexes: Indexes, model: ModelClient, secrets: Secrets) -> Self {
+    pub fn new(pool: PgPool, indexes: Indexes, model: ModelClient, secrets: Secrets, orders: OrderDesk) -> Self {
         Self {
             pool,
             indexes,
             model,
             secrets,
+            orders,
         }
     }
 
-    /// Drafts the reply to `question`; text is also sent on `deltas` as it
-    /// is produced. Never fails for the engine's sake: a failing engine
-    /// gives the fallback with the failure noted.
+    /// Drafts the reply to `question`, asked by `customer` when the
+    /// conversation names one; text is also sent on `deltas` as it is
+    /// produced. Never fails for the engine's sake: a failing engine gives
+    /// the fallback with the failure noted.
     pub async fn draft(
         &self,
         workspace_id: &str,
         conversation_id: &ConversationId,
         bot: &Bot,
-        question: &str,
+        question: (&str, Option<&Customer>),
         deltas: Option<&mpsc::Sender<String>>,
     ) -> Result<Draft> {
+        let (question, customer) = question;
+        if let Some(draft) = self.about_orders(workspace_id, bot, question, customer).await {
+            send_words(&draft.content, deltas).await;
+            return Ok(draft);
+        }
         let index = self.deployed_index(workspace_id, bot).await?;
         let vector = match &index {
             Some(index) => self.indexes.question_vector(index, question).await,
@@ -103,15 +122,24 @@ impl Drafter {
             }
             _ => {
                 let draft = from_knowledge(bot, index.is_some(), &hits);
-                if let Some(sender) = deltas {
-                    for piece in word_pieces(&draft.content) {
-                        let _ = sender.send(piece.to_owned()).await;
-                    }
-                }
+                send_words(&draft.content, deltas).await;
                 draft
             }
         };
         Ok(draft)
+    }
+
+    /// The knowledge engine's answer to a question about the verified
+    /// customer's own orders, from the workspace's stores.
+    async fn about_orders(
+        &self,
+        workspace_id: &str,
+        bot: &Bot,
+        question: &str,
+        customer: Option<&Customer>,
+    ) -> Option<Draft> {
+        let customer = customer.filter(|_| bot.config.engine != "llm" && orders::is_order_question(question))?;
+        self.orders.answer(workspace_id, customer).await
     }
 
     async fn deployed_index(&self, workspace_id: &str, bot: &Bot) -> Result<Option<Arc<Index>>> {

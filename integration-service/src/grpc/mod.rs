@@ -7,11 +7,11 @@ mod convert;
 
 use ids::IntegrationId;
 use proto::integration::v1::{
-    CheckIntegrationRequest, CreateIntegrationRequest, DeleteIntegrationRequest, DeleteIntegrationResponse,
-    GetIntegrationRequest, Integration, ListDataRequestsResponse, ListIntegrationsRequest, ListIntegrationsResponse,
-    ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest,
-    ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun, UpdateIntegrationRequest,
-    integration_service_server::IntegrationService,
+    CheckIntegrationRequest, CreateIntegrationRequest, CustomerOrdersRequest, DeleteIntegrationRequest,
+    DeleteIntegrationResponse, GetIntegrationRequest, Integration, ListDataRequestsResponse, ListIntegrationsRequest,
+    ListIntegrationsResponse, ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse, ListSyncedRequest,
+    ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
+    UpdateIntegrationRequest, integration_service_server::IntegrationService,
 };
 use service_runtime::{
     error::ServiceError,
@@ -147,6 +147,37 @@ impl IntegrationService for Integrations {
         Ok(Response::new(ListOrdersResponse {
             orders: rows.into_iter().map(convert::order).collect(),
             next_cursor,
+        }))
+    }
+
+    async fn customer_orders(&self, request: Request<CustomerOrdersRequest>) -> Answer<ListOrdersResponse> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let email = Some(req.customer_email.trim()).filter(|e| !e.is_empty());
+        let customer_id = match req.shopify_customer_id.trim() {
+            "" => None,
+            id => Some(id.parse::<i64>().map_err(|_| {
+                ServiceError::invalid(
+                    "shopify_customer_id",
+                    "must be a Shopify customer id (a 64-bit integer)",
+                )
+            })?),
+        };
+        if email.is_none() && customer_id.is_none() {
+            return Err(
+                ServiceError::invalid("customer_email", "name the customer by email or shopify_customer_id").into(),
+            );
+        }
+        let limit = match req.limit {
+            0 => 5,
+            n @ 1..=20 => i64::from(n),
+            _ => return Err(ServiceError::invalid("limit", "must be 1..20").into()),
+        };
+        let rows =
+            shopify_orders::customer_latest(&self.pool, &principal.workspace_id, email, customer_id, limit).await?;
+        Ok(Response::new(ListOrdersResponse {
+            orders: rows.into_iter().map(convert::order).collect(),
+            next_cursor: String::new(),
         }))
     }
 

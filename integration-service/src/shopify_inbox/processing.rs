@@ -1,8 +1,8 @@
 //! Working stored deliveries, on every replica: at once when this replica
-//! stored one, every few seconds for the others'. Each is applied in a
-//! transaction of its own; one that fails for a reason of ours (the
-//! database) is tried again later, one that can never apply (a body that is
-//! not what its topic says) is set aside with its reason.
+//! stored one, every few seconds for the others'. A batch commits once,
+//! each delivery in a savepoint of its own; one that fails for a reason of
+//! ours (the database) is tried again later, one that can never apply (a
+//! body that is not what its topic says) is set aside with its reason.
 
 use std::{
     sync::Arc,
@@ -11,7 +11,8 @@ use std::{
 
 use chrono::Utc;
 use event_pipeline::Outbox;
-use sqlx::PgPool;
+use service_runtime::error::ServiceError;
+use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +69,10 @@ impl Processor {
         });
     }
 
-    /// Claims and works one batch; how many deliveries it held.
+    /// Claims and works one batch; how many deliveries it held. The batch
+    /// commits once (one WAL flush rather than one per delivery); each
+    /// delivery applies in a savepoint of its own, so one that fails
+    /// leaves the others applied.
     async fn work_batch(&self) -> usize {
         let claimed = match shopify_deliveries::claim(&self.pool, BATCH).await {
             Ok(claimed) => claimed,
@@ -77,62 +81,54 @@ impl Processor {
                 return 0;
             }
         };
-        let count = claimed.len();
-        for delivery in claimed {
-            self.work(delivery).await;
+        if claimed.is_empty() {
+            return 0;
         }
-        if count > 0 {
-            self.applied.notify_one();
+        // On failure the batch's leases run out and any replica claims it again.
+        if let Err(error) = self.work_all(&claimed).await {
+            tracing::warn!(%error, "applying a batch of Shopify deliveries; it will be claimed again");
         }
-        count
+        self.applied.notify_one();
+        claimed.len()
     }
 
-    async fn work(&self, delivery: Claimed) {
-        let outcome = match self.pool.begin().await {
-            Ok(mut tx) => match applying::apply(&mut tx, &self.outbox, &delivery).await {
-                Ok(()) => shopify_deliveries::finish(&mut tx, &delivery, "")
-                    .await
-                    .map_err(Failure::Ours)
-                    .map(|()| tx),
-                Err(failure) => Err(failure),
-            },
-            Err(error) => Err(Failure::Ours(error.into())),
-        };
-        let result = match outcome {
-            Ok(tx) => tx.commit().await.map_err(|e| Failure::Ours(e.into())),
-            Err(failure) => Err(failure),
-        };
-        match result {
-            Ok(()) => {}
-            Err(Failure::Unusable(reason)) => self.set_aside(&delivery, &reason).await,
-            Err(Failure::Ours(error)) if delivery.attempts >= MAX_ATTEMPTS => {
-                self.set_aside(&delivery, &error.to_string()).await;
-            }
-            Err(Failure::Ours(error)) => {
-                let wait = chrono::Duration::seconds(2i64.pow(delivery.attempts.clamp(1, 12) as u32));
-                tracing::warn!(%error, webhook = delivery.webhook_id, topic = delivery.topic, "applying a Shopify delivery; it will be retried");
-                if let Err(error) =
-                    shopify_deliveries::retry(&self.pool, &delivery, &error.to_string(), Utc::now() + wait).await
-                {
-                    tracing::warn!(%error, "scheduling a Shopify delivery's retry");
+    async fn work_all(&self, claimed: &[Claimed]) -> Result<(), ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        for delivery in claimed {
+            let mut savepoint = Acquire::begin(&mut *tx).await?;
+            match applying::apply(&mut savepoint, &self.outbox, delivery).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    shopify_deliveries::finish(&mut tx, delivery, "").await?;
+                }
+                Err(failure) => {
+                    savepoint.rollback().await?;
+                    failed(&mut tx, delivery, failure).await?;
                 }
             }
         }
+        tx.commit().await?;
+        Ok(())
     }
+}
 
-    async fn set_aside(&self, delivery: &Claimed, reason: &str) {
-        tracing::warn!(
-            webhook = delivery.webhook_id,
-            topic = delivery.topic,
-            reason,
-            "a Shopify delivery could not be applied"
-        );
-        let finished = match self.pool.acquire().await {
-            Ok(mut conn) => shopify_deliveries::finish(&mut conn, delivery, reason).await,
-            Err(error) => Err(error.into()),
-        };
-        if let Err(error) = finished {
-            tracing::warn!(%error, "setting a Shopify delivery aside");
+/// Sets a delivery that cannot apply aside with its reason, or schedules
+/// one that failed for a reason of ours to be tried again.
+async fn failed(conn: &mut PgConnection, delivery: &Claimed, failure: Failure) -> Result<(), ServiceError> {
+    let reason = match failure {
+        Failure::Unusable(reason) => reason,
+        Failure::Ours(error) if delivery.attempts >= MAX_ATTEMPTS => error.to_string(),
+        Failure::Ours(error) => {
+            let wait = chrono::Duration::seconds(2i64.pow(delivery.attempts.clamp(1, 12) as u32));
+            tracing::warn!(%error, webhook = delivery.webhook_id, topic = delivery.topic, "applying a Shopify delivery; it will be retried");
+            return shopify_deliveries::retry(conn, delivery, &error.to_string(), Utc::now() + wait).await;
         }
-    }
+    };
+    tracing::warn!(
+        webhook = delivery.webhook_id,
+        topic = delivery.topic,
+        reason,
+        "a Shopify delivery could not be applied"
+    );
+    shopify_deliveries::finish(conn, delivery, &reason).await
 }

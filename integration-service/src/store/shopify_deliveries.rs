@@ -89,7 +89,7 @@ pub async fn finish(conn: &mut PgConnection, delivery: &Claimed, error: &str) ->
 }
 
 /// Schedules another attempt at `retry_at`.
-pub async fn retry(pool: &PgPool, delivery: &Claimed, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
+pub async fn retry(conn: &mut PgConnection, delivery: &Claimed, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
     sqlx::query(
         "UPDATE shopify_deliveries SET next_attempt_at = $3, last_error = $4
          WHERE integration_id = $1 AND webhook_id = $2",
@@ -98,7 +98,7 @@ pub async fn retry(pool: &PgPool, delivery: &Claimed, error: &str, retry_at: Dat
     .bind(&delivery.webhook_id)
     .bind(retry_at)
     .bind(error)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -114,6 +114,28 @@ pub async fn list<'e>(
     .await?)
 }
 
+/// A customer's latest orders over the workspace's connected stores.
+pub async fn customer_latest<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    email: Option<&str>,
+    customer_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<OrderView>> {
+    Ok(sqlx::query_as(&format!(
+        "{ORDER_VIEW} o WHERE o.workspace_id = $1
+           AND ((o.email <> '' AND lower(o.email) = lower($2)) OR o.customer_id = $3)
+           AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = o.integration_id AND i.status <> 'disconnected')
+         ORDER BY o.created_at DESC NULLS LAST, o.order_id DESC LIMIT $4"
+    ))
+    .bind(workspace_id)
+    .bind(email)
+    .bind(customer_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Who a privacy request is about: a customer id, an email, and orders
 /// Shopify names.
 pub struct Customer<'a> {
