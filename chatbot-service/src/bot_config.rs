@@ -84,6 +84,20 @@ fn normalise_llm(mut llm: LlmConfig) -> Result<LlmConfig> {
         n if (1..=32768).contains(&n) => n,
         _ => return Err(Error::invalid("config.llm.max_tokens", "must be between 1 and 32768")),
     };
+    let mut tools: Vec<String> = Vec::new();
+    for tool in llm.tools.drain(..) {
+        let tool = tool.trim().to_owned();
+        if !crate::drafting::tools::NAMES.contains(&tool.as_str()) {
+            return Err(Error::invalid(
+                "config.llm.tools",
+                format!("{tool:?} is not a tool ({})", crate::drafting::tools::NAMES.join(", ")),
+            ));
+        }
+        if !tools.contains(&tool) {
+            tools.push(tool);
+        }
+    }
+    llm.tools = tools;
     Ok(llm)
 }
 

@@ -34,6 +34,9 @@ pub enum Answer {
     },
     /// Never answers.
     Hang,
+    /// Asks to call these functions (name and arguments) instead of
+    /// answering.
+    ToolCalls(Vec<(String, Value)>),
 }
 
 /// One request as received.
@@ -133,6 +136,23 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, 
         }))
         .into_response(),
         Answer::Text(text) => streamed(model, vec![text], Duration::ZERO),
+        Answer::ToolCalls(calls) => {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(n, (name, arguments))| {
+                    json!({"id": format!("call_{n}"), "type": "function",
+                        "function": {"name": name, "arguments": arguments.to_string()}})
+                })
+                .collect();
+            Json(json!({
+                "id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls},
+                    "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            }))
+            .into_response()
+        }
         Answer::Stream { pieces, pause } => {
             if stream {
                 streamed(model, pieces, pause)

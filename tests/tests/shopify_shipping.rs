@@ -179,3 +179,108 @@ async fn the_bot_answers_where_is_my_order_for_the_verified_customer_only() {
     assert!(stranger.starts_with("I could not find any orders"), "{stranger}");
     stack.stop().await;
 }
+
+/// The tool answers a model server received, by call id.
+fn tool_answers(received: &[e2e::model_server::Received]) -> Vec<Value> {
+    received
+        .iter()
+        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| serde_json::from_str(m["content"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_calls_order_and_product_tools_for_the_verified_customer_only() {
+    use e2e::model_server::{Answer, ModelServer};
+    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
+    let stack = TestStack::start_with(Options {
+        shopify_url: Some(shopify.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
+        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
+    let created = api.post("/api/v1/integrations", request).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let mug = json!({"id": 7001, "title": "Blue 50% mug", "body_html": "<p>Stoneware.</p>", "handle": "blue-mug",
+        "status": "active", "variants": [{"id": 7002, "title": "Default", "price": "12.50", "inventory_quantity": 4}]});
+    for (topic, body) in [
+        ("orders/create", order(1001, "ann@example.com", 1, &["1Z999"])),
+        ("orders/create", order(2001, "bob@example.com", 207_119_551, &["LX42"])),
+        ("products/create", mug),
+    ] {
+        assert_eq!(shopify.send(&Webhook::new(topic, body)).await.0, 200);
+    }
+    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
+    api.get_until(&orders, WAIT, |page| {
+        page["orders"].as_array().is_some_and(|o| o.len() == 2)
+    })
+    .await;
+
+    let model = ModelServer::start(vec![
+        Answer::ToolCalls(vec![
+            ("order_status".into(), json!({"order_number": "#2001"})),
+            ("customer_orders".into(), json!({})),
+            ("product_info".into(), json!({"query": "50% MUG"})),
+        ]),
+        Answer::Text("Your order #1001 shipped with UPS.".into()),
+    ])
+    .await;
+    let config = json!({"engine": "llm", "llm": {"base_url": model.base_url, "model": "acme-chat-1",
+        "tools": ["customer_orders", "order_status", "product_info", "order_status"]}});
+    let bot = e2e::bots::create_bot(api, "Ava", config).await;
+    let shown = api.get(&format!("/api/v1/bots/{bot}")).await;
+    assert_eq!(
+        shown.json["config"]["llm"]["tools"],
+        json!(["customer_orders", "order_status", "product_info"])
+    );
+    let conversation = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "ann", "channel": "web", "bot_id": bot, "metadata": {"customer": {"email": "ann@example.com"}}}),
+        )
+        .await;
+    let conversation = conversation.json["id"].as_str().unwrap().to_owned();
+    let sent = e2e::bots::ask(api, &conversation, "Where is order #2001? And do you sell mugs?").await;
+    assert_eq!(sent.json["reply"]["content"], "Your order #1001 shipped with UPS.");
+    assert_eq!(
+        sent.json["reply"]["metadata"]["tools_called"],
+        json!(["order_status", "customer_orders", "product_info"])
+    );
+
+    let received = model.received();
+    let offered: Vec<&str> = received[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["customer_orders", "order_status", "product_info"]);
+    let answers = tool_answers(&received);
+    assert_eq!(
+        answers[0]["error"], "this customer has no order with that number",
+        "Bob's order is not Ann's to see"
+    );
+    let orders = answers[1]["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0]["number"], "#1001");
+    assert_eq!(orders[0]["tracking"][0]["number"], "1Z999");
+    assert!(!answers[1].to_string().contains("LX42"));
+    assert_eq!(answers[2]["products"][0]["title"], "Blue 50% mug");
+    assert_eq!(answers[2]["products"][0]["price_min"], "12.50");
+
+    // Without a verified customer only the catalog is offered.
+    let anonymous = e2e::bots::conversation_with(api, &bot).await;
+    e2e::bots::ask(api, &anonymous, "Do you sell mugs?").await;
+    let last = model.received().last().unwrap().body.clone();
+    let offered: Vec<&str> = last["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["product_info"]);
+    stack.stop().await;
+}

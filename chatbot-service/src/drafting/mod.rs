@@ -6,6 +6,7 @@
 pub mod model_server;
 pub mod orders;
 mod prompt;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use crate::{
     secrets::Secrets,
     store::bots::BotRow,
 };
-use model_server::{ChatRequest, ModelClient};
+use model_server::{ChatMessage, ChatRequest, Completion, ModelClient, ModelError};
 use orders::{Customer, OrderDesk};
 
 /// Sends a drafted reply's text as a stream would have produced it.
@@ -117,8 +118,12 @@ impl Drafter {
             .unwrap_or_default();
         let draft = match bot.config.engine.as_str() {
             "llm" => {
-                self.ask_model(workspace_id, conversation_id, bot, &hits, deltas)
-                    .await?
+                let asker = Asker {
+                    workspace_id,
+                    conversation_id,
+                    customer,
+                };
+                self.ask_model(&asker, bot, &hits, deltas).await?
             }
             _ => {
                 let draft = from_knowledge(bot, index.is_some(), &hits);
@@ -157,14 +162,13 @@ impl Drafter {
 
     async fn ask_model(
         &self,
-        workspace_id: &str,
-        conversation_id: &ConversationId,
+        asker: &Asker<'_>,
         bot: &Bot,
         hits: &[Hit<'_>],
         deltas: Option<&mpsc::Sender<String>>,
     ) -> Result<Draft> {
         let llm = bot.config.llm.clone().unwrap_or_default();
-        let history = prompt::history(&self.pool, workspace_id, conversation_id).await?;
+        let history = prompt::history(&self.pool, asker.workspace_id, asker.conversation_id).await?;
         let messages = prompt::assemble(&bot.config, hits, history, llm.max_tokens);
         let api_key = match llm.api_key_ref.as_str() {
             "" => None,
@@ -176,13 +180,22 @@ impl Drafter {
             temperature: llm.temperature,
             max_tokens: llm.max_tokens,
             stream: false,
+            tools: tools::definitions(&llm.tools, asker.customer.is_some()),
         };
         let citations = citations(hits);
-        match self
-            .model
-            .complete(&llm.base_url, api_key.as_deref(), request, deltas)
-            .await
-        {
+        let model = Model {
+            base_url: &llm.base_url,
+            api_key: api_key.as_deref(),
+        };
+        let answered = match request.tools.is_empty() {
+            true => {
+                self.model
+                    .complete(model.base_url, model.api_key, request, deltas)
+                    .await
+            }
+            false => self.with_tools(asker, &model, request, deltas).await,
+        };
+        match answered {
             Ok(completion) if !completion.text.trim().is_empty() => Ok(Draft {
                 content: completion.text,
                 metadata: json!({
@@ -192,12 +205,80 @@ impl Drafter {
                     "citations": citations,
                     "finish_reason": completion.finish_reason,
                     "usage": completion.usage,
+                    "tools_called": completion.tool_calls.iter()
+                        .filter_map(|c| c["function"]["name"].as_str()).collect::<Vec<_>>(),
                 }),
                 handoff: None,
                 failure: None,
             }),
             Ok(_) => Ok(failed(bot, "llm", "the model server returned an empty answer".into())),
             Err(error) => Ok(failed(bot, "llm", error.to_string())),
+        }
+    }
+}
+
+/// Who asks: the workspace, the conversation, and its verified customer.
+struct Asker<'a> {
+    workspace_id: &'a str,
+    conversation_id: &'a ConversationId,
+    customer: Option<&'a Customer>,
+}
+
+/// Where a bot's model is, and its key.
+struct Model<'a> {
+    base_url: &'a str,
+    api_key: Option<&'a str>,
+}
+
+/// Rounds of tool calls a reply may take before the model must answer.
+const MAX_TOOL_ROUNDS: usize = 3;
+
+impl Drafter {
+    /// The model's answer once it has called the tools it wanted (up to
+    /// [`MAX_TOOL_ROUNDS`] rounds, then it must answer without them); the
+    /// completion carries every call made. Drafted whole, then streamed.
+    async fn with_tools(
+        &self,
+        asker: &Asker<'_>,
+        model: &Model<'_>,
+        mut request: ChatRequest,
+        deltas: Option<&mpsc::Sender<String>>,
+    ) -> Result<Completion, ModelError> {
+        let mut called = Vec::new();
+        let mut round = 0;
+        loop {
+            let last = round == MAX_TOOL_ROUNDS;
+            if last {
+                request.tools.clear();
+            }
+            let mut completion = self
+                .model
+                .complete(model.base_url, model.api_key, request.clone(), None)
+                .await?;
+            // A server that calls tools it was not offered gets no more rounds.
+            if completion.tool_calls.is_empty() || last {
+                send_words(&completion.text, deltas).await;
+                called.append(&mut completion.tool_calls);
+                completion.tool_calls = called;
+                return Ok(completion);
+            }
+            request.messages.push(ChatMessage {
+                role: "assistant",
+                content: completion.text.clone(),
+                tool_calls: completion.tool_calls.clone(),
+                tool_call_id: None,
+            });
+            for call in &completion.tool_calls {
+                let answer = tools::run(&self.orders, asker.workspace_id, asker.customer, call).await;
+                request.messages.push(ChatMessage {
+                    role: "tool",
+                    content: answer,
+                    tool_calls: Vec::new(),
+                    tool_call_id: call["id"].as_str().map(str::to_owned),
+                });
+            }
+            called.append(&mut completion.tool_calls);
+            round += 1;
         }
     }
 }

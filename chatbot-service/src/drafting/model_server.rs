@@ -47,10 +47,26 @@ impl Default for ModelSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatMessage {
     pub role: &'static str,
     pub content: String,
+    /// The assistant's calls, as the server sent them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
+    /// A tool's answer: which call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn text(role: &'static str, content: String) -> Self {
+        Self {
+            role,
+            content,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +76,9 @@ pub struct ChatRequest {
     pub temperature: f32,
     pub max_tokens: i32,
     pub stream: bool,
+    /// Functions the model may call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,6 +86,8 @@ pub struct Completion {
     pub text: String,
     pub finish_reason: Option<String>,
     pub usage: Option<Value>,
+    /// Functions the model asked to call instead of answering.
+    pub tool_calls: Vec<Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +294,8 @@ struct Choice {
 #[derive(Deserialize)]
 struct ChoiceMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
 }
 
 fn parse_completion(body: &[u8]) -> Result<Completion, ModelError> {
@@ -282,11 +305,18 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ModelError> {
         .into_iter()
         .next()
         .ok_or_else(|| ModelError::Malformed("no choices".into()))?;
-    let text = choice.message.and_then(|m| m.content).unwrap_or_default();
+    let (text, tool_calls) = match choice.message {
+        Some(message) => (
+            message.content.unwrap_or_default(),
+            message.tool_calls.unwrap_or_default(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
     Ok(Completion {
         text,
         finish_reason: choice.finish_reason,
         usage: parsed.usage,
+        tool_calls,
     })
 }
 

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use proto::integration::v1::{CustomerOrdersRequest, Order, integration_service_client::IntegrationServiceClient};
+use proto::integration::v1::{
+    CustomerOrdersRequest, FindProductsRequest, Order, Product, integration_service_client::IntegrationServiceClient,
+};
 use serde_json::{Value, json};
 use service_runtime::principal;
 use tonic::{Request, transport::Channel};
@@ -77,25 +79,46 @@ impl OrderDesk {
         Ok(Self { channel })
     }
 
+    /// The customer's latest `limit` orders over the workspace's stores.
+    pub async fn latest(&self, workspace_id: &str, customer: &Customer, limit: i32) -> Result<Vec<Order>, String> {
+        let request = acting_for(
+            workspace_id,
+            CustomerOrdersRequest {
+                customer_email: customer.email.clone(),
+                shopify_customer_id: customer.shopify_customer_id.clone(),
+                limit,
+            },
+        )?;
+        IntegrationServiceClient::new(self.channel.clone())
+            .customer_orders(request)
+            .await
+            .map(|answer| answer.into_inner().orders)
+            .map_err(|status| status.message().to_owned())
+    }
+
+    /// Active products of the workspace's stores whose title matches.
+    pub async fn find_products(&self, workspace_id: &str, query: &str) -> Result<Vec<Product>, String> {
+        let request = acting_for(
+            workspace_id,
+            FindProductsRequest {
+                query: query.to_owned(),
+                limit: SHOWN,
+            },
+        )?;
+        IntegrationServiceClient::new(self.channel.clone())
+            .find_products(request)
+            .await
+            .map(|answer| answer.into_inner().products)
+            .map_err(|status| status.message().to_owned())
+    }
+
     /// The reply listing the customer's latest orders; `None` when the
     /// stores cannot be asked now (the question then goes the usual way).
     pub async fn answer(&self, workspace_id: &str, customer: &Customer) -> Option<Draft> {
-        let mut request = Request::new(CustomerOrdersRequest {
-            customer_email: customer.email.clone(),
-            shopify_customer_id: customer.shopify_customer_id.clone(),
-            limit: SHOWN,
-        });
-        let metadata = request.metadata_mut();
-        metadata.insert(principal::WORKSPACE_ID, workspace_id.parse().ok()?);
-        metadata.insert(principal::PRINCIPAL_ID, "chatbot-service".parse().expect("ascii"));
-        metadata.insert(principal::SCOPES, "manage:integrations".parse().expect("ascii"));
-        let orders = match IntegrationServiceClient::new(self.channel.clone())
-            .customer_orders(request)
-            .await
-        {
-            Ok(answer) => answer.into_inner().orders,
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "looking up a customer's orders");
+        let orders = match self.latest(workspace_id, customer, SHOWN).await {
+            Ok(orders) => orders,
+            Err(reason) => {
+                tracing::warn!(%reason, "looking up a customer's orders");
                 return None;
             }
         };
@@ -109,6 +132,43 @@ impl OrderDesk {
             failure: None,
         })
     }
+}
+
+/// A request to integration-service for the workspace, as this service.
+fn acting_for<T>(workspace_id: &str, message: T) -> Result<Request<T>, String> {
+    let mut request = Request::new(message);
+    let metadata = request.metadata_mut();
+    let workspace = workspace_id
+        .parse()
+        .map_err(|_| "the workspace id is not ASCII".to_owned())?;
+    metadata.insert(principal::WORKSPACE_ID, workspace);
+    metadata.insert(principal::PRINCIPAL_ID, "chatbot-service".parse().expect("ascii"));
+    metadata.insert(principal::SCOPES, "manage:integrations".parse().expect("ascii"));
+    Ok(request)
+}
+
+/// An order as a tool answers the model.
+pub fn order_json(order: &Order) -> Value {
+    let placed = order
+        .created_at
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.to_rfc3339());
+    json!({
+        "number": order.name, "placed_at": placed, "total": format!("{} {}", order.total_price, order.currency),
+        "payment": order.financial_status, "fulfillment": order.fulfillment_status,
+        "cancelled": order.cancelled_at.is_some(),
+        "items": order.line_items.iter().map(|l| json!({"title": l.title, "quantity": l.quantity})).collect::<Vec<_>>(),
+        "tracking": order.tracking.iter().map(|t| json!({"number": t.number, "carrier": t.company, "url": t.url})).collect::<Vec<_>>(),
+    })
+}
+
+/// A product as a tool answers the model.
+pub fn product_json(product: &Product) -> Value {
+    json!({
+        "title": product.title, "description": product.description,
+        "price_min": product.price_min, "price_max": product.price_max, "in_stock": product.stock,
+    })
 }
 
 /// The reply: each order, newest first, with where it stands.

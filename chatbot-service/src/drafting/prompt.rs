@@ -36,7 +36,7 @@ pub async fn history(pool: &PgPool, workspace_id: &str, conversation_id: &Conver
                 "bot" | "agent" => "assistant",
                 _ => return None,
             };
-            Some(ChatMessage { role, content })
+            Some(ChatMessage::text(role, content))
         })
         .collect())
 }
@@ -52,10 +52,10 @@ pub fn assemble(config: &BotConfig, hits: &[Hit<'_>], history: Vec<ChatMessage>,
         // The question itself is always sent, cut to the budget if need be.
         if n == 0 && cost > left {
             let chars = left.saturating_sub(4) * 4;
-            kept.push(ChatMessage {
-                role: message.role,
-                content: message.content.chars().take(chars).collect(),
-            });
+            kept.push(ChatMessage::text(
+                message.role,
+                message.content.chars().take(chars).collect(),
+            ));
             break;
         }
         if cost > left {
@@ -65,10 +65,7 @@ pub fn assemble(config: &BotConfig, hits: &[Hit<'_>], history: Vec<ChatMessage>,
         kept.push(message);
     }
     kept.reverse();
-    let mut messages = vec![ChatMessage {
-        role: "system",
-        content: system,
-    }];
+    let mut messages = vec![ChatMessage::text("system", system)];
     messages.extend(kept);
     messages
 }
@@ -109,10 +106,7 @@ mod tests {
     use crate::retrieval::{Index, Kind, Passage};
 
     fn message(role: &'static str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
+        ChatMessage::text(role, content.into())
     }
 
     #[test]

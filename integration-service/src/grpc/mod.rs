@@ -8,9 +8,9 @@ mod convert;
 use ids::IntegrationId;
 use proto::integration::v1::{
     CheckIntegrationRequest, CreateIntegrationRequest, CustomerOrdersRequest, DeleteIntegrationRequest,
-    DeleteIntegrationResponse, GetIntegrationRequest, Integration, ListDataRequestsResponse, ListIntegrationsRequest,
-    ListIntegrationsResponse, ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse, ListSyncedRequest,
-    ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
+    DeleteIntegrationResponse, FindProductsRequest, GetIntegrationRequest, Integration, ListDataRequestsResponse,
+    ListIntegrationsRequest, ListIntegrationsResponse, ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse,
+    ListSyncedRequest, ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
     UpdateIntegrationRequest, integration_service_server::IntegrationService,
 };
 use service_runtime::{
@@ -168,15 +168,31 @@ impl IntegrationService for Integrations {
                 ServiceError::invalid("customer_email", "name the customer by email or shopify_customer_id").into(),
             );
         }
-        let limit = match req.limit {
-            0 => 5,
-            n @ 1..=20 => i64::from(n),
-            _ => return Err(ServiceError::invalid("limit", "must be 1..20").into()),
-        };
+        let limit = lookup_limit(req.limit)?;
         let rows =
             shopify_orders::customer_latest(&self.pool, &principal.workspace_id, email, customer_id, limit).await?;
         Ok(Response::new(ListOrdersResponse {
             orders: rows.into_iter().map(convert::order).collect(),
+            next_cursor: String::new(),
+        }))
+    }
+
+    async fn find_products(&self, request: Request<FindProductsRequest>) -> Answer<ListProductsResponse> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let words: Vec<String> = req
+            .query
+            .split_whitespace()
+            .take(8)
+            .map(|w| w.chars().take(50).collect())
+            .collect();
+        if words.is_empty() {
+            return Err(ServiceError::invalid("query", "name the product").into());
+        }
+        let limit = lookup_limit(req.limit)?;
+        let rows = shopify_catalog::find_products(&self.pool, &principal.workspace_id, &words, limit).await?;
+        Ok(Response::new(ListProductsResponse {
+            products: rows.into_iter().map(convert::product).collect(),
             next_cursor: String::new(),
         }))
     }
@@ -244,4 +260,13 @@ fn name(value: &str) -> Result<String, ServiceError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// The size of a lookup other services make: 1..20, default 5.
+fn lookup_limit(limit: i32) -> Result<i64, ServiceError> {
+    match limit {
+        0 => Ok(5),
+        n @ 1..=20 => Ok(i64::from(n)),
+        _ => Err(ServiceError::invalid("limit", "must be 1..20")),
+    }
 }

@@ -296,6 +296,35 @@ pub async fn list_products<'e>(
     .await?)
 }
 
+/// Active products of the workspace's connected stores whose title holds
+/// every word, as LIKE patterns (`%word%`, wildcards escaped).
+pub async fn find_products<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    words: &[String],
+    limit: i64,
+) -> Result<Vec<ProductView>> {
+    let patterns: Vec<String> = words.iter().map(|w| format!("%{}%", like_escaped(w))).collect();
+    Ok(sqlx::query_as(&format!(
+        "{PRODUCT_VIEW}
+         WHERE p.workspace_id = $1 AND p.deleted_at IS NULL AND p.status = 'active' AND p.title ILIKE ALL ($2)
+           AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = p.integration_id AND i.status <> 'disconnected')
+         GROUP BY p.integration_id, p.product_id
+         ORDER BY p.title, p.product_id
+         LIMIT $3"
+    ))
+    .bind(workspace_id)
+    .bind(patterns)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// `text` matching itself in a LIKE pattern.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// A product whose knowledge item is behind, with the version it is at.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Pending {
@@ -365,4 +394,14 @@ pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()>
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_matches_its_own_text_and_no_wildcard() {
+        assert_eq!(like_escaped("50% off_now\\"), "50\\% off\\_now\\\\");
+    }
 }
