@@ -50,6 +50,7 @@ impl Checker {
             Connection::Shopify { settings, credentials } => {
                 self.shopify_scopes(workspace_id, id, &settings, credentials).await
             }
+            mut salesforce @ Connection::Salesforce { .. } => salesforce.try_new(id.as_str(), &self.reach).await,
         };
         let (status, last_error, scopes) = match outcome {
             Ok(scopes) => ("connected", String::new(), scopes),

@@ -16,7 +16,8 @@ use crate::{
     kinds::{Connection, Reach},
     store::{
         integrations::{self, IntegrationRow, NewIntegration, Subscription, Update},
-        knowledge_queue, order_notices, shopify_catalog, shopify_deliveries, shopify_orders, sync_runs,
+        knowledge_queue, order_notices, salesforce_leads, shopify_catalog, shopify_deliveries, shopify_orders,
+        sync_runs,
     },
     vault::Vault,
 };
@@ -162,6 +163,7 @@ impl Connector {
         shopify_deliveries::forget(&mut tx, id.as_str()).await?;
         sync_runs::forget(&mut tx, id.as_str()).await?;
         order_notices::forget(&mut tx, id.as_str()).await?;
+        salesforce_leads::forget(&mut tx, id.as_str()).await?;
         self.outbox
             .record(&mut tx, &events::disconnected(workspace_id, &row))
             .await?;

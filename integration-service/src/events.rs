@@ -6,7 +6,7 @@ use serde_json::json;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{integrations::IntegrationRow, sync_runs::SyncRunRow};
+use crate::store::{integrations::IntegrationRow, salesforce_leads::LeadRow, sync_runs::SyncRunRow};
 
 fn integration(event_type: &str, workspace_id: &str, row: &IntegrationRow) -> Envelope {
     let view = serde_json::to_value(row).expect("rows serialise to JSON");
@@ -36,4 +36,23 @@ pub fn sync_failed(workspace_id: &str, run: &SyncRunRow, next_retry_at: Option<D
         "next_retry_at": next_retry_at,
     });
     Envelope::new(catalog::INTEGRATION_SYNC_FAILED, workspace_id, data)
+}
+
+/// A lead reached Salesforce: `data.lead`, and counts as a sync's.
+pub fn lead_synced(lead: &LeadRow, created: bool) -> Envelope {
+    let counts = json!({"created": created as i32, "updated": !created as i32, "removed": 0, "failed": 0});
+    let data = json!({ "integration_id": lead.integration_id, "lead": lead, "counts": counts });
+    Envelope::new(catalog::INTEGRATION_SYNC_COMPLETED, &lead.workspace_id, data)
+}
+
+/// A lead did not reach Salesforce: `data.reason`, and `data.next_retry_at`
+/// (null: it will not be retried).
+pub fn lead_failed(lead: &LeadRow, next_retry_at: Option<DateTime<Utc>>) -> Envelope {
+    let data = json!({
+        "integration_id": lead.integration_id,
+        "lead": lead,
+        "reason": lead.last_error,
+        "next_retry_at": next_retry_at,
+    });
+    Envelope::new(catalog::INTEGRATION_SYNC_FAILED, &lead.workspace_id, data)
 }

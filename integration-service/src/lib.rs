@@ -14,6 +14,7 @@ mod connecting;
 mod events;
 mod grpc;
 mod kinds;
+mod lead_sync;
 mod order_notices;
 mod product_knowledge;
 mod reconciling;
@@ -61,6 +62,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             CallPolicy::new(config.vendor_retries.clone(), config.vendor_breaker),
             config.shopify_url.clone(),
         ),
+        salesforce: kinds::salesforce::Salesforce::new(
+            vendor_client(&config),
+            CallPolicy::new(config.vendor_retries.clone(), config.vendor_breaker),
+        ),
         targets: config.targets,
         timeout: config.connect_timeout,
         public_url: config.public_url,
@@ -81,6 +86,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     reconciler.clone().spawn(shutdown.clone());
     knowledge.spawn(shutdown.clone());
     order_notices::OrderNotices::new(pool.clone(), chatbot.clone()).spawn(shutdown.clone());
+    let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), reach.salesforce.clone());
+    lead_sync::consume(pool.clone(), config.events.clone(), leads.wake(), shutdown.clone());
+    leads.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());
     let integrations = grpc::Integrations {

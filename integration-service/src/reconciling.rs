@@ -212,7 +212,7 @@ impl Reconciler {
         }
         match self.vault.connection(&row, &sealed, &run.workspace_id)? {
             Connection::Shopify { settings, credentials } => Ok(Some((settings, credentials, row.scopes))),
-            Connection::Database { .. } => Ok(None),
+            Connection::Database { .. } | Connection::Salesforce { .. } => Ok(None),
         }
     }
 

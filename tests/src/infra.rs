@@ -37,7 +37,7 @@ impl Infra {
         }
     }
 
-    /// Drops the database, the exchange and the dispatcher's queue. Each
+    /// Drops the database, the exchange and the consumers' queues. Each
     /// step has a deadline: cleanup must never hang a test run.
     pub async fn remove(self) {
         const STEP: Duration = Duration::from_secs(15);
@@ -59,10 +59,12 @@ impl Infra {
                 let _ = channel
                     .exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default())
                     .await;
-                let queue = format!("webhook-dispatcher.{}", self.exchange);
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
+                for consumer in ["webhook-dispatcher", "integration-service"] {
+                    let queue = format!("{consumer}.{}", self.exchange);
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
             }
             let _ = connection.close(200, "test done".into()).await;
         };

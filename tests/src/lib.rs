@@ -17,6 +17,7 @@ pub mod jwt_issuer;
 pub mod local_server;
 pub mod model_server;
 pub mod redis_server;
+pub mod salesforce_server;
 pub mod shopify_server;
 pub mod tcp_proxy;
 pub mod webhook_receiver;

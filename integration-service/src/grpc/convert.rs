@@ -1,14 +1,28 @@
 //! What the store holds, as the API's messages.
 
-use proto::integration::v1::{DataRequest, LineItem, Order, Product, SyncCounts, SyncRun, Tracking};
+use proto::integration::v1::{DataRequest, Lead, LineItem, Order, Product, SyncCounts, SyncRun, Tracking};
 use serde::Deserialize;
-use service_runtime::{error::ServiceError, time::timestamp};
+use service_runtime::{error::ServiceError, proto_json::json_to_struct, time::timestamp};
 
 use crate::store::{
+    salesforce_leads::LeadRow,
     shopify_catalog::ProductView,
     shopify_orders::{DataRequestRow, OrderView},
     sync_runs::SyncRunRow,
 };
+
+pub fn lead(row: LeadRow) -> Lead {
+    Lead {
+        conversation_id: row.id,
+        status: row.status,
+        lead_id: row.lead_id,
+        fields: Some(json_to_struct(row.fields)),
+        attempts: row.attempts,
+        last_error: row.last_error,
+        created_at: Some(timestamp(row.created_at)),
+        synced_at: row.synced_at.map(timestamp),
+    }
+}
 
 pub fn sync_run(row: SyncRunRow) -> SyncRun {
     SyncRun {

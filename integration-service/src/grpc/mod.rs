@@ -9,9 +9,9 @@ use ids::IntegrationId;
 use proto::integration::v1::{
     CheckIntegrationRequest, CreateIntegrationRequest, CustomerOrdersRequest, DeleteIntegrationRequest,
     DeleteIntegrationResponse, FindProductsRequest, GetIntegrationRequest, Integration, ListDataRequestsResponse,
-    ListIntegrationsRequest, ListIntegrationsResponse, ListOrdersResponse, ListProductsResponse, ListSyncRunsResponse,
-    ListSyncedRequest, ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
-    UpdateIntegrationRequest, integration_service_server::IntegrationService,
+    ListIntegrationsRequest, ListIntegrationsResponse, ListLeadsResponse, ListOrdersResponse, ListProductsResponse,
+    ListSyncRunsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse,
+    SyncIntegrationRequest, SyncRun, UpdateIntegrationRequest, integration_service_server::IntegrationService,
 };
 use service_runtime::{
     error::ServiceError,
@@ -27,7 +27,7 @@ use crate::{
     kinds::Connection,
     reconciling::Reconciler,
     shopify_inbox::{Received, Receiver},
-    store::{integrations, shopify_catalog, shopify_orders, sync_runs},
+    store::{integrations, salesforce_leads, shopify_catalog, shopify_orders, sync_runs},
 };
 
 const MAX_NAME_CHARS: usize = 100;
@@ -124,6 +124,19 @@ impl IntegrationService for Integrations {
         let (rows, next_cursor) = page.finish(rows, |r| (r.queued_at, r.id.as_str()));
         Ok(Response::new(ListSyncRunsResponse {
             sync_runs: rows.into_iter().map(convert::sync_run).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn list_leads(&self, request: Request<ListSyncedRequest>) -> Answer<ListLeadsResponse> {
+        let (workspace_id, req) = synced_request(request)?;
+        let id = integration_id(&req.integration_id)?;
+        integrations::get(&self.pool, &workspace_id, &id).await?;
+        let page = NewestFirst::new(req.limit, &req.cursor)?;
+        let rows = salesforce_leads::list(&self.pool, &workspace_id, id.as_str(), &page).await?;
+        let (rows, next_cursor) = page.finish(rows, |r| (r.created_at, r.id.as_str()));
+        Ok(Response::new(ListLeadsResponse {
+            leads: rows.into_iter().map(convert::lead).collect(),
             next_cursor,
         }))
     }

@@ -3,6 +3,7 @@
 //! before it is saved.
 
 pub mod database;
+pub mod salesforce;
 pub mod shopify;
 
 use std::{collections::HashMap, time::Duration};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use service_runtime::{error::ServiceError, proto_json::struct_to_json};
 
 use database::{DatabaseSettings, Engine};
+use salesforce::{Salesforce, SalesforceCredentials, SalesforceError, SalesforceSettings};
 use shopify::{Caller, Shopify, ShopifyCredentials, ShopifyError, ShopifySettings};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -21,7 +23,7 @@ type Result<T, E = ServiceError> = std::result::Result<T, E>;
 const MAX_SETTINGS_BYTES: usize = 16 * 1024;
 /// Longest credential value accepted.
 const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
-const KINDS: &str = "shopify, postgres or mysql";
+const KINDS: &str = "shopify, salesforce, postgres or mysql";
 
 /// What reaching another system takes.
 pub struct Reach {
@@ -30,6 +32,7 @@ pub struct Reach {
     /// How long connecting to a database may take.
     pub timeout: Duration,
     pub shopify: Shopify,
+    pub salesforce: Salesforce,
     /// Where webhooks reach the platform: the gateway's public URL.
     pub public_url: String,
 }
@@ -59,6 +62,10 @@ pub enum Connection {
         settings: ShopifySettings,
         credentials: ShopifyCredentials,
     },
+    Salesforce {
+        settings: SalesforceSettings,
+        credentials: SalesforceCredentials,
+    },
 }
 
 impl std::fmt::Debug for Connection {
@@ -85,6 +92,10 @@ impl Connection {
                 settings: ShopifySettings::parse(&settings)?,
                 credentials: ShopifyCredentials::from_request(credentials)?,
             }),
+            "salesforce" => Ok(Self::Salesforce {
+                settings: SalesforceSettings::parse(&settings)?,
+                credentials: SalesforceCredentials::from_request(credentials)?,
+            }),
             "postgres" | "mysql" => {
                 let engine = if kind == "postgres" {
                     Engine::Postgres
@@ -108,6 +119,10 @@ impl Connection {
         match kind {
             "shopify" => Ok(Self::Shopify {
                 settings: ShopifySettings::parse(settings).map_err(|_| broken("settings"))?,
+                credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
+            }),
+            "salesforce" => Ok(Self::Salesforce {
+                settings: SalesforceSettings::parse(settings).map_err(|_| broken("settings"))?,
                 credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
             }),
             "postgres" | "mysql" => {
@@ -134,6 +149,7 @@ impl Connection {
                 Engine::Mysql => "mysql",
             },
             Self::Shopify { .. } => "shopify",
+            Self::Salesforce { .. } => "salesforce",
         }
     }
 
@@ -142,6 +158,7 @@ impl Connection {
         match self {
             Self::Database { settings, .. } => settings.to_json(),
             Self::Shopify { settings, .. } => settings.to_json(),
+            Self::Salesforce { settings, .. } => settings.to_json(),
         }
     }
 
@@ -150,6 +167,7 @@ impl Connection {
         let value = match self {
             Self::Database { password, .. } => serde_json::json!({ "password": password }),
             Self::Shopify { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
+            Self::Salesforce { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
         };
         value.to_string().into_bytes()
     }
@@ -158,7 +176,7 @@ impl Connection {
     pub fn linked_bots(&self) -> &[ids::BotId] {
         match self {
             Self::Shopify { settings, .. } => &settings.bot_ids,
-            Self::Database { .. } => &[],
+            Self::Database { .. } | Self::Salesforce { .. } => &[],
         }
     }
 
@@ -173,6 +191,14 @@ impl Connection {
                 settings: settings.changed(&changes)?,
                 credentials,
             }),
+            Self::Salesforce { settings, credentials } => {
+                let mut merged = settings.to_json().as_object().cloned().unwrap_or_default();
+                merged.extend(changes);
+                Ok(Self::Salesforce {
+                    settings: SalesforceSettings::parse(&merged)?,
+                    credentials,
+                })
+            }
             Self::Database { .. } => Err(ServiceError::invalid(
                 "settings",
                 "a database connection's settings cannot change; connect it again instead",
@@ -193,6 +219,10 @@ impl Connection {
                 })
             }
             Self::Shopify { settings, credentials } => Ok(Self::Shopify {
+                credentials: credentials.replaced(given)?,
+                settings,
+            }),
+            Self::Salesforce { settings, credentials } => Ok(Self::Salesforce {
                 credentials: credentials.replaced(given)?,
                 settings,
             }),
@@ -223,6 +253,19 @@ impl Connection {
                     access_token: &credentials.access_token,
                 };
                 reach.shopify.granted_scopes(&caller).await.map_err(refused)
+            }
+            Self::Salesforce { settings, credentials } => {
+                let session = reach
+                    .salesforce
+                    .sign_in(id, settings, credentials)
+                    .await
+                    .map_err(turned_down)?;
+                reach
+                    .salesforce
+                    .check_lead_field(id, settings, &session)
+                    .await
+                    .map_err(turned_down)?;
+                Ok(session.scopes)
             }
         }
     }
@@ -288,6 +331,11 @@ impl Connection {
 
 /// A vendor's refusal, in its own words, for the workspace to act on.
 pub fn refused(error: ShopifyError) -> ServiceError {
+    ServiceError::Unprocessable(error.to_string())
+}
+
+/// Salesforce's refusal, in its own words, for the workspace to act on.
+pub fn turned_down(error: SalesforceError) -> ServiceError {
     ServiceError::Unprocessable(error.to_string())
 }
 

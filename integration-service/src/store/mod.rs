@@ -5,6 +5,7 @@
 pub mod integrations;
 pub mod knowledge_queue;
 pub mod order_notices;
+pub mod salesforce_leads;
 pub mod shopify_catalog;
 pub mod shopify_deliveries;
 pub mod shopify_orders;

@@ -1,0 +1,271 @@
+//! Salesforce's REST API as the platform calls it: the OAuth 2.0 token
+//! endpoint (JWT bearer or client credentials), the Lead's description, and
+//! upserts by external id. Calls go through the vendor policy. Salesforce's
+//! errors are an array of `{message, errorCode, fields}`: a record it
+//! refuses for what it holds (`DUPLICATES_DETECTED`, `DUPLICATE_VALUE`,
+//! `REQUIRED_FIELD_MISSING`, …) is a permanent failure, a spent session
+//! (`INVALID_SESSION_ID`) asks for a new one, and `REQUEST_LIMIT_EXCEEDED`
+//! pauses the org.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use outbound_http::{
+    body::read_bounded,
+    policy::{CallError, CallPolicy},
+};
+use serde_json::{Value, json};
+
+use super::{SalesforceCredentials, SalesforceSettings};
+
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// A JWT bearer assertion lives this long: Salesforce accepts at most 3
+/// minutes.
+const ASSERTION_SECONDS: u64 = 170;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SalesforceError {
+    /// The credentials, or the session, are not (or no longer) accepted.
+    #[error("Salesforce refused the credentials: {0}")]
+    Unauthorized(String),
+    /// The record cannot be stored as it is; trying again cannot help.
+    #[error("Salesforce rejected the record: {code}: {message}")]
+    Rejected { code: String, message: String },
+    /// The org's daily API requests are used up.
+    #[error("Salesforce's API request limit is used up: {0}")]
+    LimitExceeded(String),
+    #[error("Salesforce refused: {0}")]
+    Refused(String),
+    #[error("Salesforce could not be reached: {0}")]
+    Unreachable(CallError),
+}
+
+/// A signed-in session: where the org's API is, and the token for it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access_token: String,
+    pub instance_url: String,
+    pub scopes: Vec<String>,
+}
+
+/// An upserted lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upserted {
+    pub id: String,
+    pub created: bool,
+}
+
+#[derive(Clone)]
+pub struct Salesforce {
+    http: reqwest::Client,
+    policy: CallPolicy,
+}
+
+impl Salesforce {
+    pub fn new(http: reqwest::Client, policy: CallPolicy) -> Self {
+        Self { http, policy }
+    }
+
+    /// Signs in (`connection` names the breaker).
+    pub async fn sign_in(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        credentials: &SalesforceCredentials,
+    ) -> Result<Session, SalesforceError> {
+        let form: Vec<(&str, String)> = match credentials {
+            SalesforceCredentials::JwtBearer {
+                consumer_key,
+                username,
+                private_key,
+            } => vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()),
+                ("assertion", assertion(settings, consumer_key, username, private_key)?),
+            ],
+            SalesforceCredentials::ClientCredentials {
+                client_id,
+                client_secret,
+            } => vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_id", client_id.clone()),
+                ("client_secret", client_secret.clone()),
+            ],
+        };
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let url = format!("{}/services/oauth2/token", settings.login_url);
+        let request = || {
+            self.http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+        };
+        let (status, answer) = self.call(connection, request).await?;
+        if !status.is_success() {
+            let reason = answer["error_description"]
+                .as_str()
+                .or(answer["error"].as_str())
+                .map_or_else(|| format!("HTTP {status}"), |r| format!("HTTP {status}: {r}"));
+            return Err(match status.is_client_error() {
+                true => SalesforceError::Unauthorized(reason),
+                false => SalesforceError::Refused(reason),
+            });
+        }
+        let text = |key: &str| answer[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
+        let (Some(access_token), Some(instance_url)) = (text("access_token"), text("instance_url")) else {
+            return Err(SalesforceError::Refused(
+                "the token answer has no access token or instance".into(),
+            ));
+        };
+        let scopes = text("scope")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(Session {
+            access_token,
+            instance_url: instance_url.trim_end_matches('/').to_owned(),
+            scopes,
+        })
+    }
+
+    /// Checks that Lead has the external id field leads are upserted by.
+    pub async fn check_lead_field(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        session: &Session,
+    ) -> Result<(), SalesforceError> {
+        let url = format!(
+            "{}/services/data/{}/sobjects/Lead/describe",
+            session.instance_url, settings.api_version
+        );
+        let (status, answer) = self
+            .call(connection, || self.http.get(&url).bearer_auth(&session.access_token))
+            .await?;
+        if !status.is_success() {
+            return Err(failure(status, &answer));
+        }
+        let field = &settings.lead_external_id_field;
+        let found = answer["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["name"].as_str() == Some(field.as_str()));
+        match found {
+            Some(f) if f["externalId"] == true => Ok(()),
+            Some(_) => Err(SalesforceError::Refused(format!(
+                "the Lead field {field} is not marked External ID"
+            ))),
+            None => Err(SalesforceError::Refused(format!("Lead has no field {field}"))),
+        }
+    }
+
+    /// Creates or updates the lead whose external id field holds
+    /// `external_id`.
+    pub async fn upsert_lead(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        session: &Session,
+        external_id: &str,
+        fields: &Value,
+    ) -> Result<Upserted, SalesforceError> {
+        let url = format!(
+            "{}/services/data/{}/sobjects/Lead/{}/{}",
+            session.instance_url,
+            settings.api_version,
+            settings.lead_external_id_field,
+            form_urlencoded::byte_serialize(external_id.as_bytes()).collect::<String>()
+        );
+        let request = || self.http.patch(&url).bearer_auth(&session.access_token).json(fields);
+        let (status, answer) = self.call(connection, request).await?;
+        if !status.is_success() {
+            return Err(failure(status, &answer));
+        }
+        Ok(Upserted {
+            id: answer["id"].as_str().unwrap_or_default().to_owned(),
+            created: status == reqwest::StatusCode::CREATED || answer["created"] == true,
+        })
+    }
+
+    async fn call(
+        &self,
+        connection: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Value), SalesforceError> {
+        let answer = self
+            .policy
+            .send(connection, request)
+            .await
+            .map_err(SalesforceError::Unreachable)?;
+        let status = answer.status();
+        let body = read_bounded(answer, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| SalesforceError::Refused(e.to_string()))?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+/// The JWT bearer flow's assertion, signed with the connection's key.
+fn assertion(
+    settings: &SalesforceSettings,
+    consumer_key: &str,
+    username: &str,
+    private_key: &str,
+) -> Result<String, SalesforceError> {
+    let key = EncodingKey::from_rsa_pem(private_key.as_bytes())
+        .map_err(|_| SalesforceError::Unauthorized("the private key does not read".into()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let claims =
+        json!({"iss": consumer_key, "sub": username, "aud": settings.login_url, "exp": now + ASSERTION_SECONDS});
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
+        .map_err(|e| SalesforceError::Unauthorized(format!("signing the assertion: {e}")))
+}
+
+/// Salesforce's error array as one failure.
+fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
+    let first = answer.as_array().and_then(|errors| errors.first());
+    let code = first
+        .and_then(|e| e["errorCode"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let message = first
+        .and_then(|e| e["message"].as_str())
+        .map(|m| m.chars().take(300).collect())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match (status.as_u16(), code.as_str()) {
+        (401, _) | (_, "INVALID_SESSION_ID") => SalesforceError::Unauthorized(message),
+        (403, "REQUEST_LIMIT_EXCEEDED") => SalesforceError::LimitExceeded(message),
+        (400, "") | (_, "") => SalesforceError::Refused(format!("HTTP {status}: {message}")),
+        (400..=499, _) => SalesforceError::Rejected { code, message },
+        _ => SalesforceError::Refused(format!("HTTP {status}: {code}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salesforces_error_arrays_say_what_to_do_next() {
+        let error = |status: u16, code: &str| {
+            failure(
+                reqwest::StatusCode::from_u16(status).unwrap(),
+                &json!([{"message": "why", "errorCode": code, "fields": []}]),
+            )
+        };
+        assert!(matches!(
+            error(401, "INVALID_SESSION_ID"),
+            SalesforceError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            error(403, "REQUEST_LIMIT_EXCEEDED"),
+            SalesforceError::LimitExceeded(_)
+        ));
+        assert!(matches!(
+            error(400, "REQUIRED_FIELD_MISSING"),
+            SalesforceError::Rejected { code, .. } if code == "REQUIRED_FIELD_MISSING"
+        ));
+        assert!(matches!(error(500, "UNKNOWN_EXCEPTION"), SalesforceError::Refused(_)));
+    }
+}

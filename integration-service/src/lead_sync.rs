@@ -1,0 +1,307 @@
+//! Ended conversations become Salesforce leads. integration-service
+//! consumes `conversation.ended` from the events exchange with a durable
+//! queue of its own; a conversation whose `metadata.customer` gives a way
+//! to reach the customer (email or phone) is queued as a lead for each
+//! connected Salesforce org of its workspace, in the transaction that
+//! acknowledges the event. Any replica then upserts it by the
+//! conversation's id, so a retried push never makes a duplicate.
+//!
+//! A session is kept per org and renewed once when Salesforce says it is
+//! spent (`INVALID_SESSION_ID`), then the push is retried once. A lead
+//! Salesforce rejects (`REQUIRED_FIELD_MISSING`, `DUPLICATES_DETECTED`, …)
+//! is failed with its reason and never retried; an org whose API requests
+//! are used up (`REQUEST_LIMIT_EXCEEDED`) is paused for an hour.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use event_pipeline::{
+    BrokerSettings, Outbox, Received, catalog,
+    subscriber::{self, Handler, Queue},
+};
+use ids::IntegrationId;
+use serde_json::{Value, json};
+use service_runtime::error::ServiceError;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    events,
+    kinds::{
+        Connection,
+        salesforce::{
+            Salesforce, SalesforceCredentials, SalesforceError, SalesforceSettings,
+            client::{Session, Upserted},
+        },
+    },
+    store::{
+        integrations,
+        salesforce_leads::{self, LeadRow},
+    },
+    vault::Vault,
+};
+
+const POLL: Duration = Duration::from_secs(2);
+const BATCH: i64 = 20;
+const LEASE: Duration = Duration::from_secs(60);
+/// Attempts before a lead that keeps failing for passing reasons is failed.
+const MAX_ATTEMPTS: i32 = 10;
+const LIMIT_PAUSE: Duration = Duration::from_secs(3600);
+
+/// The service's queue on `exchange`.
+pub fn queue_name(exchange: &str) -> String {
+    format!("integration-service.{exchange}")
+}
+
+/// Consumes ended conversations until `shutdown`.
+pub fn consume(pool: PgPool, broker: BrokerSettings, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let queue = Queue {
+        name: queue_name(&broker.exchange),
+        binding: catalog::CONVERSATION_ENDED.into(),
+        prefetch: 200,
+        batch: 100,
+    };
+    subscriber::spawn(broker, queue, LeadQueue { pool, wake }, shutdown);
+}
+
+struct LeadQueue {
+    pool: PgPool,
+    wake: Arc<Notify>,
+}
+
+impl Handler for LeadQueue {
+    type Error = ServiceError;
+
+    async fn handle(&self, events: Vec<Received>) -> Result<(), ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let mut queued = 0;
+        for event in events.iter().filter(|e| e.event_type == catalog::CONVERSATION_ENDED) {
+            let Ok(body) = serde_json::from_slice::<Value>(&event.body) else {
+                continue;
+            };
+            let conversation = &body["data"]["conversation"];
+            let (Some(id), Some(fields)) = (conversation["id"].as_str(), lead_fields(conversation)) else {
+                continue;
+            };
+            queued += salesforce_leads::queue(&mut tx, &event.workspace_id, id, &fields).await?;
+        }
+        tx.commit().await?;
+        if queued > 0 {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The lead a conversation makes: its customer's name, contact and
+/// company, and what happened; `None` when the customer cannot be reached.
+fn lead_fields(conversation: &Value) -> Option<Value> {
+    let customer = &conversation["metadata"]["customer"];
+    let text = |key: &str| customer[key].as_str().map(str::trim).filter(|v| !v.is_empty());
+    let (email, phone) = (text("email"), text("phone"));
+    if email.is_none() && phone.is_none() {
+        return None;
+    }
+    let name = text("name").unwrap_or_default();
+    let (first, last) = match name.rsplit_once(' ') {
+        Some((first, last)) => (Some(first.trim()), last),
+        None if !name.is_empty() => (None, name),
+        // Salesforce requires a last name.
+        None => (None, email.or(phone).unwrap_or_default()),
+    };
+    let description = format!(
+        "Chat conversation {} on {} with {} messages, ended {}.",
+        conversation["id"].as_str().unwrap_or_default(),
+        conversation["channel"].as_str().unwrap_or("an unknown channel"),
+        conversation["message_count"].as_i64().unwrap_or(0),
+        conversation["last_activity"].as_str().unwrap_or_default(),
+    );
+    Some(json!({
+        "FirstName": first, "LastName": last, "Email": email, "Phone": phone,
+        // Salesforce requires a company.
+        "Company": text("company").unwrap_or("Not provided"),
+        "LeadSource": "Chat", "Description": description,
+    }))
+}
+
+/// Pushes due leads, on every replica.
+pub struct LeadPusher {
+    pool: PgPool,
+    outbox: Outbox,
+    vault: Vault,
+    salesforce: Salesforce,
+    wake: Arc<Notify>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl LeadPusher {
+    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, salesforce: Salesforce) -> Self {
+        Self {
+            pool,
+            outbox,
+            vault,
+            salesforce,
+            wake: Arc::new(Notify::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What to notify when leads were queued.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn spawn(self, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.round().await {
+                    tracing::warn!(%error, "pushing leads to Salesforce; will try again");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        });
+    }
+
+    async fn round(&self) -> Result<(), ServiceError> {
+        for lead in salesforce_leads::due(&self.pool, BATCH, LEASE).await? {
+            let Some((settings, credentials)) = self.org(&lead).await? else {
+                continue;
+            };
+            let outcome = self.push(&lead, &settings, &credentials).await;
+            self.record(&lead, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// The lead's org; `None` (and the lead failed) when it is gone.
+    async fn org(&self, lead: &LeadRow) -> Result<Option<(SalesforceSettings, SalesforceCredentials)>, ServiceError> {
+        let id = IntegrationId::parse("integration_id", &lead.integration_id)?;
+        let found = integrations::with_credentials(&self.pool, &lead.workspace_id, &id).await;
+        let connection = match found {
+            Ok((row, sealed)) if row.status != "disconnected" => {
+                Some(self.vault.connection(&row, &sealed, &lead.workspace_id)?)
+            }
+            Ok(_) | Err(ServiceError::NotFound { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        match connection {
+            Some(Connection::Salesforce { settings, credentials }) => Ok(Some((settings, credentials))),
+            _ => {
+                let mut conn = self.pool.acquire().await?;
+                salesforce_leads::finish(&mut conn, lead, Err("the connection is gone")).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Upserts the lead with the org's session, signing in again once if
+    /// Salesforce says the session is spent.
+    async fn push(
+        &self,
+        lead: &LeadRow,
+        settings: &SalesforceSettings,
+        credentials: &SalesforceCredentials,
+    ) -> Result<Upserted, SalesforceError> {
+        let connection = lead.integration_id.as_str();
+        let mut renewed = false;
+        loop {
+            let session = self.session(connection, settings, credentials, renewed).await?;
+            let pushed = self
+                .salesforce
+                .upsert_lead(connection, settings, &session, &lead.id, &lead.fields)
+                .await;
+            match pushed {
+                Err(SalesforceError::Unauthorized(_)) if !renewed => renewed = true,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// The org's kept session, or a new one when there is none or `renew`.
+    async fn session(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        credentials: &SalesforceCredentials,
+        renew: bool,
+    ) -> Result<Session, SalesforceError> {
+        let mut sessions = self.sessions.lock().await;
+        if !renew && let Some(session) = sessions.get(connection) {
+            return Ok(session.clone());
+        }
+        let session = self.salesforce.sign_in(connection, settings, credentials).await?;
+        sessions.insert(connection.to_owned(), session.clone());
+        Ok(session)
+    }
+
+    /// Stores how the push went, with its event.
+    async fn record(&self, lead: &LeadRow, outcome: Result<Upserted, SalesforceError>) -> Result<(), ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let event = match outcome {
+            Ok(upserted) => {
+                let row = salesforce_leads::finish(&mut tx, lead, Ok(&upserted.id)).await?;
+                Some(events::lead_synced(&row, upserted.created))
+            }
+            Err(SalesforceError::Rejected { code, message }) => {
+                let reason = format!("{code}: {message}");
+                let row = salesforce_leads::finish(&mut tx, lead, Err(&reason)).await?;
+                Some(events::lead_failed(&row, None))
+            }
+            Err(SalesforceError::LimitExceeded(reason)) => {
+                let until = Utc::now() + chrono::Duration::from_std(LIMIT_PAUSE).unwrap_or_default();
+                salesforce_leads::retry_at(&mut *tx, lead, &reason, until).await?;
+                salesforce_leads::pause(&mut *tx, &lead.integration_id, until).await?;
+                Some(events::lead_failed(lead, Some(until)))
+            }
+            Err(error) if lead.attempts >= MAX_ATTEMPTS => {
+                let row = salesforce_leads::finish(&mut tx, lead, Err(&error.to_string())).await?;
+                Some(events::lead_failed(&row, None))
+            }
+            Err(error) => {
+                let wait = chrono::Duration::seconds(5 * 2i64.pow(lead.attempts.clamp(1, 12) as u32));
+                let at = Utc::now() + wait;
+                let mut failed = lead.clone();
+                failed.last_error = error.to_string();
+                salesforce_leads::retry_at(&mut *tx, lead, &failed.last_error, at).await?;
+                Some(events::lead_failed(&failed, Some(at)))
+            }
+        };
+        if let Some(event) = event {
+            self.outbox.record(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lead_names_the_customer_and_what_happened() {
+        let conversation = json!({"id": "conv_1", "channel": "web", "message_count": 4,
+            "metadata": {"customer": {"name": "Ann Marie Lee", "email": "ann@example.com"}}});
+        let lead = lead_fields(&conversation).unwrap();
+        assert_eq!(
+            (lead["FirstName"].as_str(), lead["LastName"].as_str()),
+            (Some("Ann Marie"), Some("Lee"))
+        );
+        assert_eq!(lead["Company"], "Not provided");
+        assert!(
+            lead["Description"]
+                .as_str()
+                .unwrap()
+                .contains("conv_1 on web with 4 messages")
+        );
+        let unnamed = lead_fields(&json!({"metadata": {"customer": {"phone": "+1 555 0100"}}})).unwrap();
+        assert_eq!(unnamed["LastName"], "+1 555 0100");
+        assert_eq!(lead_fields(&json!({"metadata": {"customer": {"name": "Ann"}}})), None);
+        assert_eq!(lead_fields(&json!({"metadata": {}})), None);
+    }
+}

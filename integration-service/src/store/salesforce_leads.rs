@@ -1,0 +1,135 @@
+//! The `salesforce_leads` table: ended conversations bound for each
+//! connected Salesforce org of their workspace, and how pushing them went.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use service_runtime::{error::ServiceError, pagination::NewestFirst};
+use sqlx::{PgConnection, PgExecutor};
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct LeadRow {
+    pub integration_id: String,
+    /// The conversation's id: the lead's external id.
+    #[sqlx(rename = "conversation_id")]
+    pub id: String,
+    pub workspace_id: String,
+    pub fields: Value,
+    pub status: String,
+    pub lead_id: String,
+    pub attempts: i32,
+    pub last_error: String,
+    pub created_at: DateTime<Utc>,
+    pub synced_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "integration_id, conversation_id, workspace_id, fields, status, lead_id, attempts, last_error, \
+    created_at, synced_at";
+
+/// Queues the conversation's lead for every connected org of the
+/// workspace (once: a redelivered event changes nothing); how many.
+pub async fn queue(conn: &mut PgConnection, workspace_id: &str, conversation_id: &str, fields: &Value) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO salesforce_leads (integration_id, conversation_id, workspace_id, fields, status)
+         SELECT i.id, $2, $1, $3, 'pending' FROM integrations i
+         WHERE i.workspace_id = $1 AND i.kind = 'salesforce' AND i.status = 'connected'
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(workspace_id)
+    .bind(conversation_id)
+    .bind(fields)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Leads due now, leased to the caller for `lease`.
+pub async fn due<'e>(db: impl PgExecutor<'e>, limit: i64, lease: Duration) -> Result<Vec<LeadRow>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE salesforce_leads SET next_attempt_at = now() + $2::interval, attempts = attempts + 1
+         WHERE (integration_id, conversation_id) IN (
+             SELECT integration_id, conversation_id FROM salesforce_leads
+             WHERE status = 'pending' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(limit)
+    .bind(lease)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Records how a push ended: `synced` with the lead's id, or `failed` with
+/// Salesforce's reason; the row as it is now.
+pub async fn finish(conn: &mut PgConnection, lead: &LeadRow, outcome: Result<&str, &str>) -> Result<LeadRow> {
+    let (status, lead_id, error) = match outcome {
+        Ok(lead_id) => ("synced", lead_id, ""),
+        Err(reason) => ("failed", "", reason),
+    };
+    Ok(sqlx::query_as(&format!(
+        "UPDATE salesforce_leads SET status = $3, lead_id = $4, last_error = $5,
+             synced_at = CASE WHEN $3 = 'synced' THEN now() END
+         WHERE integration_id = $1 AND conversation_id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&lead.integration_id)
+    .bind(&lead.id)
+    .bind(status)
+    .bind(lead_id)
+    .bind(error)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Tries the lead again at `at`, keeping why this attempt failed.
+pub async fn retry_at<'e>(db: impl PgExecutor<'e>, lead: &LeadRow, reason: &str, at: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE salesforce_leads SET next_attempt_at = $3, last_error = $4
+         WHERE integration_id = $1 AND conversation_id = $2",
+    )
+    .bind(&lead.integration_id)
+    .bind(&lead.id)
+    .bind(at)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Holds every pending lead of the org until `until` (its API requests
+/// are used up).
+pub async fn pause<'e>(db: impl PgExecutor<'e>, integration_id: &str, until: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE salesforce_leads SET next_attempt_at = greatest(next_attempt_at, $2)
+         WHERE integration_id = $1 AND status = 'pending'",
+    )
+    .bind(integration_id)
+    .bind(until)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A connection's leads, newest first.
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    integration_id: &str,
+    page: &NewestFirst,
+) -> Result<Vec<LeadRow>> {
+    let select = format!("SELECT * FROM (SELECT {COLUMNS}, conversation_id AS id FROM salesforce_leads) r");
+    super::connection_page(db, &select, workspace_id, integration_id, page).await
+}
+
+/// Forgets a connection's leads (it was deleted).
+pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM salesforce_leads WHERE integration_id = $1")
+        .bind(integration_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

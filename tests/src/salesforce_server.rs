@@ -1,0 +1,253 @@
+//! A local Salesforce speaking its REST wire format, for one org: the
+//! OAuth 2.0 token endpoint (`/services/oauth2/token`, form-encoded: the
+//! JWT bearer flow with an RS256 assertion checked against the connected
+//! app's certificate key, `iss` the consumer key, `sub` the user, `aud` the
+//! login URL, `exp` at most 3 minutes ahead; and client credentials),
+//! answering `{access_token, instance_url, id, token_type, scope}` with no
+//! expiry; `sobjects/Lead/describe`; and upserts by external id
+//! (`PATCH …/sobjects/Lead/{field}/{value}`: 201 with `created: true`, 200
+//! with `created: false`). Errors are Salesforce's arrays of `{message,
+//! errorCode, fields}`: 401 `INVALID_SESSION_ID` for a spent session, 400
+//! `REQUIRED_FIELD_MISSING` without `LastName` or `Company`, 400
+//! `DUPLICATES_DETECTED` for an email its duplicate rules flag.
+//!
+//! The login URL and the instance are both [`SalesforceServer::url`].
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, patch, post},
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+
+pub const CONSUMER_KEY: &str = "3MVG9-test-consumer-key";
+pub const USERNAME: &str = "integration@acme.example";
+pub const CLIENT_ID: &str = "3MVG9-client-id";
+pub const CLIENT_SECRET: &str = "client-secret";
+pub const LEAD_FIELD: &str = "Chatbot_Conversation_Id__c";
+/// The connected app's private key (tests only).
+pub const PRIVATE_KEY: &str = include_str!("../fixtures/salesforce_test_key.pem");
+const PUBLIC_KEY: &str = include_str!("../fixtures/salesforce_test_key.pub.pem");
+
+#[derive(Clone, Debug)]
+pub struct StoredLead {
+    pub id: String,
+    pub external_id: String,
+    pub fields: Value,
+}
+
+#[derive(Default)]
+struct Org {
+    /// The login URL assertions must name as `aud`.
+    url: String,
+    sessions: Mutex<HashSet<String>>,
+    leads: Mutex<HashMap<String, StoredLead>>,
+    duplicate_emails: Mutex<HashSet<String>>,
+    token_requests: AtomicUsize,
+    upserts: AtomicUsize,
+}
+
+pub struct SalesforceServer {
+    pub url: String,
+    org: Arc<Org>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SalesforceServer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the fake Salesforce");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let org = Arc::new(Org {
+            url: url.clone(),
+            ..Org::default()
+        });
+        let app = Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data/{version}/sobjects/Lead/describe", get(describe))
+            .route("/services/data/{version}/sobjects/Lead/{field}/{value}", patch(upsert))
+            .with_state(org.clone());
+        let (_, task) = crate::local_server::serve_on(listener, app).await;
+        Self { url, org, task }
+    }
+
+    /// Every session issued so far stops working.
+    pub fn expire_sessions(&self) {
+        self.org.sessions.lock().unwrap().clear();
+    }
+
+    /// Upserts with this email are refused as duplicates.
+    pub fn flag_duplicate(&self, email: &str) {
+        self.org.duplicate_emails.lock().unwrap().insert(email.to_owned());
+    }
+
+    pub fn leads(&self) -> Vec<StoredLead> {
+        self.org.leads.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.org.token_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn upserts(&self) -> usize {
+        self.org.upserts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SalesforceServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn errors(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!([{"message": message, "errorCode": code, "fields": []}])),
+    )
+        .into_response()
+}
+
+async fn token(State(org): State<Arc<Org>>, body: Bytes) -> Response {
+    org.token_requests.fetch_add(1, Ordering::SeqCst);
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let refused = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    let accepted = match form.get("grant_type").map(String::as_str) {
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            valid_assertion(&org, form.get("assertion").map(String::as_str).unwrap_or_default())
+        }
+        Some("client_credentials") => {
+            form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+                && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+        }
+        _ => return refused("unsupported_grant_type", "grant type not supported"),
+    };
+    if !accepted {
+        return refused("invalid_grant", "invalid assertion or client credentials");
+    }
+    let session = format!("00Dxx0000001gPL!session{}", org.token_requests.load(Ordering::SeqCst));
+    org.sessions.lock().unwrap().insert(session.clone());
+    Json(json!({
+        "access_token": session, "instance_url": org.url, "id": format!("{}/id/00Dxx0000001gPL/005xx000001X8Uz", org.url),
+        "token_type": "Bearer", "scope": "api", "issued_at": "1700000000000", "signature": "not-checked"
+    }))
+    .into_response()
+}
+
+fn valid_assertion(org: &Org, assertion: &str) -> bool {
+    let Ok(key) = DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()) else {
+        return false;
+    };
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[&org.url]);
+    validation.set_issuer(&[CONSUMER_KEY]);
+    validation.sub = Some(USERNAME.to_owned());
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    let Ok(decoded) = jsonwebtoken::decode::<Value>(assertion, &key, &validation) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    decoded.claims["exp"].as_u64().is_some_and(|exp| exp <= now + 180)
+}
+
+fn authorized(org: &Org, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    org.sessions.lock().unwrap().contains(token)
+}
+
+async fn describe(State(org): State<Arc<Org>>, headers: HeaderMap) -> Response {
+    if !authorized(&org, &headers) {
+        return errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+    }
+    Json(json!({"name": "Lead", "fields": [
+        {"name": "Id", "externalId": false}, {"name": "FirstName", "externalId": false},
+        {"name": "LastName", "externalId": false}, {"name": "Email", "externalId": false},
+        {"name": "Company", "externalId": false}, {"name": "Description", "externalId": false},
+        {"name": LEAD_FIELD, "externalId": true}
+    ]}))
+    .into_response()
+}
+
+async fn upsert(
+    State(org): State<Arc<Org>>,
+    Path((_version, field, value)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(fields): Json<Value>,
+) -> Response {
+    if !authorized(&org, &headers) {
+        return errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+    }
+    org.upserts.fetch_add(1, Ordering::SeqCst);
+    if field != LEAD_FIELD {
+        return errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("Provided external ID field does not exist or is not accessible: {field}"),
+        );
+    }
+    for required in ["LastName", "Company"] {
+        if fields[required].as_str().is_none_or(str::is_empty) {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_FIELD_MISSING",
+                &format!("Required fields are missing: [{required}]"),
+            );
+        }
+    }
+    let email = fields["Email"].as_str().unwrap_or_default();
+    if org.duplicate_emails.lock().unwrap().contains(email) {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "DUPLICATES_DETECTED",
+            "You're creating a duplicate record. We recommend you use an existing record instead.",
+        );
+    }
+    let mut leads = org.leads.lock().unwrap();
+    let created = !leads.contains_key(&value);
+    let count = leads.len();
+    let lead = leads.entry(value.clone()).or_insert_with(|| StoredLead {
+        id: format!("00Qxx{count:010}"),
+        external_id: value.clone(),
+        fields: Value::Null,
+    });
+    lead.fields = fields;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    (
+        status,
+        Json(json!({"id": lead.id, "success": true, "errors": [], "created": created})),
+    )
+        .into_response()
+}

@@ -1,0 +1,161 @@
+//! Salesforce: connecting an org with the JWT bearer or client credentials
+//! flow (tried first: 422 with Salesforce's reason), and ended
+//! conversations becoming leads upserted by the conversation's id, a spent
+//! session renewed once, a rejected lead failed with its reason and never
+//! retried.
+
+use std::time::Duration;
+
+use e2e::{
+    Client, TestStack,
+    event_tap::EventTap,
+    salesforce_server::{CLIENT_ID, CLIENT_SECRET, CONSUMER_KEY, LEAD_FIELD, PRIVATE_KEY, SalesforceServer, USERNAME},
+};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn connect(api: &Client, org: &SalesforceServer, credentials: Value, settings: Value) -> e2e::Reply {
+    let mut all = json!({"login_url": org.url});
+    all.as_object_mut()
+        .unwrap()
+        .extend(settings.as_object().unwrap().clone());
+    let request = json!({"kind": "salesforce", "name": "Acme CRM", "settings": all, "credentials": credentials});
+    api.post("/api/v1/integrations", request).await
+}
+
+fn jwt_bearer() -> Value {
+    json!({"consumer_key": CONSUMER_KEY, "username": USERNAME, "private_key": PRIVATE_KEY})
+}
+
+fn client_credentials() -> Value {
+    json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+}
+
+/// Opens a conversation for `customer` and ends it; its id.
+async fn ended_conversation(api: &Client, customer: Value) -> String {
+    let created = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "visitor", "channel": "web", "metadata": {"customer": customer}}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    api.send_message(&id, "I'd like a quote for 200 mugs.").await;
+    let ended = api
+        .request(reqwest::Method::PATCH, &format!("/api/v1/conversations/{id}"))
+        .json(&json!({"status": "ended"}));
+    assert_eq!(Client::send(ended).await.status, 200);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_is_connected_by_either_flow_and_refusals_are_salesforces_own() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+
+    let connected = connect(api, &org, jwt_bearer(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    assert_eq!(connected.json["kind"], "salesforce");
+    assert_eq!(connected.json["scopes"], json!(["api"]));
+    assert_eq!(connected.json["settings"]["lead_external_id_field"], LEAD_FIELD);
+    assert!(!connected.text.contains("PRIVATE KEY"), "the key is never shown");
+    assert_eq!(connect(api, &org, client_credentials(), json!({})).await.status, 200);
+
+    let wrong = json!({"client_id": CLIENT_ID, "client_secret": "guess"});
+    let refused = connect(api, &org, wrong, json!({})).await;
+    refused.assert_problem(422, "unprocessable");
+    assert!(
+        refused.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid assertion or client credentials")
+    );
+    let no_field = connect(
+        api,
+        &org,
+        client_credentials(),
+        json!({"lead_external_id_field": "Nope__c"}),
+    )
+    .await;
+    no_field.assert_problem(422, "unprocessable");
+    assert!(
+        no_field.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Lead has no field Nope__c")
+    );
+    let bad_key = json!({"consumer_key": CONSUMER_KEY, "username": USERNAME, "private_key": "-----BEGIN nothing"});
+    connect(api, &org, bad_key, json!({}))
+        .await
+        .assert_problem(400, "invalid-argument");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_conversations_become_leads_once_and_rejections_keep_their_reason() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let connected = connect(api, &org, jwt_bearer(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+
+    let ann = ended_conversation(
+        api,
+        json!({"name": "Ann Lee", "email": "ann@example.com", "company": "Acme"}),
+    )
+    .await;
+    let synced = tap.skip_until("integration.sync_completed", WAIT).await;
+    assert_eq!(synced["data"]["lead"]["id"], ann.as_str());
+    assert_eq!(synced["data"]["counts"]["created"], 1);
+    let leads = org.leads();
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].external_id, ann);
+    assert_eq!(leads[0].fields["LastName"], "Lee");
+    assert_eq!(leads[0].fields["FirstName"], "Ann");
+    assert_eq!(leads[0].fields["Company"], "Acme");
+    let listed = api.get(&format!("/api/v1/integrations/{id}/leads")).await;
+    assert_eq!(listed.json["leads"][0]["status"], "synced", "{}", listed.text);
+    assert_eq!(listed.json["leads"][0]["lead_id"], leads[0].id.as_str());
+
+    // The session is spent: one new sign-in, one retry.
+    org.expire_sessions();
+    let tokens = org.token_requests();
+    let bob = ended_conversation(api, json!({"email": "bob@example.com"})).await;
+    let synced = tap.skip_until("integration.sync_completed", WAIT).await;
+    assert_eq!(synced["data"]["lead"]["id"], bob.as_str());
+    assert_eq!(org.token_requests(), tokens + 1);
+    assert_eq!(org.leads().len(), 2);
+
+    // A duplicate is refused for good, with Salesforce's reason.
+    org.flag_duplicate("carol@example.com");
+    let upserts = org.upserts();
+    let carol = ended_conversation(api, json!({"name": "Carol", "email": "carol@example.com"})).await;
+    let failed = tap.skip_until("integration.sync_failed", WAIT).await;
+    assert_eq!(failed["data"]["lead"]["id"], carol.as_str());
+    assert!(
+        failed["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("DUPLICATES_DETECTED")
+    );
+    assert!(failed["data"]["next_retry_at"].is_null());
+    // An anonymous visitor makes no lead.
+    ended_conversation(api, json!({})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(org.upserts(), upserts + 1, "a rejected lead is not retried");
+    assert_eq!(org.leads().len(), 2);
+    let listed = api.get(&format!("/api/v1/integrations/{id}/leads")).await;
+    let statuses: Vec<&str> = listed.json["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "synced", "synced"]);
+    stack.stop().await;
+}
