@@ -45,6 +45,10 @@ pub struct Config {
     /// (default 6 h, 0 for on request only), a failed attempt retried after
     /// `INTEGRATION_SYNC_RETRY_SECONDS` (default 60), doubling.
     pub sync: Schedule,
+    /// `INTEGRATION_REDIS_URL`: where CRM lookups are cached (unset: not
+    /// cached), for `INTEGRATION_CRM_CACHE_SECONDS` (600).
+    pub redis_url: Option<String>,
+    pub crm_cache_ttl: Duration,
 }
 
 /// Used only outside production, so local runs need no setup.
@@ -55,6 +59,7 @@ const DEVELOPMENT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_CHATBOT_URL: &str = "http://127.0.0.1:50051";
 const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(60);
+const DEFAULT_CRM_CACHE_TTL: Duration = Duration::from_secs(600);
 
 fn sync_schedule() -> Result<Schedule, ConfigError> {
     let every = config::seconds("INTEGRATION_SYNC_INTERVAL_SECONDS", DEFAULT_SYNC_INTERVAL)?;
@@ -95,6 +100,8 @@ impl Config {
             vendor_retries: vendor_retries(),
             vendor_breaker: vendor_breaker(),
             sync: sync_schedule()?,
+            redis_url: config::optional("INTEGRATION_REDIS_URL"),
+            crm_cache_ttl: config::seconds("INTEGRATION_CRM_CACHE_SECONDS", DEFAULT_CRM_CACHE_TTL)?,
         })
     }
 
@@ -117,6 +124,8 @@ impl Config {
                 every: None,
                 retry_after: DEFAULT_SYNC_RETRY,
             },
+            redis_url: None,
+            crm_cache_ttl: DEFAULT_CRM_CACHE_TTL,
         }
     }
 }

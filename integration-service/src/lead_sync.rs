@@ -12,7 +12,7 @@
 //! is failed with its reason and never retried; an org whose API requests
 //! are used up (`REQUEST_LIMIT_EXCEEDED`) is paused for an hour.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use event_pipeline::{
@@ -23,18 +23,17 @@ use ids::IntegrationId;
 use serde_json::{Value, json};
 use service_runtime::error::ServiceError;
 use sqlx::PgPool;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    crm_cache::CrmCache,
     events,
     kinds::{
         Connection,
-        salesforce::{
-            Salesforce, SalesforceCredentials, SalesforceError, SalesforceSettings,
-            client::{Session, Upserted},
-        },
+        salesforce::{SalesforceCredentials, SalesforceError, SalesforceSettings, client::Upserted},
     },
+    salesforce_access::{Org, SalesforceAccess},
     store::{
         integrations,
         salesforce_leads::{self, LeadRow},
@@ -130,20 +129,20 @@ pub struct LeadPusher {
     pool: PgPool,
     outbox: Outbox,
     vault: Vault,
-    salesforce: Salesforce,
+    access: SalesforceAccess,
+    cache: Option<CrmCache>,
     wake: Arc<Notify>,
-    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl LeadPusher {
-    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, salesforce: Salesforce) -> Self {
+    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, access: SalesforceAccess, cache: Option<CrmCache>) -> Self {
         Self {
             pool,
             outbox,
             vault,
-            salesforce,
+            access,
+            cache,
             wake: Arc::new(Notify::new()),
-            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -207,36 +206,19 @@ impl LeadPusher {
         settings: &SalesforceSettings,
         credentials: &SalesforceCredentials,
     ) -> Result<Upserted, SalesforceError> {
-        let connection = lead.integration_id.as_str();
-        let mut renewed = false;
-        loop {
-            let session = self.session(connection, settings, credentials, renewed).await?;
-            let pushed = self
-                .salesforce
-                .upsert_lead(connection, settings, &session, &lead.id, &lead.fields)
-                .await;
-            match pushed {
-                Err(SalesforceError::Unauthorized(_)) if !renewed => renewed = true,
-                outcome => return outcome,
-            }
-        }
-    }
-
-    /// The org's kept session, or a new one when there is none or `renew`.
-    async fn session(
-        &self,
-        connection: &str,
-        settings: &SalesforceSettings,
-        credentials: &SalesforceCredentials,
-        renew: bool,
-    ) -> Result<Session, SalesforceError> {
-        let mut sessions = self.sessions.lock().await;
-        if !renew && let Some(session) = sessions.get(connection) {
-            return Ok(session.clone());
-        }
-        let session = self.salesforce.sign_in(connection, settings, credentials).await?;
-        sessions.insert(connection.to_owned(), session.clone());
-        Ok(session)
+        let org = Org {
+            id: &lead.integration_id,
+            settings,
+            credentials,
+        };
+        let salesforce = self.access.salesforce();
+        self.access
+            .call(&org, |session| async move {
+                salesforce
+                    .upsert_lead(&lead.integration_id, settings, &session, &lead.id, &lead.fields)
+                    .await
+            })
+            .await
     }
 
     /// Stores how the push went, with its event.
@@ -244,6 +226,10 @@ impl LeadPusher {
         let mut tx = self.pool.begin().await?;
         let event = match outcome {
             Ok(upserted) => {
+                // What the org holds changed: lookups read it afresh.
+                if let Some(cache) = &self.cache {
+                    cache.invalidate(&lead.integration_id).await;
+                }
                 let row = salesforce_leads::finish(&mut tx, lead, Ok(&upserted.id)).await?;
                 Some(events::lead_synced(&row, upserted.created))
             }

@@ -11,6 +11,8 @@ mod chatbot;
 mod checking;
 mod config;
 mod connecting;
+mod crm_cache;
+mod customer_lookup;
 mod events;
 mod grpc;
 mod kinds;
@@ -18,6 +20,7 @@ mod lead_sync;
 mod order_notices;
 mod product_knowledge;
 mod reconciling;
+mod salesforce_access;
 mod shopify_access;
 mod shopify_inbox;
 mod store;
@@ -86,7 +89,15 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     reconciler.clone().spawn(shutdown.clone());
     knowledge.spawn(shutdown.clone());
     order_notices::OrderNotices::new(pool.clone(), chatbot.clone()).spawn(shutdown.clone());
-    let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), reach.salesforce.clone());
+    let salesforce = salesforce_access::SalesforceAccess::new(reach.salesforce.clone());
+    let cache = config
+        .redis_url
+        .as_deref()
+        .map(|url| crm_cache::CrmCache::connect(url, "integration:", config.crm_cache_ttl))
+        .transpose()?;
+    let customers =
+        customer_lookup::CustomerLookup::new(pool.clone(), vault.clone(), salesforce.clone(), cache.clone());
+    let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), salesforce, cache);
     lead_sync::consume(pool.clone(), config.events.clone(), leads.wake(), shutdown.clone());
     leads.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
@@ -97,6 +108,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         connector: connecting::Connector::new(pool, outbox, vault, reach, chatbot),
         receiver,
         reconciler,
+        customers,
     };
     grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;
     Ok(())

@@ -82,6 +82,8 @@ pub struct Options {
     /// When integration-service reconciles stores; default on request
     /// only, failed attempts retried after 1 s.
     pub sync: Option<integration_service::SyncSchedule>,
+    /// Where integration-service caches CRM lookups (`INTEGRATION_REDIS_URL`).
+    pub integration_redis_url: Option<String>,
 }
 
 /// Where the sentence-embedding model is, as chatbot-service reads it;
@@ -152,6 +154,7 @@ pub struct TestStack {
     forbid_internal_integration_targets: bool,
     shopify_url: Option<String>,
     sync: integration_service::SyncSchedule,
+    integration_redis_url: Option<String>,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
@@ -185,6 +188,7 @@ impl TestStack {
                 every: None,
                 retry_after: Duration::from_secs(1),
             }),
+            integration_redis_url: options.integration_redis_url.clone(),
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
@@ -301,6 +305,7 @@ impl TestStack {
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));
                 config.sync = self.sync.clone();
+                config.redis_url = self.integration_redis_url.clone();
                 tokio::spawn(integration_service::serve(config, listener, token))
             }
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),

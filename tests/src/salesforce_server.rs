@@ -55,6 +55,10 @@ struct Org {
     sessions: Mutex<HashSet<String>>,
     leads: Mutex<HashMap<String, StoredLead>>,
     duplicate_emails: Mutex<HashSet<String>>,
+    /// Contacts, in Salesforce's record JSON.
+    contacts: Mutex<Vec<Value>>,
+    /// Every SOQL query received.
+    queries: Mutex<Vec<String>>,
     token_requests: AtomicUsize,
     upserts: AtomicUsize,
 }
@@ -79,6 +83,8 @@ impl SalesforceServer {
             .route("/services/oauth2/token", post(token))
             .route("/services/data/{version}/sobjects/Lead/describe", get(describe))
             .route("/services/data/{version}/sobjects/Lead/{field}/{value}", patch(upsert))
+            .route("/services/data/{version}/query", get(query))
+            .route("/services/data/{version}/query/{locator}", get(query_more))
             .with_state(org.clone());
         let (_, task) = crate::local_server::serve_on(listener, app).await;
         Self { url, org, task }
@@ -92,6 +98,16 @@ impl SalesforceServer {
     /// Upserts with this email are refused as duplicates.
     pub fn flag_duplicate(&self, email: &str) {
         self.org.duplicate_emails.lock().unwrap().insert(email.to_owned());
+    }
+
+    /// Adds a contact (Salesforce's record JSON, with `Email`).
+    pub fn add_contact(&self, contact: Value) {
+        self.org.contacts.lock().unwrap().push(contact);
+    }
+
+    /// Every SOQL query received so far.
+    pub fn queries(&self) -> Vec<String> {
+        self.org.queries.lock().unwrap().clone()
     }
 
     pub fn leads(&self) -> Vec<StoredLead> {
@@ -250,4 +266,139 @@ async fn upsert(
         Json(json!({"id": lead.id, "success": true, "errors": [], "created": created})),
     )
         .into_response()
+}
+
+/// Records one query page holds; more come through `nextRecordsUrl`.
+const PAGE: usize = 2;
+
+/// A SOQL query, read as far as the fake needs: the object after `FROM`
+/// and the literal of `Email = '…'` with its escapes undone. Anything after
+/// the literal but `AND IsConverted = false` and `ORDER BY …` is what a
+/// lookup that spliced the value would have let through: the fake then
+/// answers as the injected query would, with every record.
+async fn query(
+    State(org): State<Arc<Org>>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&org, &headers) {
+        return errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+    }
+    let soql = params.get("q").cloned().unwrap_or_default();
+    let position = {
+        let mut queries = org.queries.lock().unwrap();
+        queries.push(soql.clone());
+        queries.len() - 1
+    };
+    match matching(&org, &soql) {
+        Some(records) => page(&records, position, 0),
+        None => errors(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "unexpected token"),
+    }
+}
+
+/// The rest of a query's records, from `nextRecordsUrl`: the locator names
+/// the query (its position among those received) and the offset.
+async fn query_more(
+    State(org): State<Arc<Org>>,
+    headers: HeaderMap,
+    Path((_version, locator)): Path<(String, String)>,
+) -> Response {
+    if !authorized(&org, &headers) {
+        return errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+    }
+    let parsed = locator
+        .strip_prefix("01gq")
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(n, offset)| Some((n.parse::<usize>().ok()?, offset.parse::<usize>().ok()?)));
+    let soql = parsed.and_then(|(n, _)| org.queries.lock().unwrap().get(n).cloned());
+    match (parsed, soql.and_then(|soql| matching(&org, &soql))) {
+        (Some((n, offset)), Some(records)) => page(&records, n, offset),
+        _ => errors(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        ),
+    }
+}
+
+/// The records `soql` selects; `None` when it does not read.
+fn matching(org: &Org, soql: &str) -> Option<Vec<Value>> {
+    let records: Vec<Value> = match soql.contains("FROM Contact") {
+        true => org.contacts.lock().unwrap().clone(),
+        false => org
+            .leads
+            .lock()
+            .unwrap()
+            .values()
+            .map(|l| {
+                let mut record = l.fields.clone();
+                record["Id"] = json!(l.id);
+                record
+            })
+            .collect(),
+    };
+    let (email, rest) = email_condition(soql)?;
+    Some(match injected(&rest) {
+        true => records,
+        false => records.into_iter().filter(|r| r["Email"] == email.as_str()).collect(),
+    })
+}
+
+/// One page of the records of query `position`, from `offset`.
+fn page(records: &[Value], position: usize, offset: usize) -> Response {
+    let slice: Vec<Value> = records
+        .iter()
+        .skip(offset)
+        .take(PAGE)
+        .map(|r| {
+            let mut r = r.clone();
+            r["attributes"] = json!({"type": "Contact", "url": "/services/data/v61.0/sobjects/Contact/x"});
+            r
+        })
+        .collect();
+    let next = offset + PAGE;
+    let done = next >= records.len();
+    let mut body = json!({"totalSize": records.len(), "done": done, "records": slice});
+    if !done {
+        body["nextRecordsUrl"] = json!(format!("/services/data/v61.0/query/01gq{position}-{next}"));
+    }
+    Json(body).into_response()
+}
+
+/// The literal of `Email = '…'`, unescaped, and the text after it.
+fn email_condition(soql: &str) -> Option<(String, String)> {
+    let start = soql.find("Email = '")? + "Email = '".len();
+    let mut literal = String::new();
+    let mut chars = soql[start..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                let (_, escaped) = chars.next()?;
+                literal.push(match escaped {
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    other => other,
+                });
+            }
+            '\'' => return Some((literal, soql[start + i + 1..].to_owned())),
+            c => literal.push(c),
+        }
+    }
+    None
+}
+
+/// Whether text after the literal changes what the query selects.
+fn injected(rest: &str) -> bool {
+    let rest = rest.trim();
+    let rest = rest.strip_prefix("AND IsConverted = false").unwrap_or(rest).trim();
+    !(rest.is_empty() || rest.starts_with("ORDER BY"))
 }

@@ -159,3 +159,87 @@ async fn ended_conversations_become_leads_once_and_rejections_keep_their_reason(
     assert_eq!(statuses, ["failed", "synced", "synced"]);
     stack.stop().await;
 }
+
+/// proto3 JSON leaves out `false` and empty lists.
+fn cached(found: &Value) -> bool {
+    found["cached"].as_bool().unwrap_or(false)
+}
+
+fn count(found: &Value, list: &str) -> usize {
+    found[list].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_is_looked_up_across_pages_cached_and_never_by_injection() {
+    let org = SalesforceServer::start().await;
+    let redis = e2e::redis_server::RedisServer::start().await;
+    let stack = TestStack::start_with(e2e::Options {
+        integration_redis_url: Some(redis.url.clone()),
+        ..e2e::Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let connected = connect(api, &org, client_credentials(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+    for (n, email) in [
+        (1, "ann@example.com"),
+        (2, "ann@example.com"),
+        (3, "ann@example.com"),
+        (4, "zed@example.com"),
+    ] {
+        org.add_contact(
+            json!({"Id": format!("003xx{n}"), "FirstName": "Ann", "LastName": format!("Lee {n}"),
+            "Email": email, "Account": {"Name": "Acme"}}),
+        );
+    }
+    let lookup = |email: &str| {
+        let path = format!(
+            "/api/v1/integrations/{id}/customers?email={}",
+            form_urlencoded::byte_serialize(email.as_bytes()).collect::<String>()
+        );
+        async move { api.get(&path).await }
+    };
+
+    let found = lookup("ann@example.com").await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    let contacts = found.json["contacts"].as_array().unwrap();
+    assert_eq!(contacts.len(), 3, "three contacts over two pages: {}", found.text);
+    assert!(
+        contacts
+            .iter()
+            .all(|c| c["Email"] == "ann@example.com" && c.get("attributes").is_none())
+    );
+    assert!(!cached(&found.json));
+    let queries = org.queries().len();
+    let again = lookup("ANN@example.com").await;
+    assert!(cached(&again.json), "{}", again.text);
+    assert_eq!(org.queries().len(), queries, "the cache answered");
+
+    // A value that would end a spliced literal selects nothing.
+    let injection = "x' OR Email != '";
+    let probed = lookup(injection).await;
+    assert_eq!(probed.status, 400, "not an email: {}", probed.text);
+    let injection = "x@example.com' OR Email != '";
+    let probed = lookup(injection).await;
+    assert_eq!(probed.status, 200, "{}", probed.text);
+    assert_eq!(count(&probed.json, "contacts"), 0, "{}", probed.text);
+    let sent = org
+        .queries()
+        .into_iter()
+        .rev()
+        .find(|q| q.contains("FROM Contact"))
+        .unwrap();
+    assert!(sent.contains(r"Email = 'x@example.com\' OR Email != \''"), "{sent}");
+
+    // A lead pushed to the org changes it: the next lookup asks Salesforce.
+    ended_conversation(api, json!({"name": "Ann Lee", "email": "ann@example.com"})).await;
+    api.get_until(&format!("/api/v1/integrations/{id}/leads"), WAIT, |page| {
+        page["leads"][0]["status"] == "synced"
+    })
+    .await;
+    let fresh = lookup("ann@example.com").await;
+    assert!(!cached(&fresh.json), "{}", fresh.text);
+    assert_eq!(count(&fresh.json, "leads"), 1, "{}", fresh.text);
+    stack.stop().await;
+}

@@ -10,13 +10,15 @@ use proto::integration::v1::{
     CheckIntegrationRequest, CreateIntegrationRequest, CustomerOrdersRequest, DeleteIntegrationRequest,
     DeleteIntegrationResponse, FindProductsRequest, GetIntegrationRequest, Integration, ListDataRequestsResponse,
     ListIntegrationsRequest, ListIntegrationsResponse, ListLeadsResponse, ListOrdersResponse, ListProductsResponse,
-    ListSyncRunsResponse, ListSyncedRequest, ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse,
-    SyncIntegrationRequest, SyncRun, UpdateIntegrationRequest, integration_service_server::IntegrationService,
+    ListSyncRunsResponse, ListSyncedRequest, LookupCustomerRequest, LookupCustomerResponse,
+    ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
+    UpdateIntegrationRequest, integration_service_server::IntegrationService,
 };
 use service_runtime::{
     error::ServiceError,
     pagination::{NewestFirst, decode_cursor, finish_page, page_limit},
     principal::Principal,
+    proto_json::json_to_struct,
 };
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -24,6 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     checking::Checker,
     connecting::{Change, Connector},
+    customer_lookup::CustomerLookup,
     kinds::Connection,
     reconciling::Reconciler,
     shopify_inbox::{Received, Receiver},
@@ -38,6 +41,7 @@ pub struct Integrations {
     pub connector: Connector,
     pub receiver: Receiver,
     pub reconciler: Reconciler,
+    pub customers: CustomerLookup,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -138,6 +142,21 @@ impl IntegrationService for Integrations {
         Ok(Response::new(ListLeadsResponse {
             leads: rows.into_iter().map(convert::lead).collect(),
             next_cursor,
+        }))
+    }
+
+    async fn lookup_customer(&self, request: Request<LookupCustomerRequest>) -> Answer<LookupCustomerResponse> {
+        let principal = Principal::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let id = integration_id(&req.integration_id)?;
+        let found = self
+            .customers
+            .by_email(&principal.workspace_id, &id, &req.email)
+            .await?;
+        Ok(Response::new(LookupCustomerResponse {
+            contacts: found.contacts.into_iter().map(json_to_struct).collect(),
+            leads: found.leads.into_iter().map(json_to_struct).collect(),
+            cached: found.cached,
         }))
     }
 

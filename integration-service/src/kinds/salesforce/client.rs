@@ -188,6 +188,45 @@ impl Salesforce {
         })
     }
 
+    /// Every record a SOQL query returns (up to `max`), following
+    /// `nextRecordsUrl` from page to page.
+    pub async fn query(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        session: &Session,
+        soql: &str,
+        max: usize,
+    ) -> Result<Vec<Value>, SalesforceError> {
+        let mut url = format!(
+            "{}/services/data/{}/query?q={}",
+            session.instance_url,
+            settings.api_version,
+            form_urlencoded::byte_serialize(soql.as_bytes()).collect::<String>()
+        );
+        let mut records = Vec::new();
+        loop {
+            let (status, answer) = self
+                .call(connection, || self.http.get(&url).bearer_auth(&session.access_token))
+                .await?;
+            if !status.is_success() {
+                return Err(failure(status, &answer));
+            }
+            records.extend(answer["records"].as_array().cloned().unwrap_or_default());
+            let next = answer["nextRecordsUrl"].as_str().filter(|_| answer["done"] != true);
+            match next {
+                // Only ever a path on the same instance.
+                Some(path) if path.starts_with("/services/data/") && records.len() < max => {
+                    url = format!("{}{path}", session.instance_url);
+                }
+                _ => {
+                    records.truncate(max);
+                    return Ok(records);
+                }
+            }
+        }
+    }
+
     async fn call(
         &self,
         connection: &str,
@@ -222,6 +261,28 @@ fn assertion(
         .map_err(|e| SalesforceError::Unauthorized(format!("signing the assertion: {e}")))
 }
 
+/// `text` as a SOQL string literal, quotes included: every character SOQL
+/// would read as syntax escaped, so a value can never end the literal.
+pub fn soql_string(text: &str) -> String {
+    let mut literal = String::with_capacity(text.len() + 2);
+    literal.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("\\'"),
+            '"' => literal.push_str("\\\""),
+            '\n' => literal.push_str("\\n"),
+            '\r' => literal.push_str("\\r"),
+            '\t' => literal.push_str("\\t"),
+            '\u{8}' => literal.push_str("\\b"),
+            '\u{c}' => literal.push_str("\\f"),
+            c => literal.push(c),
+        }
+    }
+    literal.push('\'');
+    literal
+}
+
 /// Salesforce's error array as one failure.
 fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
     let first = answer.as_array().and_then(|errors| errors.first());
@@ -245,6 +306,13 @@ fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_never_ends_its_soql_literal() {
+        assert_eq!(soql_string("ann@example.com"), "'ann@example.com'");
+        assert_eq!(soql_string("x' OR Name != '"), r"'x\' OR Name != \''");
+        assert_eq!(soql_string("a\\b\n\""), r#"'a\\b\n\"'"#);
+    }
 
     #[test]
     fn salesforces_error_arrays_say_what_to_do_next() {
