@@ -166,13 +166,30 @@ impl LeadPusher {
         });
     }
 
+    /// Pushes the due leads, each org's in one call when it has several.
     async fn round(&self) -> Result<(), ServiceError> {
-        for lead in salesforce_leads::due(&self.pool, BATCH, LEASE).await? {
-            let Some((settings, credentials)) = self.org(&lead).await? else {
+        let due = salesforce_leads::due(&self.pool, BATCH, LEASE).await?;
+        let mut by_org: Vec<Vec<LeadRow>> = Vec::new();
+        for lead in due {
+            match by_org
+                .iter_mut()
+                .find(|group| group[0].integration_id == lead.integration_id)
+            {
+                Some(group) => group.push(lead),
+                None => by_org.push(vec![lead]),
+            }
+        }
+        for leads in by_org {
+            let Some((settings, credentials)) = self.org(&leads[0]).await? else {
+                for lead in &leads[1..] {
+                    self.org(lead).await?;
+                }
                 continue;
             };
-            let outcome = self.push(&lead, &settings, &credentials).await;
-            self.record(&lead, outcome).await?;
+            let outcomes = self.push(&leads, &settings, &credentials).await;
+            for (lead, outcome) in leads.iter().zip(outcomes) {
+                self.record(lead, outcome).await?;
+            }
         }
         Ok(())
     }
@@ -198,27 +215,43 @@ impl LeadPusher {
         }
     }
 
-    /// Upserts the lead with the org's session, signing in again once if
-    /// Salesforce says the session is spent.
+    /// Upserts one org's leads (one request for one lead, a collection
+    /// for several) with its session; each lead's outcome, in order.
     async fn push(
         &self,
-        lead: &LeadRow,
+        leads: &[LeadRow],
         settings: &SalesforceSettings,
         credentials: &SalesforceCredentials,
-    ) -> Result<Upserted, SalesforceError> {
+    ) -> Vec<Result<Upserted, SalesforceError>> {
         let org = Org {
-            id: &lead.integration_id,
+            id: &leads[0].integration_id,
             settings,
             credentials,
         };
         let salesforce = self.access.salesforce();
-        self.access
-            .call(&org, |session| async move {
-                salesforce
-                    .upsert_lead(&lead.integration_id, settings, &session, &lead.id, &lead.fields)
-                    .await
-            })
-            .await
+        let outcomes = match leads {
+            [lead] => {
+                let pushed = self.access.call(&org, |session| async move {
+                    salesforce
+                        .upsert_lead(&lead.integration_id, settings, &session, &lead.id, &lead.fields)
+                        .await
+                });
+                pushed.await.map(|upserted| vec![Ok(upserted)])
+            }
+            _ => {
+                let records: Vec<(&str, &Value)> = leads.iter().map(|l| (l.id.as_str(), &l.fields)).collect();
+                let records = &records;
+                let pushed = self.access.call(&org, |session| async move {
+                    salesforce.upsert_leads(org.id, settings, &session, records).await
+                });
+                pushed.await
+            }
+        };
+        match outcomes {
+            Ok(outcomes) => outcomes,
+            // The call itself failed: so did every lead in it.
+            Err(error) => leads.iter().map(|_| Err(same(&error))).collect(),
+        }
     }
 
     /// Stores how the push went, with its event.
@@ -262,6 +295,20 @@ impl LeadPusher {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A failure of a call that carried several leads, for each of them.
+fn same(error: &SalesforceError) -> SalesforceError {
+    match error {
+        SalesforceError::Unauthorized(m) => SalesforceError::Unauthorized(m.clone()),
+        SalesforceError::Rejected { code, message } => SalesforceError::Rejected {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        SalesforceError::LimitExceeded(m) => SalesforceError::LimitExceeded(m.clone()),
+        SalesforceError::Refused(m) => SalesforceError::Refused(m.clone()),
+        SalesforceError::Unreachable(e) => SalesforceError::Refused(e.to_string()),
     }
 }
 

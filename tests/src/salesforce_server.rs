@@ -61,6 +61,9 @@ struct Org {
     queries: Mutex<Vec<String>>,
     token_requests: AtomicUsize,
     upserts: AtomicUsize,
+    collection_upserts: AtomicUsize,
+    /// The next single upsert waits this long before answering.
+    hold_next: Mutex<Option<std::time::Duration>>,
 }
 
 pub struct SalesforceServer {
@@ -83,6 +86,10 @@ impl SalesforceServer {
             .route("/services/oauth2/token", post(token))
             .route("/services/data/{version}/sobjects/Lead/describe", get(describe))
             .route("/services/data/{version}/sobjects/Lead/{field}/{value}", patch(upsert))
+            .route(
+                "/services/data/{version}/composite/sobjects/Lead/{field}",
+                patch(upsert_collection),
+            )
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(query_more))
             .with_state(org.clone());
@@ -112,6 +119,16 @@ impl SalesforceServer {
 
     pub fn leads(&self) -> Vec<StoredLead> {
         self.org.leads.lock().unwrap().values().cloned().collect()
+    }
+
+    /// The next single upsert waits `hold` before it is answered.
+    pub fn hold_next_upsert(&self, hold: std::time::Duration) {
+        *self.org.hold_next.lock().unwrap() = Some(hold);
+    }
+
+    /// sObject Collections upserts received.
+    pub fn collection_upserts(&self) -> usize {
+        self.org.collection_upserts.load(Ordering::SeqCst)
     }
 
     pub fn token_requests(&self) -> usize {
@@ -227,6 +244,10 @@ async fn upsert(
         );
     }
     org.upserts.fetch_add(1, Ordering::SeqCst);
+    let hold = org.hold_next.lock().unwrap().take();
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     if field != LEAD_FIELD {
         return errors(
             StatusCode::NOT_FOUND,
@@ -234,38 +255,85 @@ async fn upsert(
             &format!("Provided external ID field does not exist or is not accessible: {field}"),
         );
     }
+    match store_lead(&org, &value, fields) {
+        Ok((id, created)) => {
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            (
+                status,
+                Json(json!({"id": id, "success": true, "errors": [], "created": created})),
+            )
+                .into_response()
+        }
+        Err((code, message)) => errors(StatusCode::BAD_REQUEST, code, &message),
+    }
+}
+
+/// `PATCH …/composite/sobjects/Lead/{field}`: each record upserted on its
+/// own (`allOrNone: false`), one result per record, errors with
+/// `statusCode`.
+async fn upsert_collection(
+    State(org): State<Arc<Org>>,
+    Path((_version, field)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorized(&org, &headers) {
+        return errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
+    }
+    org.collection_upserts.fetch_add(1, Ordering::SeqCst);
+    let records = body["records"].as_array().cloned().unwrap_or_default();
+    let results: Vec<Value> = records
+        .into_iter()
+        .map(|mut record| {
+            org.upserts.fetch_add(1, Ordering::SeqCst);
+            let value = record[field.as_str()].as_str().unwrap_or_default().to_owned();
+            if let Some(fields) = record.as_object_mut() {
+                fields.remove("attributes");
+                fields.remove(field.as_str());
+            }
+            match store_lead(&org, &value, record) {
+                Ok((id, created)) => json!({"id": id, "success": true, "errors": [], "created": created}),
+                Err((code, message)) => {
+                    json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": []}]})
+                }
+            }
+        })
+        .collect();
+    Json(results).into_response()
+}
+
+/// Stores a lead by its external id: its id and whether it is new, or the
+/// error code and message Salesforce would give.
+fn store_lead(org: &Org, value: &str, fields: Value) -> Result<(String, bool), (&'static str, String)> {
     for required in ["LastName", "Company"] {
         if fields[required].as_str().is_none_or(str::is_empty) {
-            return errors(
-                StatusCode::BAD_REQUEST,
+            return Err((
                 "REQUIRED_FIELD_MISSING",
-                &format!("Required fields are missing: [{required}]"),
-            );
+                format!("Required fields are missing: [{required}]"),
+            ));
         }
     }
     let email = fields["Email"].as_str().unwrap_or_default();
     if org.duplicate_emails.lock().unwrap().contains(email) {
-        return errors(
-            StatusCode::BAD_REQUEST,
+        return Err((
             "DUPLICATES_DETECTED",
-            "You're creating a duplicate record. We recommend you use an existing record instead.",
-        );
+            "You're creating a duplicate record. We recommend you use an existing record instead.".into(),
+        ));
     }
     let mut leads = org.leads.lock().unwrap();
-    let created = !leads.contains_key(&value);
+    let created = !leads.contains_key(value);
     let count = leads.len();
-    let lead = leads.entry(value.clone()).or_insert_with(|| StoredLead {
+    let lead = leads.entry(value.to_owned()).or_insert_with(|| StoredLead {
         id: format!("00Qxx{count:010}"),
-        external_id: value.clone(),
+        external_id: value.to_owned(),
         fields: Value::Null,
     });
     lead.fields = fields;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    (
-        status,
-        Json(json!({"id": lead.id, "success": true, "errors": [], "created": created})),
-    )
-        .into_response()
+    Ok((lead.id.clone(), created))
 }
 
 /// Records one query page holds; more come through `nextRecordsUrl`.

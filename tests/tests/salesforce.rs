@@ -243,3 +243,46 @@ async fn a_customer_is_looked_up_across_pages_cached_and_never_by_injection() {
     assert_eq!(count(&fresh.json, "leads"), 1, "{}", fresh.text);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_waiting_together_go_in_one_collection_upsert() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let connected = connect(api, &org, client_credentials(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+    org.flag_duplicate("dup@example.com");
+
+    // While the first lead's upsert is held, three more conversations end.
+    org.hold_next_upsert(Duration::from_secs(4));
+    ended_conversation(api, json!({"email": "first@example.com"})).await;
+    for email in ["a@example.com", "dup@example.com", "b@example.com"] {
+        ended_conversation(api, json!({"email": email})).await;
+    }
+    let leads = format!("/api/v1/integrations/{id}/leads");
+    let listed = api
+        .get_until(&leads, WAIT, |page| {
+            page["leads"]
+                .as_array()
+                .is_some_and(|l| l.len() == 4 && l.iter().all(|l| l["status"] != "pending"))
+        })
+        .await;
+    assert_eq!(org.collection_upserts(), 1, "the three waiting leads went in one call");
+    assert_eq!(org.upserts(), 4, "each lead was pushed once");
+    assert_eq!(org.leads().len(), 3);
+    let failed: Vec<&Value> = listed["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("DUPLICATES_DETECTED")
+    );
+    stack.stop().await;
+}

@@ -188,6 +188,47 @@ impl Salesforce {
         })
     }
 
+    /// Creates or updates several leads in one call (the sObject
+    /// Collections upsert, up to 200), each by its external id; each
+    /// record's own outcome, in order.
+    pub async fn upsert_leads(
+        &self,
+        connection: &str,
+        settings: &SalesforceSettings,
+        session: &Session,
+        leads: &[(&str, &Value)],
+    ) -> Result<Vec<Result<Upserted, SalesforceError>>, SalesforceError> {
+        let field = &settings.lead_external_id_field;
+        let records: Vec<Value> = leads
+            .iter()
+            .map(|(external_id, fields)| {
+                let mut record = (*fields).clone();
+                record["attributes"] = json!({"type": "Lead"});
+                record[field.as_str()] = json!(external_id);
+                record
+            })
+            .collect();
+        let url = format!(
+            "{}/services/data/{}/composite/sobjects/Lead/{field}",
+            session.instance_url, settings.api_version
+        );
+        let body = json!({ "allOrNone": false, "records": records });
+        let request = || self.http.patch(&url).bearer_auth(&session.access_token).json(&body);
+        let (status, answer) = self.call(connection, request).await?;
+        if !status.is_success() {
+            return Err(failure(status, &answer));
+        }
+        let results = answer.as_array().cloned().unwrap_or_default();
+        if results.len() != leads.len() {
+            return Err(SalesforceError::Refused(format!(
+                "{} results for {} records",
+                results.len(),
+                leads.len()
+            )));
+        }
+        Ok(results.iter().map(record_outcome).collect())
+    }
+
     /// Every record a SOQL query returns (up to `max`), following
     /// `nextRecordsUrl` from page to page.
     pub async fn query(
@@ -283,6 +324,30 @@ pub fn soql_string(text: &str) -> String {
     literal
 }
 
+/// One record's outcome in a collection's answer (whose errors carry
+/// `statusCode`, not `errorCode`).
+fn record_outcome(result: &Value) -> Result<Upserted, SalesforceError> {
+    if result["success"] == true {
+        return Ok(Upserted {
+            id: result["id"].as_str().unwrap_or_default().to_owned(),
+            created: result["created"] == true,
+        });
+    }
+    let error = &result["errors"][0];
+    let code = error["statusCode"].as_str().unwrap_or("UNKNOWN").to_owned();
+    let message = error["message"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    match code.as_str() {
+        // Another transaction held the row: worth another try.
+        "UNABLE_TO_LOCK_ROW" => Err(SalesforceError::Refused(format!("{code}: {message}"))),
+        _ => Err(SalesforceError::Rejected { code, message }),
+    }
+}
+
 /// Salesforce's error array as one failure.
 fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
     let first = answer.as_array().and_then(|errors| errors.first());
@@ -306,6 +371,25 @@ fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_record_of_a_collection_has_its_own_outcome() {
+        let created = record_outcome(&json!({"id": "00Q1", "success": true, "errors": [], "created": true}));
+        assert_eq!(
+            created.unwrap(),
+            Upserted {
+                id: "00Q1".into(),
+                created: true
+            }
+        );
+        let duplicate = json!({"success": false, "errors": [{"statusCode": "DUPLICATES_DETECTED", "message": "dup"}]});
+        assert!(matches!(
+            record_outcome(&duplicate),
+            Err(SalesforceError::Rejected { .. })
+        ));
+        let locked = json!({"success": false, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "busy"}]});
+        assert!(matches!(record_outcome(&locked), Err(SalesforceError::Refused(_))));
+    }
 
     #[test]
     fn a_value_never_ends_its_soql_literal() {
