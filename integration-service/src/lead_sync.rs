@@ -180,6 +180,20 @@ impl LeadPusher {
             }
         }
         for leads in by_org {
+            if let Some(usage) = self.access.salesforce().usage(&leads[0].integration_id)
+                && usage.nearly_spent()
+            {
+                let reason = format!(
+                    "the org has used {} of its {} daily API requests; waiting for its window",
+                    usage.used, usage.max
+                );
+                for lead in &leads {
+                    self.record(lead, Err(SalesforceError::LimitExceeded(reason.clone())))
+                        .await?;
+                }
+                self.access.salesforce().forget_usage(&leads[0].integration_id);
+                continue;
+            }
             let Some((settings, credentials)) = self.org(&leads[0]).await? else {
                 for lead in &leads[1..] {
                     self.org(lead).await?;
@@ -275,7 +289,11 @@ impl LeadPusher {
                 let until = Utc::now() + chrono::Duration::from_std(LIMIT_PAUSE).unwrap_or_default();
                 salesforce_leads::retry_at(&mut *tx, lead, &reason, until).await?;
                 salesforce_leads::pause(&mut *tx, &lead.integration_id, until).await?;
-                Some(events::lead_failed(lead, Some(until)))
+                let waiting = LeadRow {
+                    last_error: reason,
+                    ..lead.clone()
+                };
+                Some(events::lead_failed(&waiting, Some(until)))
             }
             Err(error) if lead.attempts >= MAX_ATTEMPTS => {
                 let row = salesforce_leads::finish(&mut tx, lead, Err(&error.to_string())).await?;

@@ -64,6 +64,8 @@ struct Org {
     collection_upserts: AtomicUsize,
     /// The next single upsert waits this long before answering.
     hold_next: Mutex<Option<std::time::Duration>>,
+    /// `Sforce-Limit-Info`'s api-usage on every REST answer.
+    api_usage: Mutex<(u64, u64)>,
 }
 
 pub struct SalesforceServer {
@@ -80,6 +82,7 @@ impl SalesforceServer {
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let org = Arc::new(Org {
             url: url.clone(),
+            api_usage: Mutex::new((10, 15_000)),
             ..Org::default()
         });
         let app = Router::new()
@@ -92,6 +95,7 @@ impl SalesforceServer {
             )
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(query_more))
+            .layer(axum::middleware::from_fn_with_state(org.clone(), limit_info))
             .with_state(org.clone());
         let (_, task) = crate::local_server::serve_on(listener, app).await;
         Self { url, org, task }
@@ -121,6 +125,11 @@ impl SalesforceServer {
         self.org.leads.lock().unwrap().values().cloned().collect()
     }
 
+    /// What `Sforce-Limit-Info` reports of the org's API requests.
+    pub fn set_api_usage(&self, used: u64, max: u64) {
+        *self.org.api_usage.lock().unwrap() = (used, max);
+    }
+
     /// The next single upsert waits `hold` before it is answered.
     pub fn hold_next_upsert(&self, hold: std::time::Duration) {
         *self.org.hold_next.lock().unwrap() = Some(hold);
@@ -144,6 +153,24 @@ impl Drop for SalesforceServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Every REST answer reports the org's API usage, as Salesforce's do.
+async fn limit_info(
+    State(org): State<Arc<Org>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let rest = request.uri().path().starts_with("/services/data/");
+    let mut response = next.run(request).await;
+    if rest {
+        let (used, max) = *org.api_usage.lock().unwrap();
+        let value = format!("api-usage={used}/{max}");
+        response
+            .headers_mut()
+            .insert("sforce-limit-info", value.parse().expect("ascii"));
+    }
+    response
 }
 
 fn errors(status: StatusCode, code: &str, message: &str) -> Response {

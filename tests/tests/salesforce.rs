@@ -286,3 +286,30 @@ async fn leads_waiting_together_go_in_one_collection_upsert() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_near_its_daily_api_limit_waits_for_its_window() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let connected = connect(api, &org, client_credentials(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    org.set_api_usage(4_950, 5_000);
+    let first = ended_conversation(api, json!({"email": "first@example.com"})).await;
+    let synced = tap.skip_until("integration.sync_completed", WAIT).await;
+    assert_eq!(synced["data"]["lead"]["id"], first.as_str());
+
+    // Its answer said 4 950 of 5 000 requests are spent: the next lead waits.
+    let second = ended_conversation(api, json!({"email": "second@example.com"})).await;
+    let paused = tap.skip_until("integration.sync_failed", WAIT).await;
+    assert_eq!(paused["data"]["lead"]["id"], second.as_str());
+    assert!(
+        paused["data"]["reason"].as_str().unwrap().contains("4950 of its 5000"),
+        "{paused}"
+    );
+    let retry: chrono::DateTime<chrono::Utc> = paused["data"]["next_retry_at"].as_str().unwrap().parse().unwrap();
+    assert!(retry > chrono::Utc::now() + chrono::Duration::minutes(55));
+    assert_eq!(org.upserts(), 1, "the waiting lead was not sent");
+    stack.stop().await;
+}

@@ -7,7 +7,11 @@
 //! (`INVALID_SESSION_ID`) asks for a new one, and `REQUEST_LIMIT_EXCEEDED`
 //! pauses the org.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use outbound_http::{
@@ -55,15 +59,60 @@ pub struct Upserted {
     pub created: bool,
 }
 
+/// An org's API requests in its rolling 24-hour window, as the last
+/// answer's `Sforce-Limit-Info` said.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub used: u64,
+    pub max: u64,
+}
+
+impl Usage {
+    /// `api-usage=18/5000` (other entries may precede it).
+    fn parse(header: &str) -> Option<Self> {
+        let usage = header
+            .split(',')
+            .find_map(|entry| entry.trim().strip_prefix("api-usage="))?;
+        let (used, max) = usage.split_once('/')?;
+        Some(Self {
+            used: used.trim().parse().ok()?,
+            max: max.trim().parse().ok()?,
+        })
+    }
+
+    /// Whether so little is left that calls should wait for the window.
+    pub fn nearly_spent(&self) -> bool {
+        self.max > 0 && self.used * 100 >= self.max * 98
+    }
+}
+
 #[derive(Clone)]
 pub struct Salesforce {
     http: reqwest::Client,
     policy: CallPolicy,
+    usage: Arc<Mutex<HashMap<String, Usage>>>,
 }
 
 impl Salesforce {
     pub fn new(http: reqwest::Client, policy: CallPolicy) -> Self {
-        Self { http, policy }
+        Self {
+            http,
+            policy,
+            usage: Arc::default(),
+        }
+    }
+
+    /// Forgets what the org reported of its usage (it is waiting for its
+    /// window; the next answer will tell again).
+    pub fn forget_usage(&self, connection: &str) {
+        if let Ok(mut known) = self.usage.lock() {
+            known.remove(connection);
+        }
+    }
+
+    /// The org's API usage as its last answer reported it.
+    pub fn usage(&self, connection: &str) -> Option<Usage> {
+        self.usage.lock().ok()?.get(connection).copied()
     }
 
     /// Signs in (`connection` names the breaker).
@@ -279,6 +328,14 @@ impl Salesforce {
             .await
             .map_err(SalesforceError::Unreachable)?;
         let status = answer.status();
+        let usage = answer
+            .headers()
+            .get("sforce-limit-info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Usage::parse);
+        if let (Some(usage), Ok(mut known)) = (usage, self.usage.lock()) {
+            known.insert(connection.to_owned(), usage);
+        }
         let body = read_bounded(answer, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| SalesforceError::Refused(e.to_string()))?;
@@ -371,6 +428,15 @@ fn failure(status: reqwest::StatusCode, answer: &Value) -> SalesforceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_header_says_how_much_of_the_window_is_left() {
+        let usage = Usage::parse("per-app-api-usage=2/250(appName=x), api-usage=4900/5000").unwrap();
+        assert_eq!(usage, Usage { used: 4900, max: 5000 });
+        assert!(usage.nearly_spent());
+        assert!(!Usage::parse("api-usage=18/5000").unwrap().nearly_spent());
+        assert_eq!(Usage::parse("nonsense"), None);
+    }
 
     #[test]
     fn each_record_of_a_collection_has_its_own_outcome() {
