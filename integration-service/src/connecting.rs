@@ -15,9 +15,9 @@ use crate::{
     events,
     kinds::{Connection, Reach},
     store::{
+        self,
         integrations::{self, IntegrationRow, NewIntegration, Subscription, Update},
-        knowledge_queue, order_notices, salesforce_leads, shopify_catalog, shopify_deliveries, shopify_orders,
-        sync_runs,
+        knowledge_queue, shopify_catalog, shopify_orders,
     },
     vault::Vault,
 };
@@ -160,10 +160,8 @@ impl Connector {
         knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), connection.linked_bots()).await?;
         shopify_catalog::forget(&mut tx, id.as_str()).await?;
         shopify_orders::forget(&mut tx, id.as_str()).await?;
-        shopify_deliveries::forget(&mut tx, id.as_str()).await?;
-        sync_runs::forget(&mut tx, id.as_str()).await?;
-        order_notices::forget(&mut tx, id.as_str()).await?;
-        salesforce_leads::forget(&mut tx, id.as_str()).await?;
+        let logs = ["shopify_deliveries", "sync_runs", "salesforce_leads"];
+        store::forget(&mut tx, &logs, id.as_str()).await?;
         self.outbox
             .record(&mut tx, &events::disconnected(workspace_id, &row))
             .await?;

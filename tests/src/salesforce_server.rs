@@ -173,6 +173,15 @@ async fn limit_info(
     response
 }
 
+/// Salesforce's answer to a missing or spent session.
+fn session_refused() -> Response {
+    errors(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_SESSION_ID",
+        "Session expired or invalid",
+    )
+}
+
 fn errors(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -242,11 +251,7 @@ fn authorized(org: &Org, headers: &HeaderMap) -> bool {
 
 async fn describe(State(org): State<Arc<Org>>, headers: HeaderMap) -> Response {
     if !authorized(&org, &headers) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        );
+        return session_refused();
     }
     Json(json!({"name": "Lead", "fields": [
         {"name": "Id", "externalId": false}, {"name": "FirstName", "externalId": false},
@@ -264,11 +269,7 @@ async fn upsert(
     Json(fields): Json<Value>,
 ) -> Response {
     if !authorized(&org, &headers) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        );
+        return session_refused();
     }
     org.upserts.fetch_add(1, Ordering::SeqCst);
     let hold = org.hold_next.lock().unwrap().take();
@@ -305,11 +306,7 @@ async fn upsert_collection(
     Json(body): Json<Value>,
 ) -> Response {
     if !authorized(&org, &headers) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        );
+        return session_refused();
     }
     org.collection_upserts.fetch_add(1, Ordering::SeqCst);
     let records = body["records"].as_array().cloned().unwrap_or_default();
@@ -377,11 +374,7 @@ async fn query(
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     if !authorized(&org, &headers) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        );
+        return session_refused();
     }
     let soql = params.get("q").cloned().unwrap_or_default();
     let position = {
@@ -403,11 +396,7 @@ async fn query_more(
     Path((_version, locator)): Path<(String, String)>,
 ) -> Response {
     if !authorized(&org, &headers) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        );
+        return session_refused();
     }
     let parsed = locator
         .strip_prefix("01gq")

@@ -14,6 +14,22 @@ use serde_json::{Value, json};
 const ADMIN_TOKEN: &str = "shpat_admin_token";
 const WAIT: Duration = Duration::from_secs(15);
 
+/// A stack with a store connected; the path of the store's orders.
+async fn connected_store() -> (ShopifyServer, TestStack, String) {
+    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
+    let stack = TestStack::start_with(Options {
+        shopify_url: Some(shopify.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
+        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
+    let created = stack.client.post("/api/v1/integrations", request).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
+    (shopify, stack, orders)
+}
+
 async fn conversation(api: &Client, customer: Value) -> String {
     let created = api
         .post(
@@ -47,17 +63,8 @@ fn order(id: i64, email: &str, customer_id: i64, tracking: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shipped_order_is_told_once_in_its_customers_open_conversation_only() {
-    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
-    let stack = TestStack::start_with(Options {
-        shopify_url: Some(shopify.url.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (shopify, stack, orders) = connected_store().await;
     let api = &stack.client;
-    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
-        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
-    let created = api.post("/api/v1/integrations", request).await;
-    assert_eq!(created.status, 200, "{}", created.text);
 
     let ann = conversation(api, json!({"email": "Ann@Example.com"})).await;
     let ended = conversation(api, json!({"email": "ann@example.com"})).await;
@@ -72,7 +79,6 @@ async fn a_shipped_order_is_told_once_in_its_customers_open_conversation_only() 
     assert_eq!(shopify.send(&placed).await.0, 200);
     let bobs = Webhook::new("orders/create", order(1002, "bob@example.com", 207_119_551, &[]));
     assert_eq!(shopify.send(&bobs).await.0, 200);
-    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
     api.get_until(&orders, WAIT, |page| {
         page["orders"].as_array().is_some_and(|o| o.len() == 2)
     })
@@ -121,17 +127,8 @@ async fn a_shipped_order_is_told_once_in_its_customers_open_conversation_only() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_answers_where_is_my_order_for_the_verified_customer_only() {
-    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
-    let stack = TestStack::start_with(Options {
-        shopify_url: Some(shopify.url.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (shopify, stack, orders) = connected_store().await;
     let api = &stack.client;
-    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
-        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
-    let created = api.post("/api/v1/integrations", request).await;
-    assert_eq!(created.status, 200, "{}", created.text);
     for (topic, body) in [
         ("orders/create", order(1001, "ann@example.com", 1, &["1Z999"])),
         ("orders/create", order(1003, "ann@example.com", 1, &[])),
@@ -139,7 +136,6 @@ async fn the_bot_answers_where_is_my_order_for_the_verified_customer_only() {
     ] {
         assert_eq!(shopify.send(&Webhook::new(topic, body)).await.0, 200);
     }
-    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
     api.get_until(&orders, WAIT, |page| {
         page["orders"].as_array().is_some_and(|o| o.len() == 3)
     })
@@ -193,17 +189,8 @@ fn tool_answers(received: &[e2e::model_server::Received]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_calls_order_and_product_tools_for_the_verified_customer_only() {
     use e2e::model_server::{Answer, ModelServer};
-    let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
-    let stack = TestStack::start_with(Options {
-        shopify_url: Some(shopify.url.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (shopify, stack, orders) = connected_store().await;
     let api = &stack.client;
-    let request = json!({"kind": "shopify", "name": "Acme store", "settings": {"shop": SHOP},
-        "credentials": {"access_token": ADMIN_TOKEN, "client_secret": CLIENT_SECRET}});
-    let created = api.post("/api/v1/integrations", request).await;
-    assert_eq!(created.status, 200, "{}", created.text);
     let mug = json!({"id": 7001, "title": "Blue 50% mug", "body_html": "<p>Stoneware.</p>", "handle": "blue-mug",
         "status": "active", "variants": [{"id": 7002, "title": "Default", "price": "12.50", "inventory_quantity": 4}]});
     for (topic, body) in [
@@ -213,7 +200,6 @@ async fn a_model_calls_order_and_product_tools_for_the_verified_customer_only() 
     ] {
         assert_eq!(shopify.send(&Webhook::new(topic, body)).await.0, 200);
     }
-    let orders = format!("/api/v1/integrations/{}/orders", created.json["id"].as_str().unwrap());
     api.get_until(&orders, WAIT, |page| {
         page["orders"].as_array().is_some_and(|o| o.len() == 2)
     })

@@ -17,7 +17,7 @@ use crate::{
     },
     order_notices,
     store::{
-        integrations, knowledge_queue, order_notices as order_notices_store,
+        integrations, knowledge_queue,
         shopify_catalog::{self, Source},
         shopify_deliveries::Claimed,
         shopify_orders::{self, Customer},
@@ -75,7 +75,6 @@ pub async fn apply(tx: &mut Transaction<'_, Postgres>, outbox: &Outbox, delivery
         "shop/redact" => {
             forget_products(tx, &source).await?;
             shopify_orders::forget(tx, source.integration_id).await?;
-            order_notices_store::forget(tx, source.integration_id).await?;
             tracing::info!(integration = source.integration_id, "redacted the shop's data");
         }
         other => {

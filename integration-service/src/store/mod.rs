@@ -36,3 +36,15 @@ where
         .fetch_all(db)
         .await?)
 }
+
+/// Deletes a connection's rows from each of `tables` (it was deleted, or
+/// its store asked to be forgotten). The names are this crate's own.
+pub async fn forget(conn: &mut sqlx::PgConnection, tables: &[&str], integration_id: &str) -> Result<(), ServiceError> {
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
+            .bind(integration_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

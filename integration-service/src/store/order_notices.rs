@@ -89,12 +89,3 @@ pub async fn retry_later<'e>(db: impl PgExecutor<'e>, notice: &Notice, max_attem
     .await?;
     Ok(())
 }
-
-/// Forgets a connection's notices (disconnected, or `shop/redact`).
-pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM order_notices WHERE integration_id = $1")
-        .bind(integration_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}

@@ -124,12 +124,3 @@ pub async fn list<'e>(
     let select = format!("SELECT * FROM (SELECT {COLUMNS}, conversation_id AS id FROM salesforce_leads) r");
     super::connection_page(db, &select, workspace_id, integration_id, page).await
 }
-
-/// Forgets a connection's leads (it was deleted).
-pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM salesforce_leads WHERE integration_id = $1")
-        .bind(integration_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}

@@ -387,13 +387,8 @@ pub async fn resend_all(conn: &mut PgConnection, integration_id: &str) -> Result
 
 /// Forgets a connection's catalog (`shop/redact`).
 pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    for table in ["shopify_inventory_levels", "shopify_variants", "shopify_products"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
-            .bind(integration_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let tables = ["shopify_inventory_levels", "shopify_variants", "shopify_products"];
+    super::forget(conn, &tables, integration_id).await
 }
 
 #[cfg(test)]

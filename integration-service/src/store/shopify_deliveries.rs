@@ -112,12 +112,3 @@ pub async fn purge(pool: &PgPool) -> Result<u64> {
     .await?
     .rows_affected())
 }
-
-/// Forgets a connection's deliveries, processed or not (it disconnected).
-pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM shopify_deliveries WHERE integration_id = $1")
-        .bind(integration_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}

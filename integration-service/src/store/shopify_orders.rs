@@ -223,13 +223,9 @@ pub async fn data_requests<'e>(
     super::connection_page(db, select, workspace_id, integration_id, page).await
 }
 
-/// Forgets a connection's orders and data requests (`shop/redact`).
+/// Forgets a connection's orders, shipping notices and data requests
+/// (`shop/redact`).
 pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    for table in ["shopify_orders", "shopify_data_requests"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
-            .bind(integration_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let tables = ["order_notices", "shopify_orders", "shopify_data_requests"];
+    super::forget(conn, &tables, integration_id).await
 }

@@ -254,13 +254,3 @@ pub async fn list<'e>(
     let select = format!("SELECT * FROM (SELECT {COLUMNS}, queued_at AS created_at FROM sync_runs) r");
     super::connection_page(db, &select, workspace_id, integration_id, page).await
 }
-
-/// Forgets a connection's runs (it was deleted); a worker holding one
-/// finds its lease gone and stops.
-pub async fn forget(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM sync_runs WHERE integration_id = $1")
-        .bind(integration_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
