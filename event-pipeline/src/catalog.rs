@@ -30,6 +30,12 @@ pub const INTEGRATION_SYNC_COMPLETED: &str = "integration.sync_completed";
 /// A reconciliation attempt failed: `data.reason`, `data.next_retry_at`.
 pub const INTEGRATION_SYNC_FAILED: &str = "integration.sync_failed";
 
+/// A product of a workspace's own database fell below its connection's
+/// `low_stock_threshold`: `data.product`, `data.threshold`.
+pub const PRODUCT_LOW_STOCK: &str = "product.low_stock";
+/// A product of a workspace's own database has none left.
+pub const PRODUCT_OUT_OF_STOCK: &str = "product.out_of_stock";
+
 /// Sent on request to one webhook endpoint only, to try it.
 pub const WEBHOOK_TEST: &str = "webhook.test";
 /// An endpoint that kept failing was disabled.

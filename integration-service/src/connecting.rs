@@ -160,7 +160,13 @@ impl Connector {
         knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), connection.linked_bots()).await?;
         shopify_catalog::forget(&mut tx, id.as_str()).await?;
         shopify_orders::forget(&mut tx, id.as_str()).await?;
-        let logs = ["shopify_deliveries", "sync_runs", "salesforce_leads"];
+        let logs = [
+            "shopify_deliveries",
+            "sync_runs",
+            "salesforce_leads",
+            "db_products",
+            "db_sources",
+        ];
         store::forget(&mut tx, &logs, id.as_str()).await?;
         self.outbox
             .record(&mut tx, &events::disconnected(workspace_id, &row))

@@ -56,3 +56,24 @@ pub fn lead_failed(lead: &LeadRow, next_retry_at: Option<DateTime<Utc>>) -> Enve
     });
     Envelope::new(catalog::INTEGRATION_SYNC_FAILED, &lead.workspace_id, data)
 }
+
+/// A product that crossed into low stock or out of stock.
+pub fn stock(
+    workspace_id: &str,
+    integration_id: &str,
+    product: &crate::kinds::database::SourceProduct,
+    out: bool,
+    threshold: i64,
+) -> Envelope {
+    let kind = if out {
+        catalog::PRODUCT_OUT_OF_STOCK
+    } else {
+        catalog::PRODUCT_LOW_STOCK
+    };
+    let data = json!({
+        "integration_id": integration_id,
+        "product": {"id": product.id, "title": product.title, "price": product.price, "stock": product.stock},
+        "threshold": threshold,
+    });
+    Envelope::new(kind, workspace_id, data)
+}

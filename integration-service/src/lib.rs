@@ -13,6 +13,7 @@ mod config;
 mod connecting;
 mod crm_cache;
 mod customer_lookup;
+mod db_polling;
 mod events;
 mod grpc;
 mod kinds;
@@ -74,6 +75,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         public_url: config.public_url,
     });
     let vault = vault::Vault::new(config.secret_keys);
+    db_polling::DbPolling::new(pool.clone(), outbox.clone(), vault.clone(), reach.clone()).spawn(shutdown.clone());
     let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());
     let chatbot = chatbot::Chatbot::new(&config.chatbot_url)?;
     let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());

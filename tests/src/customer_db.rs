@@ -97,6 +97,29 @@ impl CustomerDb {
         })
     }
 
+    /// Runs `sql` in this database as the administrator (who owns what it
+    /// creates; the customer's user may read it).
+    pub async fn execute(&self, sql: &str) {
+        match self.engine {
+            Engine::Postgres => {
+                let url = format!("{}/{}", POSTGRES_ADMIN_URL.trim_end_matches("/postgres"), self.name);
+                let mut admin = PgConnection::connect(&url).await.expect("the customer database");
+                admin.execute(sql).await.expect("running SQL in the customer database");
+                admin
+                    .execute(format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", self.name).as_str())
+                    .await
+                    .expect("letting the customer's user read");
+            }
+            Engine::Mariadb => {
+                let mut admin = admin_mariadb().await;
+                admin
+                    .execute(format!("USE {}; {sql}", self.name).as_str())
+                    .await
+                    .expect("running SQL in the customer database");
+            }
+        }
+    }
+
     pub async fn remove(self) {
         let name = &self.name;
         let dropped = match self.engine {

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use service_runtime::{error::ServiceError, proto_json::json_to_struct, time::timestamp};
 
 use crate::store::{
+    db_products::DbProductView,
     salesforce_leads::LeadRow,
     shopify_catalog::ProductView,
     shopify_orders::{DataRequestRow, OrderView},
@@ -47,8 +48,24 @@ pub fn sync_run(row: SyncRunRow) -> SyncRun {
     }
 }
 
+/// A product read from a workspace's own database.
+pub fn database_product(view: DbProductView) -> Product {
+    Product {
+        id: 0,
+        external_id: view.external_id,
+        title: view.title,
+        description: view.description,
+        handle: String::new(),
+        status: "active".into(),
+        price_min: view.price.clone().unwrap_or_default(),
+        price_max: view.price.unwrap_or_default(),
+        stock: view.stock,
+    }
+}
+
 pub fn product(view: ProductView) -> Product {
     Product {
+        external_id: String::new(),
         id: view.product_id,
         title: view.title,
         description: view.description,

@@ -30,7 +30,7 @@ use crate::{
     kinds::Connection,
     reconciling::Reconciler,
     shopify_inbox::{Received, Receiver},
-    store::{integrations, salesforce_leads, shopify_catalog, shopify_orders, sync_runs},
+    store::{db_products, integrations, salesforce_leads, shopify_catalog, shopify_orders, sync_runs},
 };
 
 const MAX_NAME_CHARS: usize = 100;
@@ -162,6 +162,18 @@ impl IntegrationService for Integrations {
 
     async fn list_products(&self, request: Request<ListSyncedRequest>) -> Answer<ListProductsResponse> {
         let (workspace_id, req) = synced_request(request)?;
+        let id = integration_id(&req.integration_id)?;
+        let kind = integrations::get(&self.pool, &workspace_id, &id).await?.kind;
+        if kind == "postgres" || kind == "mysql" {
+            let limit = page_limit(req.limit)?;
+            let after = decode_cursor(&req.cursor)?.unwrap_or_default();
+            let rows = db_products::list(&self.pool, &workspace_id, id.as_str(), &after, limit + 1).await?;
+            let (rows, next_cursor) = finish_page(rows, limit, |p| p.external_id.clone());
+            return Ok(Response::new(ListProductsResponse {
+                products: rows.into_iter().map(convert::database_product).collect(),
+                next_cursor,
+            }));
+        }
         let (id, after, limit) = by_id_page(&req)?;
         let rows = shopify_catalog::list_products(&self.pool, &workspace_id, id.as_str(), after, limit + 1).await?;
         let (rows, next_cursor) = finish_page(rows, limit, |p| p.product_id.to_string());

@@ -12,6 +12,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use outbound_http::TargetGuard;
+
+use super::product_mapping::{Dialect, PAGE, ProductMapping};
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
 use sqlx::{
@@ -49,7 +51,7 @@ pub enum Tls {
     Disable,
 }
 
-/// What to connect to, as checked.
+/// What to connect to, as checked, and what to read from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseSettings {
     pub engine: Engine,
@@ -58,20 +60,58 @@ pub struct DatabaseSettings {
     pub database: String,
     pub user: String,
     pub tls: Tls,
+    /// Where its products are, when it has them to offer.
+    pub products: Option<ProductMapping>,
+    /// Stock below this is low (`product.low_stock`); 0 is out of stock.
+    pub low_stock_threshold: i64,
+    /// How often changed products are read.
+    pub poll_every: Duration,
 }
+
+const SETTINGS: &str = "host, port, database, user, tls, products, low_stock_threshold, poll_seconds";
+const DEFAULT_LOW_STOCK: i64 = 10;
+const DEFAULT_POLL: Duration = Duration::from_secs(60);
 
 impl DatabaseSettings {
     /// Reads `settings.*`, naming the field at fault.
     pub fn parse(engine: Engine, settings: &Map<String, Value>) -> Result<Self> {
-        if let Some(unknown) = settings
-            .keys()
-            .find(|k| !matches!(k.as_str(), "host" | "port" | "database" | "user" | "tls"))
-        {
+        if let Some(unknown) = settings.keys().find(|k| !SETTINGS.split(", ").any(|s| s == k.as_str())) {
             return Err(ServiceError::invalid(
                 "settings",
-                format!("{unknown:?} is not a setting of a database connection (host, port, database, user, tls)"),
+                format!("{unknown:?} is not a setting of a database connection ({SETTINGS})"),
             ));
         }
+        let number = |key: &str, field: &'static str, range: std::ops::RangeInclusive<i64>, default: i64| match settings
+            .get(key)
+        {
+            None | Some(Value::Null) => Ok(default),
+            Some(value) => value
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && range.contains(&(*n as i64)))
+                .map(|n| n as i64)
+                .ok_or_else(|| {
+                    ServiceError::invalid(
+                        field,
+                        format!("must be a whole number, {} to {}", range.start(), range.end()),
+                    )
+                }),
+        };
+        let low_stock_threshold = number(
+            "low_stock_threshold",
+            "settings.low_stock_threshold",
+            0..=1_000_000,
+            DEFAULT_LOW_STOCK,
+        )?;
+        let poll_seconds = number(
+            "poll_seconds",
+            "settings.poll_seconds",
+            1..=86_400,
+            DEFAULT_POLL.as_secs() as i64,
+        )?;
+        let products = match settings.get("products") {
+            None | Some(Value::Null) => None,
+            Some(mapping) => Some(ProductMapping::parse(mapping)?),
+        };
         let port = match settings.get("port") {
             None | Some(Value::Null) => engine.default_port(),
             Some(value) => value
@@ -92,18 +132,27 @@ impl DatabaseSettings {
             database: name(settings, "database", "settings.database")?,
             user: name(settings, "user", "settings.user")?,
             tls,
+            products,
+            low_stock_threshold,
+            poll_every: Duration::from_secs(poll_seconds as u64),
         })
     }
 
     /// The settings as they are stored and shown.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut json = json!({
             "host": self.host,
             "port": self.port,
             "database": self.database,
             "user": self.user,
             "tls": match self.tls { Tls::Verify => "verify", Tls::Disable => "disable" },
-        })
+            "low_stock_threshold": self.low_stock_threshold,
+            "poll_seconds": self.poll_every.as_secs(),
+        });
+        if let Some(products) = &self.products {
+            json["products"] = products.to_json();
+        }
+        json
     }
 }
 
@@ -163,6 +212,74 @@ pub async fn try_connect(
             "{}:{} did not answer within {} s",
             settings.host,
             settings.port,
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// A product row as read from a workspace's database.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceProduct {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub price: Option<String>,
+    pub stock: Option<i64>,
+    /// When it changed, as sortable text: the cursor.
+    pub changed: String,
+}
+
+/// The products changed after `cursor` (change time and id, as text), at
+/// most one page, oldest change first, read in a read-only session.
+pub async fn read_products(
+    settings: &DatabaseSettings,
+    password: &str,
+    targets: &TargetGuard,
+    timeout: Duration,
+    cursor: (&str, &str),
+) -> Result<Vec<SourceProduct>> {
+    let Some(mapping) = &settings.products else {
+        return Ok(Vec::new());
+    };
+    let address = checked_address(settings, targets, timeout).await?;
+    let host = match settings.tls {
+        Tls::Verify => settings.host.clone(),
+        Tls::Disable => address.ip().to_string(),
+    };
+    let sql = mapping.select(match settings.engine {
+        Engine::Postgres => Dialect::Postgres,
+        Engine::Mysql => Dialect::Mysql,
+    });
+    let read = async {
+        match settings.engine {
+            Engine::Postgres => {
+                let mut session = open_postgres(settings, &host, password).await?;
+                let rows = sqlx::query_as(&sql)
+                    .bind(cursor.0)
+                    .bind(cursor.1)
+                    .fetch_all(&mut session)
+                    .await;
+                let _ = session.close().await;
+                rows
+            }
+            Engine::Mysql => {
+                let mut session = open_mysql(settings, &host, password).await?;
+                let rows = sqlx::query_as(&sql)
+                    .bind(cursor.0)
+                    .bind(cursor.1)
+                    .fetch_all(&mut session)
+                    .await;
+                let _ = session.close().await;
+                rows
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(error)) => Err(ServiceError::Unprocessable(refusal(&error, password))),
+        Err(_) => Err(ServiceError::Unprocessable(format!(
+            "reading {} products did not finish within {} s",
+            PAGE,
             timeout.as_secs_f64()
         ))),
     }
@@ -293,7 +410,8 @@ mod tests {
         assert_eq!(parsed.tls, Tls::Verify);
         assert_eq!(
             parsed.to_json(),
-            json!({"host": "db.example.com", "port": 3306, "database": "shop", "user": "bot", "tls": "verify"})
+            json!({"host": "db.example.com", "port": 3306, "database": "shop", "user": "bot", "tls": "verify",
+                "low_stock_threshold": 10, "poll_seconds": 60})
         );
     }
 
@@ -332,6 +450,9 @@ mod tests {
             database: database.into(),
             user: user.into(),
             tls: Tls::Disable,
+            products: None,
+            low_stock_threshold: DEFAULT_LOW_STOCK,
+            poll_every: DEFAULT_POLL,
         }
     }
 

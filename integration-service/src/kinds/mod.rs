@@ -3,6 +3,7 @@
 //! before it is saved.
 
 pub mod database;
+pub mod product_mapping;
 pub mod salesforce;
 pub mod shopify;
 
@@ -199,10 +200,22 @@ impl Connection {
                     credentials,
                 })
             }
-            Self::Database { .. } => Err(ServiceError::invalid(
-                "settings",
-                "a database connection's settings cannot change; connect it again instead",
-            )),
+            Self::Database { settings, password } => {
+                // What is read may change; where it is read from may not.
+                let readable = ["products", "low_stock_threshold", "poll_seconds"];
+                if let Some(other) = changes.keys().find(|k| !readable.contains(&k.as_str())) {
+                    return Err(ServiceError::invalid(
+                        "settings",
+                        format!("{other:?} of a database connection cannot change; connect it again instead"),
+                    ));
+                }
+                let mut merged = settings.to_json().as_object().cloned().unwrap_or_default();
+                merged.extend(changes);
+                Ok(Self::Database {
+                    settings: DatabaseSettings::parse(settings.engine, &merged)?,
+                    password,
+                })
+            }
         }
     }
 

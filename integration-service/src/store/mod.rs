@@ -2,6 +2,7 @@
 //! data takes the workspace id. Sealed credentials are written here but
 //! never read back by the queries that serve the API.
 
+pub mod db_products;
 pub mod integrations;
 pub mod knowledge_queue;
 pub mod order_notices;

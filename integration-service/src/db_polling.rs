@@ -1,0 +1,150 @@
+//! Reading the products a workspace's own database offers: every
+//! connected database with a product mapping is read on its own schedule
+//! (`poll_seconds`), only the rows changed since the last read (its cursor:
+//! change time, then id), in a read-only, time-limited session. Each page
+//! is stored with the cursor after it in one transaction, with a
+//! `product.low_stock` or `product.out_of_stock` event for each product
+//! that crossed the connection's threshold, so a crash loses nothing and
+//! announces nothing twice.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use event_pipeline::Outbox;
+use ids::IntegrationId;
+use service_runtime::error::ServiceError;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    events,
+    kinds::{
+        Connection, Reach,
+        database::{self, DatabaseSettings},
+        product_mapping::PAGE,
+    },
+    store::{
+        db_products::{self, DueSource, StockState},
+        integrations,
+    },
+    vault::Vault,
+};
+
+const TICK: Duration = Duration::from_secs(1);
+const SOURCES_PER_TICK: i64 = 10;
+/// After a failed read, the next waits this long (or the poll interval).
+const RETRY: Duration = Duration::from_secs(30);
+
+pub struct DbPolling {
+    pool: PgPool,
+    outbox: Outbox,
+    vault: Vault,
+    reach: Arc<Reach>,
+}
+
+impl DbPolling {
+    pub fn new(pool: PgPool, outbox: Outbox, vault: Vault, reach: Arc<Reach>) -> Self {
+        Self {
+            pool,
+            outbox,
+            vault,
+            reach,
+        }
+    }
+
+    pub fn spawn(self, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.round().await {
+                    tracing::warn!(%error, "reading workspaces' databases; will try again");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(TICK) => {}
+                }
+            }
+        });
+    }
+
+    async fn round(&self) -> Result<(), ServiceError> {
+        for source in db_products::due(&self.pool, SOURCES_PER_TICK).await? {
+            self.read(&source).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one page of the source's changed products and stores it.
+    async fn read(&self, source: &DueSource) -> Result<(), ServiceError> {
+        let id = IntegrationId::parse("integration_id", &source.integration_id)?;
+        let (row, sealed) = integrations::with_credentials(&self.pool, &source.workspace_id, &id).await?;
+        let Connection::Database { settings, password } = self.vault.connection(&row, &sealed, &source.workspace_id)?
+        else {
+            return Ok(());
+        };
+        let cursor = (source.cursor_changed.as_str(), source.cursor_id.as_str());
+        let read = database::read_products(&settings, &password, &self.reach.targets, self.reach.timeout, cursor).await;
+        let mut tx = self.pool.begin().await?;
+        match read {
+            Ok(products) => {
+                for product in &products {
+                    self.store(&mut tx, source, &settings, product).await?;
+                }
+                // A full page means more are waiting: read on at once.
+                let next = match products.len() as i64 == PAGE {
+                    true => Utc::now(),
+                    false => Utc::now() + chrono::Duration::from_std(settings.poll_every).unwrap_or_default(),
+                };
+                let last = products.last().map_or(cursor, |p| (p.changed.as_str(), p.id.as_str()));
+                db_products::advance(&mut tx, &source.integration_id, last, next, "").await?;
+            }
+            Err(ServiceError::Unprocessable(reason)) => {
+                tracing::warn!(integration = %id, %reason, "reading a workspace's products");
+                let wait = settings.poll_every.max(RETRY);
+                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                db_products::advance(&mut tx, &source.integration_id, cursor, next, &reason).await?;
+            }
+            Err(error) => return Err(error),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn store(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        source: &DueSource,
+        settings: &DatabaseSettings,
+        product: &database::SourceProduct,
+    ) -> Result<(), ServiceError> {
+        let threshold = settings.low_stock_threshold;
+        let state = StockState::of(product.stock, threshold);
+        let before =
+            db_products::upsert(&mut *tx, &source.workspace_id, &source.integration_id, product, state).await?;
+        // A product seen for the first time announces nothing: its stock
+        // crossed no line the platform knew of.
+        let crossed = match (before, state) {
+            (Some(was), now) if was == now => None,
+            (Some(_), StockState::Out) => Some(true),
+            (Some(StockState::InStock), StockState::Low) => Some(false),
+            _ => None,
+        };
+        if let Some(out) = crossed {
+            let event = events::stock(&source.workspace_id, &source.integration_id, product, out, threshold);
+            self.outbox.record(tx, &event).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_is_low_below_the_threshold_and_out_at_zero() {
+        assert_eq!(StockState::of(Some(10), 10), StockState::InStock);
+        assert_eq!(StockState::of(Some(9), 10), StockState::Low);
+        assert_eq!(StockState::of(Some(0), 10), StockState::Out);
+        assert_eq!(StockState::of(None, 10), StockState::InStock);
+    }
+}
