@@ -195,8 +195,9 @@ impl LeadPusher {
                 continue;
             }
             let Some((settings, credentials)) = self.org(&leads[0]).await? else {
-                for lead in &leads[1..] {
-                    self.org(lead).await?;
+                let mut conn = self.pool.acquire().await?;
+                for lead in &leads {
+                    salesforce_leads::finish(&mut conn, lead, Err("the connection is gone")).await?;
                 }
                 continue;
             };
@@ -208,24 +209,17 @@ impl LeadPusher {
         Ok(())
     }
 
-    /// The lead's org; `None` (and the lead failed) when it is gone.
+    /// The lead's org; `None` when it is gone or no longer connected.
     async fn org(&self, lead: &LeadRow) -> Result<Option<(SalesforceSettings, SalesforceCredentials)>, ServiceError> {
         let id = IntegrationId::parse("integration_id", &lead.integration_id)?;
-        let found = integrations::with_credentials(&self.pool, &lead.workspace_id, &id).await;
-        let connection = match found {
-            Ok((row, sealed)) if row.status != "disconnected" => {
-                Some(self.vault.connection(&row, &sealed, &lead.workspace_id)?)
-            }
-            Ok(_) | Err(ServiceError::NotFound { .. }) => None,
+        let (row, sealed) = match integrations::with_credentials(&self.pool, &lead.workspace_id, &id).await {
+            Ok(found) if found.0.status != "disconnected" => found,
+            Ok(_) | Err(ServiceError::NotFound { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        match connection {
-            Some(Connection::Salesforce { settings, credentials }) => Ok(Some((settings, credentials))),
-            _ => {
-                let mut conn = self.pool.acquire().await?;
-                salesforce_leads::finish(&mut conn, lead, Err("the connection is gone")).await?;
-                Ok(None)
-            }
+        match self.vault.connection(&row, &sealed, &lead.workspace_id)? {
+            Connection::Salesforce { settings, credentials } => Ok(Some((settings, credentials))),
+            _ => Ok(None),
         }
     }
 

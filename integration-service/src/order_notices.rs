@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    chatbot::{Chatbot, ChatbotError},
+    chatbot::Chatbot,
     kinds::shopify::payloads::{Order, Tracking},
     store::{
         order_notices::{self, Notice},
@@ -117,12 +117,8 @@ impl OrderNotices {
                     );
                     order_notices::done(&self.pool, &notice).await?;
                 }
-                Err(ChatbotError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, "chatbot-service is away; the notice waits");
-                    order_notices::retry_later(&self.pool, &notice, MAX_ATTEMPTS).await?;
-                }
                 Err(error) => {
-                    tracing::warn!(%error, order = notice.order_id, "a shipping notice was refused");
+                    tracing::warn!(%error, order = notice.order_id, "a shipping notice was not delivered; it waits");
                     order_notices::retry_later(&self.pool, &notice, MAX_ATTEMPTS).await?;
                 }
             }

@@ -596,9 +596,10 @@ fn variant_page(variants: &Value, after: Option<&str>, first: usize) -> Value {
                 "inventoryItem": {"legacyResourceId": legacy(&v["inventory_item_id"])}})
         })
         .collect();
-    let last = start + page.len();
-    json!({"pageInfo": {"hasNextPage": last < all.len(), "endCursor": format!("after:{}", last.max(1) - 1)},
-        "nodes": page})
+    let end = start + page.len();
+    // The cursor after a page is its last variant's index; an empty page has none.
+    let cursor = (end > start).then(|| format!("after:{}", end - 1));
+    json!({"pageInfo": {"hasNextPage": end < all.len(), "endCursor": cursor}, "nodes": page})
 }
 
 /// A product's REST JSON as a GraphQL node.
