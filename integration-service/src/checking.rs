@@ -42,11 +42,14 @@ impl Checker {
         let (row, sealed) = integrations::with_credentials(&self.pool, workspace_id, id).await?;
         let connection = self.vault.connection(&row, &sealed, workspace_id)?;
         let outcome = match connection {
-            Connection::Database { settings, password } => {
-                database::try_connect(&settings, &password, &self.reach.targets, self.reach.timeout)
-                    .await
-                    .map(|()| vec!["read".to_owned()])
-            }
+            Connection::Database { settings, credentials } => database::try_connect(
+                &settings,
+                &credentials.password,
+                &self.reach.targets,
+                self.reach.timeout,
+            )
+            .await
+            .map(|()| vec!["read".to_owned()]),
             Connection::Shopify { settings, credentials } => {
                 self.shopify_scopes(workspace_id, id, &settings, credentials).await
             }

@@ -15,7 +15,7 @@ use crate::{
     events,
     kinds::{Connection, Reach},
     store::{
-        self,
+        self, db_products,
         integrations::{self, IntegrationRow, NewIntegration, Subscription, Update},
         knowledge_queue, shopify_catalog, shopify_orders,
     },
@@ -137,9 +137,11 @@ impl Connector {
         if !subscriptions.is_empty() {
             row = integrations::set_subscriptions(&mut tx, workspace_id, id, &subscriptions).await?;
         }
-        knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), &unlinked).await?;
+        let link = (connection.kind(), id.as_str());
+        knowledge_queue::clear_later(&mut tx, workspace_id, link, &unlinked).await?;
         if after.iter().any(|b| !before.contains(b)) {
             shopify_catalog::resend_all(&mut tx, id.as_str()).await?;
+            db_products::resend_all(&mut tx, id.as_str()).await?;
         }
         tx.commit().await?;
         Ok(row)
@@ -157,7 +159,8 @@ impl Connector {
         }
         let mut tx = self.pool.begin().await?;
         let row = integrations::delete(&mut tx, workspace_id, id).await?;
-        knowledge_queue::clear_later(&mut tx, workspace_id, id.as_str(), connection.linked_bots()).await?;
+        let link = (connection.kind(), id.as_str());
+        knowledge_queue::clear_later(&mut tx, workspace_id, link, connection.linked_bots()).await?;
         shopify_catalog::forget(&mut tx, id.as_str()).await?;
         shopify_orders::forget(&mut tx, id.as_str()).await?;
         let logs = [
@@ -166,6 +169,7 @@ impl Connector {
             "salesforce_leads",
             "db_products",
             "db_sources",
+            "db_inventory_deliveries",
         ];
         store::forget(&mut tx, &logs, id.as_str()).await?;
         self.outbox

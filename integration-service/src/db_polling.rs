@@ -14,6 +14,7 @@ use event_pipeline::Outbox;
 use ids::IntegrationId;
 use service_runtime::error::ServiceError;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -52,11 +53,14 @@ impl DbPolling {
         }
     }
 
-    pub fn spawn(self, shutdown: CancellationToken) {
+    /// Reads on its own schedule; `knowledge` is woken after products changed.
+    pub fn spawn(self, knowledge: Arc<Notify>, shutdown: CancellationToken) {
         tokio::spawn(async move {
             loop {
-                if let Err(error) = self.round().await {
-                    tracing::warn!(%error, "reading workspaces' databases; will try again");
+                match self.round().await {
+                    Ok(0) => {}
+                    Ok(_) => knowledge.notify_one(),
+                    Err(error) => tracing::warn!(%error, "reading workspaces' databases; will try again"),
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -66,26 +70,39 @@ impl DbPolling {
         });
     }
 
-    async fn round(&self) -> Result<(), ServiceError> {
+    /// Reads the sources that are due; how many products it read.
+    async fn round(&self) -> Result<usize, ServiceError> {
+        let mut read = 0;
         for source in db_products::due(&self.pool, SOURCES_PER_TICK).await? {
-            self.read(&source).await?;
+            read += self.read(&source).await?;
         }
-        Ok(())
+        Ok(read)
     }
 
-    /// Reads one page of the source's changed products and stores it.
-    async fn read(&self, source: &DueSource) -> Result<(), ServiceError> {
+    /// Reads one page of the source's changed products and stores it; how
+    /// many it read.
+    async fn read(&self, source: &DueSource) -> Result<usize, ServiceError> {
         let id = IntegrationId::parse("integration_id", &source.integration_id)?;
         let (row, sealed) = integrations::with_credentials(&self.pool, &source.workspace_id, &id).await?;
-        let Connection::Database { settings, password } = self.vault.connection(&row, &sealed, &source.workspace_id)?
+        let Connection::Database { settings, credentials } =
+            self.vault.connection(&row, &sealed, &source.workspace_id)?
         else {
-            return Ok(());
+            return Ok(0);
         };
         let cursor = (source.cursor_changed.as_str(), source.cursor_id.as_str());
-        let read = database::read_products(&settings, &password, &self.reach.targets, self.reach.timeout, cursor).await;
+        let read = database::read_products(
+            &settings,
+            &credentials.password,
+            &self.reach.targets,
+            self.reach.timeout,
+            cursor,
+        )
+        .await;
         let mut tx = self.pool.begin().await?;
+        let mut count = 0;
         match read {
             Ok(products) => {
+                count = products.len();
                 for product in &products {
                     self.store(&mut tx, source, &settings, product).await?;
                 }
@@ -106,7 +123,7 @@ impl DbPolling {
             Err(error) => return Err(error),
         }
         tx.commit().await?;
-        Ok(())
+        Ok(count)
     }
 
     async fn store(
@@ -120,16 +137,14 @@ impl DbPolling {
         let state = StockState::of(product.stock, threshold);
         let before =
             db_products::upsert(&mut *tx, &source.workspace_id, &source.integration_id, product, state).await?;
-        // A product seen for the first time announces nothing: its stock
-        // crossed no line the platform knew of.
-        let crossed = match (before, state) {
-            (Some(was), now) if was == now => None,
-            (Some(_), StockState::Out) => Some(true),
-            (Some(StockState::InStock), StockState::Low) => Some(false),
-            _ => None,
-        };
-        if let Some(out) = crossed {
-            let event = events::stock(&source.workspace_id, &source.integration_id, product, out, threshold);
+        if let Some(out) = state.crossed_from(before) {
+            let stocked = events::StockedProduct {
+                id: &product.id,
+                title: &product.title,
+                price: product.price.as_deref(),
+                stock: product.stock.unwrap_or_default(),
+            };
+            let event = events::stock(&source.workspace_id, &source.integration_id, stocked, out, threshold);
             self.outbox.record(tx, &event).await?;
         }
         Ok(())

@@ -57,11 +57,19 @@ pub fn lead_failed(lead: &LeadRow, next_retry_at: Option<DateTime<Utc>>) -> Enve
     Envelope::new(catalog::INTEGRATION_SYNC_FAILED, &lead.workspace_id, data)
 }
 
+/// A product whose stock crossed a line, as events show it.
+pub struct StockedProduct<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub price: Option<&'a str>,
+    pub stock: i64,
+}
+
 /// A product that crossed into low stock or out of stock.
 pub fn stock(
     workspace_id: &str,
     integration_id: &str,
-    product: &crate::kinds::database::SourceProduct,
+    product: StockedProduct<'_>,
     out: bool,
     threshold: i64,
 ) -> Envelope {

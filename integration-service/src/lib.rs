@@ -16,9 +16,11 @@ mod customer_lookup;
 mod db_polling;
 mod events;
 mod grpc;
+mod inventory_inbox;
 mod kinds;
 mod lead_sync;
 mod order_notices;
+mod product_documents;
 mod product_knowledge;
 mod reconciling;
 mod salesforce_access;
@@ -75,10 +77,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         public_url: config.public_url,
     });
     let vault = vault::Vault::new(config.secret_keys);
-    db_polling::DbPolling::new(pool.clone(), outbox.clone(), vault.clone(), reach.clone()).spawn(shutdown.clone());
     let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());
     let chatbot = chatbot::Chatbot::new(&config.chatbot_url)?;
     let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());
+    let polling = db_polling::DbPolling::new(pool.clone(), outbox.clone(), vault.clone(), reach.clone());
+    polling.spawn(knowledge.wake(), shutdown.clone());
+    let inventory = inventory_inbox::InventoryInbox::new(pool.clone(), outbox.clone(), vault.clone(), knowledge.wake());
     let processor = shopify_inbox::Processor::new(pool.clone(), outbox.clone(), knowledge.wake());
     let reconciler = reconciling::Reconciler::new(
         pool.clone(),
@@ -109,6 +113,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone(), access.clone()),
         connector: connecting::Connector::new(pool, outbox, vault, reach, chatbot),
         receiver,
+        inventory,
         reconciler,
         customers,
     };

@@ -1,7 +1,7 @@
-//! A store's products as knowledge of the bots linked to it: each active
-//! product is one document item (title, description, price, stock), kept
-//! up to date as the product changes, removed with it, and all removed
-//! from a bot that is unlinked or when the store disconnects. Bots that
+//! A store's or a database's products as knowledge of the bots linked to
+//! it: each active product is one document item (title, description,
+//! price, stock), kept up to date as the product changes, removed with it,
+//! and all removed from a bot that is unlinked or when the connection goes. Bots that
 //! ask for it are retrained and deployed once their products have been
 //! quiet for a while.
 //!
@@ -12,19 +12,23 @@
 
 use std::{sync::Arc, time::Duration};
 
-use proto::chatbot::v1::{Document, SourcedItem, SyncKnowledgeSourceRequest};
-use serde_json::{Value, json};
+use ids::BotId;
+use proto::chatbot::v1::{SourcedItem, SyncKnowledgeSourceRequest};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     chatbot::{Chatbot, ChatbotError},
-    kinds::shopify::ShopifySettings,
+    kinds::{
+        database::{DatabaseSettings, Engine},
+        shopify::ShopifySettings,
+    },
+    product_documents,
     store::{
-        integrations,
+        db_products, integrations,
         knowledge_queue::{self, Clear},
-        shopify_catalog::{self, Pending, ProductView},
+        shopify_catalog,
     },
 };
 
@@ -91,7 +95,10 @@ impl ProductKnowledge {
             self.clear(&clear).await?;
         }
         for integration_id in shopify_catalog::connections_behind(&self.pool, CONNECTIONS_PER_ROUND).await? {
-            while self.push(&integration_id).await? {}
+            while self.push_store(&integration_id).await? {}
+        }
+        for integration_id in db_products::connections_behind(&self.pool, CONNECTIONS_PER_ROUND).await? {
+            while self.push_database(&integration_id).await? {}
         }
         for (workspace_id, bot_id) in knowledge_queue::due_retrains(&self.pool, RETRAINS_PER_ROUND).await? {
             match self.chatbot.retrain(&workspace_id, &bot_id).await {
@@ -108,7 +115,7 @@ impl ProductKnowledge {
     async fn clear(&self, clear: &Clear) -> Result<(), Stop> {
         let request = SyncKnowledgeSourceRequest {
             bot_id: clear.bot_id.clone(),
-            source: source(&clear.integration_id),
+            source: clear.source.clone(),
             clear: true,
             ..Default::default()
         };
@@ -118,10 +125,10 @@ impl ProductKnowledge {
         }
     }
 
-    /// Sends one batch of the connection's products that are behind to each
+    /// Sends one batch of the store's products that are behind to each
     /// linked bot; whether there may be more.
-    async fn push(&self, integration_id: &str) -> Result<bool, Stop> {
-        let Some((workspace_id, _, settings)) = integrations::linked(&self.pool, integration_id).await? else {
+    async fn push_store(&self, integration_id: &str) -> Result<bool, Stop> {
+        let Some((workspace_id, kind, settings)) = integrations::linked(&self.pool, integration_id).await? else {
             // Disconnected meanwhile: its products are being forgotten.
             return Ok(false);
         };
@@ -133,26 +140,14 @@ impl ProductKnowledge {
         if pending.is_empty() {
             return Ok(false);
         }
-        let (upserts, removed) = items(&settings, &pending);
-        for bot_id in &settings.bot_ids {
-            let request = SyncKnowledgeSourceRequest {
-                bot_id: bot_id.to_string(),
-                source: source(integration_id),
-                upserts: upserts.clone(),
-                removed_external_ids: removed.clone(),
-                clear: false,
-            };
-            let synced = match self.chatbot.sync(&workspace_id, request).await {
-                Ok(synced) => synced,
-                // Deleted with its knowledge: nothing to keep up to date.
-                Err(ChatbotError::BotGone) => continue,
-                Err(error) => return Err(error.into()),
-            };
-            let changed = synced.created + synced.updated + synced.removed > 0;
-            if let Some(after) = settings.retrain_after.filter(|_| changed) {
-                knowledge_queue::retrain_later(&self.pool, &workspace_id, bot_id.as_str(), after).await?;
-            }
-        }
+        let (upserts, removed) = product_documents::store_items(&settings, &pending);
+        let links = Links {
+            workspace_id: &workspace_id,
+            source: knowledge_queue::source(&kind, integration_id),
+            bot_ids: &settings.bot_ids,
+            retrain_after: settings.retrain_after,
+        };
+        self.teach(&links, upserts, removed).await?;
         let sent: Vec<(i64, i64)> = pending
             .iter()
             .map(|p| (p.view.product_id, p.knowledge_version))
@@ -160,103 +155,71 @@ impl ProductKnowledge {
         shopify_catalog::knowledge_sent(&self.pool, integration_id, &sent).await?;
         Ok(pending.len() as i64 == PRODUCTS_PER_CALL)
     }
-}
 
-/// Whose items these are, in every bot.
-fn source(integration_id: &str) -> String {
-    format!("shopify:{integration_id}")
-}
-
-/// The products as items to upsert (active ones) and ids to remove (the
-/// rest: deleted, draft or archived).
-fn items(settings: &ShopifySettings, pending: &[Pending]) -> (Vec<SourcedItem>, Vec<String>) {
-    let mut upserts = Vec::new();
-    let mut removed = Vec::new();
-    for Pending { view, .. } in pending {
-        let external_id = view.product_id.to_string();
-        if view.deleted || view.status != "active" {
-            removed.push(external_id);
+    /// Sends one batch of the database's products that are behind to each
+    /// linked bot; whether there may be more.
+    async fn push_database(&self, integration_id: &str) -> Result<bool, Stop> {
+        let Some((workspace_id, kind, settings)) = integrations::linked(&self.pool, integration_id).await? else {
+            return Ok(false);
+        };
+        let engine = if kind == "mysql" {
+            Engine::Mysql
         } else {
-            upserts.push(SourcedItem {
-                external_id,
-                document: Some(document(&settings.shop, view)),
-            });
+            Engine::Postgres
+        };
+        let Ok(settings) = DatabaseSettings::parse(engine, settings.as_object().unwrap_or(&Default::default())) else {
+            tracing::error!(integration = integration_id, "stored database settings do not read");
+            return Ok(false);
+        };
+        let pending = db_products::behind(&self.pool, integration_id, PRODUCTS_PER_CALL).await?;
+        if pending.is_empty() {
+            return Ok(false);
         }
+        let upserts = product_documents::database_items(&settings, &pending);
+        let links = Links {
+            workspace_id: &workspace_id,
+            source: knowledge_queue::source(&kind, integration_id),
+            bot_ids: &settings.bot_ids,
+            retrain_after: settings.retrain_after,
+        };
+        self.teach(&links, upserts, Vec::new()).await?;
+        let sent: Vec<(String, i64)> = pending
+            .into_iter()
+            .map(|p| (p.view.external_id, p.knowledge_version))
+            .collect();
+        db_products::knowledge_sent(&self.pool, integration_id, &sent).await?;
+        Ok(sent.len() as i64 == PRODUCTS_PER_CALL)
     }
-    (upserts, removed)
-}
 
-/// A product as a bot reads it.
-fn document(shop: &str, product: &ProductView) -> Document {
-    let mut text = product.title.clone();
-    if !product.description.is_empty() {
-        text.push_str("\n\n");
-        text.push_str(&product.description);
-    }
-    match (&product.price_min, &product.price_max) {
-        (Some(min), Some(max)) if min != max => text.push_str(&format!("\n\nPrice: from {min} to {max}.")),
-        (Some(price), _) => text.push_str(&format!("\n\nPrice: {price}.")),
-        _ => {}
-    }
-    match product.stock {
-        Some(n) if n > 0 => text.push_str(&format!("\nIn stock: {n} available.")),
-        Some(_) => text.push_str("\nOut of stock."),
-        None => {}
-    }
-    let metadata = json!({
-        "product_id": product.product_id.to_string(),
-        "shop": shop,
-        "price_min": product.price_min,
-        "price_max": product.price_max,
-        "stock": product.stock.map(|n| n.to_string()),
-    });
-    Document {
-        title: product.title.clone(),
-        text,
-        source_url: format!("https://{shop}/products/{}", product.handle),
-        metadata: Some(service_runtime::proto_json::json_to_struct(strip_nulls(metadata))),
-    }
-}
-
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
-        other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn product(stock: Option<i64>, prices: (&str, &str)) -> ProductView {
-        ProductView {
-            product_id: 9_007_199_254_740_993,
-            title: "Blue mug".into(),
-            description: "Holds tea.".into(),
-            handle: "blue-mug".into(),
-            status: "active".into(),
-            price_min: Some(prices.0.into()),
-            price_max: Some(prices.1.into()),
-            stock,
-            deleted: false,
+    /// Gives every linked bot the items, and schedules the retrains asked for.
+    async fn teach(&self, links: &Links<'_>, upserts: Vec<SourcedItem>, removed: Vec<String>) -> Result<(), Stop> {
+        for bot_id in links.bot_ids {
+            let request = SyncKnowledgeSourceRequest {
+                bot_id: bot_id.to_string(),
+                source: links.source.clone(),
+                upserts: upserts.clone(),
+                removed_external_ids: removed.clone(),
+                clear: false,
+            };
+            let synced = match self.chatbot.sync(links.workspace_id, request).await {
+                Ok(synced) => synced,
+                // Deleted with its knowledge: nothing to keep up to date.
+                Err(ChatbotError::BotGone) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let changed = synced.created + synced.updated + synced.removed > 0;
+            if let Some(after) = links.retrain_after.filter(|_| changed) {
+                knowledge_queue::retrain_later(&self.pool, links.workspace_id, bot_id.as_str(), after).await?;
+            }
         }
+        Ok(())
     }
+}
 
-    #[test]
-    fn a_product_reads_as_its_title_description_price_and_stock() {
-        let doc = document("acme.myshopify.com", &product(Some(21), ("12.50", "99.00")));
-        assert_eq!(doc.title, "Blue mug");
-        assert_eq!(
-            doc.text,
-            "Blue mug\n\nHolds tea.\n\nPrice: from 12.50 to 99.00.\nIn stock: 21 available."
-        );
-        assert_eq!(doc.source_url, "https://acme.myshopify.com/products/blue-mug");
-        let sold_out = document("acme.myshopify.com", &product(Some(0), ("5.00", "5.00")));
-        assert!(
-            sold_out.text.ends_with("Price: 5.00.\nOut of stock."),
-            "{}",
-            sold_out.text
-        );
-    }
+/// Who learns a connection's products, and under which source.
+struct Links<'a> {
+    workspace_id: &'a str,
+    source: String,
+    bot_ids: &'a [BotId],
+    retrain_after: Option<Duration>,
 }

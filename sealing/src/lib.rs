@@ -11,6 +11,8 @@
 //!
 //! A sealed secret is `s1 | key id length | key id | nonce | ciphertext`.
 
+pub mod webhook_signature;
+
 use std::collections::HashMap;
 
 use aes_gcm::{

@@ -1,16 +1,21 @@
 //! A workspace's own database as a source of products: a mapping names
 //! the table and columns, changed rows are read on schedule by their
 //! change time, and a product whose stock falls below the threshold, or to
-//! none, is announced once.
+//! none, is announced once. Linked bots learn the products, and the
+//! workspace's signed inventory webhook changes stock between reads.
 
 use std::time::Duration;
 
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use e2e::{
-    Client, TestStack,
+    Client, Reply, TestStack,
+    bots::create_bot,
     customer_db::{CustomerDb, Engine},
     event_tap::EventTap,
 };
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -112,4 +117,165 @@ async fn products_are_read_from_a_workspaces_postgres_and_stock_crossings_announ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_are_read_from_a_workspaces_mariadb_and_stock_crossings_announced() {
     products_flow(Engine::Mariadb).await;
+}
+
+const INVENTORY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// An inventory webhook as the workspace's system would send it, signed
+/// the Standard Webhooks way with `secret`, timestamped `age` ago.
+async fn send_inventory(stack: &TestStack, id: &str, webhook_id: &str, age: i64, body: Value, secret: &str) -> Reply {
+    let body = body.to_string();
+    let timestamp = chrono::Utc::now().timestamp() - age;
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{webhook_id}.{timestamp}.{body}").as_bytes());
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    let anonymous = Client::anonymous(&stack.base_url);
+    let request = anonymous
+        .request(reqwest::Method::POST, &format!("/hooks/inventory/{id}"))
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body);
+    Client::send(request).await
+}
+
+/// The bot's items once `done` holds of them.
+async fn items_until(api: &Client, bot: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let path = format!("/api/v1/bots/{bot}/knowledge");
+    let listed = api
+        .get_until(&path, WAIT, |page| {
+            page["items"].as_array().is_some_and(|items| done(items))
+        })
+        .await;
+    listed["items"].as_array().unwrap().clone()
+}
+
+fn text_of<'a>(items: &'a [Value], title: &str) -> &'a str {
+    items
+        .iter()
+        .find(|item| item["document"]["title"] == title)
+        .and_then(|item| item["document"]["text"].as_str())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_stock() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let db = CustomerDb::create(Engine::Postgres).await;
+    db.execute(
+        "CREATE TABLE items (sku varchar(20) PRIMARY KEY, name varchar(100) NOT NULL, info text,
+             price decimal(10,2), qty integer, changed_at timestamp(6) NOT NULL);
+         INSERT INTO items VALUES ('SKU-1', 'Blue mug', 'Stoneware', 4.50, 20, now()),
+                                  ('SKU-2', 'Bowl', NULL, 12.00, 12, now());",
+    )
+    .await;
+    let bot = create_bot(api, "Shop assistant", json!({})).await;
+    let mut request = db.connect_request(&db.password);
+    request["settings"]["products"] = mapping();
+    request["settings"]["poll_seconds"] = json!(1);
+    request["settings"]["bot_ids"] = json!([bot]);
+    request["credentials"]["inventory_webhook_secret"] = json!(INVENTORY_SECRET);
+    let created = api.post("/api/v1/integrations", request).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    assert_eq!(created.json["webhook_topics"], json!(["inventory"]));
+    assert!(!created.text.contains(INVENTORY_SECRET));
+    let id = created.json["id"].as_str().unwrap().to_owned();
+
+    let items = items_until(api, &bot, |items| items.len() == 2).await;
+    assert!(
+        items.iter().all(|item| item["source"] == format!("postgres:{id}")),
+        "{items:?}"
+    );
+    let mug = text_of(&items, "Blue mug");
+    assert!(
+        mug.contains("Stoneware") && mug.contains("Price: 4.50.") && mug.contains("In stock: 20 available."),
+        "{mug}"
+    );
+
+    // The webhook moves stock at once: announced, and the bot told.
+    let low = send_inventory(
+        &stack,
+        &id,
+        "msg_1",
+        0,
+        json!({"product_id": "SKU-1", "stock": 3}),
+        INVENTORY_SECRET,
+    )
+    .await;
+    assert_eq!(low.status, 200, "{}", low.text);
+    assert_eq!(
+        (low.json["updated"].as_i64(), low.json["duplicate"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let event = tap.skip_until("product.low_stock", WAIT).await;
+    assert_eq!(
+        (
+            event["data"]["product"]["id"].as_str(),
+            event["data"]["product"]["stock"].as_i64()
+        ),
+        (Some("SKU-1"), Some(3))
+    );
+    assert_eq!(event["data"]["product"]["title"], "Blue mug");
+    items_until(api, &bot, |items| {
+        text_of(items, "Blue mug").contains("Low stock: only 3 left.")
+    })
+    .await;
+
+    // Retried, late or about a product not read yet: nothing changes.
+    let again = send_inventory(
+        &stack,
+        &id,
+        "msg_1",
+        0,
+        json!({"product_id": "SKU-1", "stock": 3}),
+        INVENTORY_SECRET,
+    )
+    .await;
+    assert_eq!(again.json["duplicate"], true, "{}", again.text);
+    let late = json!([{"product_id": "SKU-1", "stock": 50}, {"product_id": "SKU-9", "stock": 1}]);
+    let late = send_inventory(&stack, &id, "msg_0", 60, late, INVENTORY_SECRET).await;
+    assert_eq!(late.status, 200, "{}", late.text);
+    assert_eq!(late.json["stale"], 1);
+    assert_eq!(late.json["unknown_product_ids"], json!(["SKU-9"]));
+    let products = products_until(api, &id, |p| !p.is_empty()).await;
+    assert_eq!(products[0]["stock"], "3");
+
+    // Forged, replayed or unsigned: refused, and nothing changes.
+    let forged = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let body = json!({"product_id": "SKU-2", "stock": 0});
+    send_inventory(&stack, &id, "msg_2", 0, body.clone(), forged)
+        .await
+        .assert_problem(401, "unauthenticated");
+    send_inventory(&stack, &id, "msg_3", 600, body.clone(), INVENTORY_SECRET)
+        .await
+        .assert_problem(401, "unauthenticated");
+    let unsigned = Client::anonymous(&stack.base_url)
+        .request(reqwest::Method::POST, &format!("/hooks/inventory/{id}"))
+        .body(body.to_string());
+    Client::send(unsigned).await.assert_problem(400, "invalid-argument");
+
+    // The database itself is the truth: the next read of a changed row wins.
+    db.execute("UPDATE items SET qty = 0, changed_at = now() WHERE sku = 'SKU-1'")
+        .await;
+    let out = tap.skip_until("product.out_of_stock", WAIT).await;
+    assert_eq!(out["data"]["product"]["id"], "SKU-1");
+    items_until(api, &bot, |items| text_of(items, "Blue mug").contains("Out of stock.")).await;
+    let products = products_until(api, &id, |p| p[1]["stock"] == "12").await;
+    assert_eq!(products[1]["external_id"], "SKU-2", "the forged change was not applied");
+
+    // Unlinked, the bot forgets them.
+    let unlinked = api
+        .patch(
+            &format!("/api/v1/integrations/{id}"),
+            json!({"settings": {"bot_ids": []}}),
+        )
+        .await;
+    assert_eq!(unlinked.status, 200, "{}", unlinked.text);
+    items_until(api, &bot, <[Value]>::is_empty).await;
+    db.remove().await;
+    stack.stop().await;
 }

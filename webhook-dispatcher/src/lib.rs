@@ -13,7 +13,6 @@ pub mod delivery;
 mod endpoint_rules;
 mod error;
 mod secrets;
-mod signing;
 mod store;
 
 use event_pipeline::{Outbox, relay};

@@ -11,8 +11,9 @@ use proto::integration::v1::{
     DeleteIntegrationResponse, FindProductsRequest, GetIntegrationRequest, Integration, ListDataRequestsResponse,
     ListIntegrationsRequest, ListIntegrationsResponse, ListLeadsResponse, ListOrdersResponse, ListProductsResponse,
     ListSyncRunsResponse, ListSyncedRequest, LookupCustomerRequest, LookupCustomerResponse,
-    ReceiveShopifyWebhookRequest, ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun,
-    UpdateIntegrationRequest, integration_service_server::IntegrationService,
+    ReceiveInventoryWebhookRequest, ReceiveInventoryWebhookResponse, ReceiveShopifyWebhookRequest,
+    ReceiveShopifyWebhookResponse, SyncIntegrationRequest, SyncRun, UpdateIntegrationRequest,
+    integration_service_server::IntegrationService,
 };
 use service_runtime::{
     error::ServiceError,
@@ -27,6 +28,7 @@ use crate::{
     checking::Checker,
     connecting::{Change, Connector},
     customer_lookup::CustomerLookup,
+    inventory_inbox::InventoryInbox,
     kinds::Connection,
     reconciling::Reconciler,
     shopify_inbox::{Received, Receiver},
@@ -40,6 +42,7 @@ pub struct Integrations {
     pub checker: Checker,
     pub connector: Connector,
     pub receiver: Receiver,
+    pub inventory: InventoryInbox,
     pub reconciler: Reconciler,
     pub customers: CustomerLookup,
 }
@@ -268,6 +271,26 @@ impl IntegrationService for Integrations {
         Ok(Response::new(ReceiveShopifyWebhookResponse {
             accepted: true,
             duplicate: matches!(received, Received::Duplicate),
+        }))
+    }
+
+    /// No principal: the workspace's own system calls it, and the
+    /// signature under the connection's secret says it may.
+    async fn receive_inventory_webhook(
+        &self,
+        request: Request<ReceiveInventoryWebhookRequest>,
+    ) -> Answer<ReceiveInventoryWebhookResponse> {
+        let req = request.into_inner();
+        let taken = self
+            .inventory
+            .receive(&req.integration_id, &req.body, &req.headers)
+            .await?;
+        Ok(Response::new(ReceiveInventoryWebhookResponse {
+            accepted: true,
+            duplicate: taken.duplicate,
+            updated: taken.updated as i32,
+            stale: taken.stale as i32,
+            unknown_product_ids: taken.unknown,
         }))
     }
 }

@@ -13,7 +13,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use outbound_http::TargetGuard;
 
-use super::product_mapping::{Dialect, PAGE, ProductMapping};
+use super::{
+    knowledge_links,
+    product_mapping::{Dialect, PAGE, ProductMapping},
+};
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
 use sqlx::{
@@ -66,9 +69,15 @@ pub struct DatabaseSettings {
     pub low_stock_threshold: i64,
     /// How often changed products are read.
     pub poll_every: Duration,
+    /// Bots that learn the products: each is one of their knowledge items.
+    pub bot_ids: Vec<ids::BotId>,
+    /// When set, those bots are retrained and deployed once their products
+    /// have been quiet this long after a change.
+    pub retrain_after: Option<Duration>,
 }
 
-const SETTINGS: &str = "host, port, database, user, tls, products, low_stock_threshold, poll_seconds";
+const SETTINGS: &str =
+    "host, port, database, user, tls, products, low_stock_threshold, poll_seconds, bot_ids, retrain_after_seconds";
 const DEFAULT_LOW_STOCK: i64 = 10;
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
 
@@ -135,6 +144,8 @@ impl DatabaseSettings {
             products,
             low_stock_threshold,
             poll_every: Duration::from_secs(poll_seconds as u64),
+            bot_ids: knowledge_links::bot_ids(settings.get("bot_ids"))?,
+            retrain_after: knowledge_links::retrain_after(settings.get("retrain_after_seconds"))?,
         })
     }
 
@@ -151,6 +162,12 @@ impl DatabaseSettings {
         });
         if let Some(products) = &self.products {
             json["products"] = products.to_json();
+        }
+        if !self.bot_ids.is_empty() {
+            json["bot_ids"] = json!(self.bot_ids);
+        }
+        if let Some(after) = self.retrain_after {
+            json["retrain_after_seconds"] = json!(after.as_secs());
         }
         json
     }
@@ -453,6 +470,8 @@ mod tests {
             products: None,
             low_stock_threshold: DEFAULT_LOW_STOCK,
             poll_every: DEFAULT_POLL,
+            bot_ids: Vec::new(),
+            retrain_after: None,
         }
     }
 

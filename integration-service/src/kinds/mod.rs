@@ -3,6 +3,9 @@
 //! before it is saved.
 
 pub mod database;
+pub mod database_credentials;
+pub mod inventory_webhook;
+pub mod knowledge_links;
 pub mod product_mapping;
 pub mod salesforce;
 pub mod shopify;
@@ -15,6 +18,7 @@ use serde_json::Value;
 use service_runtime::{error::ServiceError, proto_json::struct_to_json};
 
 use database::{DatabaseSettings, Engine};
+use database_credentials::DatabaseCredentials;
 use salesforce::{Salesforce, SalesforceCredentials, SalesforceError, SalesforceSettings};
 use shopify::{Caller, Shopify, ShopifyCredentials, ShopifyError, ShopifySettings};
 
@@ -57,7 +61,7 @@ pub struct Subscription {
 pub enum Connection {
     Database {
         settings: DatabaseSettings,
-        password: String,
+        credentials: DatabaseCredentials,
     },
     Shopify {
         settings: ShopifySettings,
@@ -105,7 +109,7 @@ impl Connection {
                 };
                 Ok(Self::Database {
                     settings: DatabaseSettings::parse(engine, &settings)?,
-                    password: password(credentials)?,
+                    credentials: DatabaseCredentials::from_request(credentials)?,
                 })
             }
             "" => Err(ServiceError::invalid("kind", format!("is required: {KINDS}"))),
@@ -132,11 +136,9 @@ impl Connection {
                 } else {
                     Engine::Mysql
                 };
-                let stored: HashMap<String, String> =
-                    serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?;
                 Ok(Self::Database {
                     settings: DatabaseSettings::parse(engine, settings).map_err(|_| broken("settings"))?,
-                    password: password(stored)?,
+                    credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
                 })
             }
             _ => Err(broken("kind")),
@@ -166,7 +168,7 @@ impl Connection {
     /// The credentials, as JSON to seal.
     pub fn credentials(&self) -> Vec<u8> {
         let value = match self {
-            Self::Database { password, .. } => serde_json::json!({ "password": password }),
+            Self::Database { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
             Self::Shopify { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
             Self::Salesforce { credentials, .. } => serde_json::to_value(credentials).expect("credentials serialise"),
         };
@@ -177,7 +179,8 @@ impl Connection {
     pub fn linked_bots(&self) -> &[ids::BotId] {
         match self {
             Self::Shopify { settings, .. } => &settings.bot_ids,
-            Self::Database { .. } | Self::Salesforce { .. } => &[],
+            Self::Database { settings, .. } => &settings.bot_ids,
+            Self::Salesforce { .. } => &[],
         }
     }
 
@@ -200,9 +203,15 @@ impl Connection {
                     credentials,
                 })
             }
-            Self::Database { settings, password } => {
+            Self::Database { settings, credentials } => {
                 // What is read may change; where it is read from may not.
-                let readable = ["products", "low_stock_threshold", "poll_seconds"];
+                let readable = [
+                    "products",
+                    "low_stock_threshold",
+                    "poll_seconds",
+                    "bot_ids",
+                    "retrain_after_seconds",
+                ];
                 if let Some(other) = changes.keys().find(|k| !readable.contains(&k.as_str())) {
                     return Err(ServiceError::invalid(
                         "settings",
@@ -213,7 +222,7 @@ impl Connection {
                 merged.extend(changes);
                 Ok(Self::Database {
                     settings: DatabaseSettings::parse(settings.engine, &merged)?,
-                    password,
+                    credentials,
                 })
             }
         }
@@ -223,14 +232,10 @@ impl Connection {
     pub fn replaced(self, given: HashMap<String, String>) -> Result<Self> {
         check_sizes(&given)?;
         match self {
-            Self::Database { settings, password } => {
-                let mut merged = HashMap::from([("password".to_owned(), password)]);
-                merged.extend(given);
-                Ok(Self::Database {
-                    settings,
-                    password: self::password(merged)?,
-                })
-            }
+            Self::Database { settings, credentials } => Ok(Self::Database {
+                credentials: credentials.replaced(given)?,
+                settings,
+            }),
             Self::Shopify { settings, credentials } => Ok(Self::Shopify {
                 credentials: credentials.replaced(given)?,
                 settings,
@@ -248,8 +253,8 @@ impl Connection {
     /// `id` names the connection's breaker.
     pub async fn try_new(&mut self, id: &str, reach: &Reach) -> Result<Vec<String>> {
         match self {
-            Self::Database { settings, password } => {
-                database::try_connect(settings, password, &reach.targets, reach.timeout).await?;
+            Self::Database { settings, credentials } => {
+                database::try_connect(settings, &credentials.password, &reach.targets, reach.timeout).await?;
                 Ok(vec!["read".to_owned()])
             }
             Self::Shopify { settings, credentials } => {
@@ -286,6 +291,14 @@ impl Connection {
     /// Registers the webhooks the connection can verify, all or none: a
     /// refusal undoes the ones registered before it.
     pub async fn subscribe(&self, id: &str, reach: &Reach) -> Result<Vec<Subscription>> {
+        if let Self::Database { credentials, .. } = self {
+            // The workspace sends these itself; nothing is registered.
+            let inventory = credentials.inventory_webhook_secret.is_some().then(|| Subscription {
+                topic: "inventory".to_owned(),
+                id: String::new(),
+            });
+            return Ok(inventory.into_iter().collect());
+        }
         let Self::Shopify { settings, credentials } = self else {
             return Ok(Vec::new());
         };
@@ -360,21 +373,6 @@ fn check_sizes(credentials: &HashMap<String, String>) -> Result<()> {
         )),
         None => Ok(()),
     }
-}
-
-/// The one credential a database connection takes.
-fn password(mut credentials: HashMap<String, String>) -> Result<String> {
-    let password = credentials.remove("password").unwrap_or_default();
-    if let Some(other) = credentials.keys().next() {
-        return Err(ServiceError::invalid(
-            "credentials",
-            format!("{other:?} is not a credential of a database connection (password)"),
-        ));
-    }
-    if password.is_empty() {
-        return Err(ServiceError::invalid("credentials.password", "is required"));
-    }
-    Ok(password)
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ async fn forget_products(tx: &mut Transaction<'_, Postgres>, source: &Source<'_>
     knowledge_queue::clear_later(
         tx,
         source.workspace_id,
-        source.integration_id,
+        ("shopify", source.integration_id),
         &bots.unwrap_or_default(),
     )
     .await?;

@@ -27,6 +27,19 @@ impl StockState {
         }
     }
 
+    /// Whether going from `before` (`None`: never seen) to `self` crosses
+    /// a line to announce: `Some(true)` out of stock, `Some(false)` low.
+    /// A product seen for the first time crossed no line the platform knew
+    /// of, and one that recovers announces nothing.
+    pub fn crossed_from(self, before: Option<Self>) -> Option<bool> {
+        match (before?, self) {
+            (was, now) if was == now => None,
+            (_, Self::Out) => Some(true),
+            (Self::InStock, Self::Low) => Some(false),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::InStock => "in_stock",
@@ -85,7 +98,11 @@ pub async fn upsert(
          ON CONFLICT (integration_id, external_id) DO UPDATE SET
              title = EXCLUDED.title, description = EXCLUDED.description, price = EXCLUDED.price,
              stock = EXCLUDED.stock, stock_state = EXCLUDED.stock_state, changed = EXCLUDED.changed,
-             read_at = now()
+             read_at = now(), stock_at = NULL,
+             -- A row touched without a change a bot would read is not sent again.
+             knowledge_version = db_products.knowledge_version
+                 + (ROW(db_products.title, db_products.description, db_products.price, db_products.stock)
+                    IS DISTINCT FROM ROW(EXCLUDED.title, EXCLUDED.description, EXCLUDED.price, EXCLUDED.stock))::int
          RETURNING (SELECT stock_state FROM old)",
     )
     .bind(integration_id)
@@ -100,6 +117,86 @@ pub async fn upsert(
     .fetch_optional(conn)
     .await?;
     Ok(before.flatten().map(|s| StockState::parse(&s)))
+}
+
+/// A stored product after a stock change sent by webhook.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StockChange {
+    pub title: String,
+    pub price: Option<String>,
+    /// Its stock state before.
+    pub before: String,
+}
+
+impl StockChange {
+    pub fn before(&self) -> StockState {
+        StockState::parse(&self.before)
+    }
+}
+
+/// Sets a stored product's stock as of `at`, unless a newer webhook set it
+/// already; `None` when the product is unknown or the change is stale.
+/// The row is locked first, so the state it had is the one replaced.
+pub async fn set_stock(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    external_id: &str,
+    (stock, state): (i64, StockState),
+    at: DateTime<Utc>,
+) -> Result<Option<StockChange>> {
+    let before: Option<String> = sqlx::query_scalar(
+        "SELECT stock_state FROM db_products WHERE integration_id = $1 AND external_id = $2
+           AND (stock_at IS NULL OR stock_at <= $3) FOR UPDATE",
+    )
+    .bind(integration_id)
+    .bind(external_id)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(before) = before else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_as(
+        "UPDATE db_products SET stock = $3, stock_state = $4, stock_at = $5,
+             knowledge_version = knowledge_version + (stock IS DISTINCT FROM $3)::int
+         WHERE integration_id = $1 AND external_id = $2
+         RETURNING title, price, $6::text AS before",
+    )
+    .bind(integration_id)
+    .bind(external_id)
+    .bind(stock)
+    .bind(state.as_str())
+    .bind(at)
+    .bind(before)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Which of `external_ids` the connection has stored.
+pub async fn known<'e>(db: impl PgExecutor<'e>, integration_id: &str, external_ids: &[String]) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT external_id FROM db_products WHERE integration_id = $1 AND external_id = ANY($2)")
+            .bind(integration_id)
+            .bind(external_ids)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Takes an inventory webhook's id; false when it was taken before.
+pub async fn take_delivery(conn: &mut PgConnection, integration_id: &str, webhook_id: &str) -> Result<bool> {
+    sqlx::query("DELETE FROM db_inventory_deliveries WHERE received_at < now() - interval '1 day'")
+        .execute(&mut *conn)
+        .await?;
+    let taken = sqlx::query(
+        "INSERT INTO db_inventory_deliveries (integration_id, webhook_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(integration_id)
+    .bind(webhook_id)
+    .execute(conn)
+    .await?;
+    Ok(taken.rows_affected() == 1)
 }
 
 /// Records where reading stands and when to read next.
@@ -155,4 +252,61 @@ pub async fn list<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?)
+}
+
+/// A product whose knowledge item is behind, with the version it is at.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Pending {
+    #[sqlx(flatten)]
+    pub view: DbProductView,
+    pub knowledge_version: i64,
+}
+
+/// Connections with products whose knowledge items are behind.
+pub async fn connections_behind<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT integration_id FROM db_products WHERE knowledge_version > knowledge_synced LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Up to `limit` of the connection's products whose knowledge items are
+/// behind.
+pub async fn behind<'e>(db: impl PgExecutor<'e>, integration_id: &str, limit: i64) -> Result<Vec<Pending>> {
+    Ok(sqlx::query_as(
+        "SELECT external_id, title, description, price, stock, knowledge_version FROM db_products
+         WHERE integration_id = $1 AND knowledge_version > knowledge_synced
+         ORDER BY external_id LIMIT $2",
+    )
+    .bind(integration_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Records that the products' knowledge items reflect these versions.
+pub async fn knowledge_sent<'e>(db: impl PgExecutor<'e>, integration_id: &str, sent: &[(String, i64)]) -> Result<()> {
+    sqlx::query(
+        "UPDATE db_products p SET knowledge_synced = greatest(p.knowledge_synced, s.version)
+         FROM UNNEST($2::text[], $3::bigint[]) AS s(external_id, version)
+         WHERE p.integration_id = $1 AND p.external_id = s.external_id",
+    )
+    .bind(integration_id)
+    .bind(sent.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(sent.iter().map(|(_, v)| *v).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Makes every product of the connection due to be sent again (a bot was
+/// linked).
+pub async fn resend_all(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
+    sqlx::query("UPDATE db_products SET knowledge_version = knowledge_version + 1 WHERE integration_id = $1")
+        .bind(integration_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -16,39 +16,45 @@ pub struct Clear {
     pub workspace_id: String,
     pub integration_id: String,
     pub bot_id: String,
+    /// Whose items go: [`source`] of the connection.
+    pub source: String,
+}
+
+/// Whose items a connection's are, in every bot: its kind and id.
+pub fn source(kind: &str, integration_id: &str) -> String {
+    format!("{kind}:{integration_id}")
 }
 
 pub async fn clear_later(
     conn: &mut PgConnection,
     workspace_id: &str,
-    integration_id: &str,
+    (kind, integration_id): (&str, &str),
     bots: &[BotId],
 ) -> Result<()> {
     if bots.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO knowledge_clears (workspace_id, integration_id, bot_id)
-         SELECT $1, $2, bot FROM UNNEST($3::text[]) AS bot
+        "INSERT INTO knowledge_clears (workspace_id, integration_id, bot_id, source)
+         SELECT $1, $2, bot, $4 FROM UNNEST($3::text[]) AS bot
          ON CONFLICT (integration_id, bot_id) DO NOTHING",
     )
     .bind(workspace_id)
     .bind(integration_id)
     .bind(bots)
+    .bind(source(kind, integration_id))
     .execute(conn)
     .await?;
     Ok(())
 }
 
 pub async fn clears<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<Clear>> {
-    Ok(
-        sqlx::query_as(
-            "SELECT workspace_id, integration_id, bot_id FROM knowledge_clears ORDER BY created_at LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(db)
-        .await?,
+    Ok(sqlx::query_as(
+        "SELECT workspace_id, integration_id, bot_id, source FROM knowledge_clears ORDER BY created_at LIMIT $1",
     )
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn cleared<'e>(db: impl PgExecutor<'e>, clear: &Clear) -> Result<()> {

@@ -8,6 +8,7 @@ use proto::webhooks::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Endpoint, EndpointWithSecret,
     GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, RotateSecretRequest, UpdateEndpointRequest,
 };
+use sealing::webhook_signature as signing;
 use service_runtime::{pagination::NewestFirst, principal::Principal};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -16,7 +17,6 @@ use crate::{
     endpoint_rules,
     error::Error,
     secrets::SecretBox,
-    signing,
     store::endpoints::{self, Changes, EndpointRow, NewEndpoint},
 };
 

@@ -7,7 +7,9 @@ use chrono::Utc;
 use outbound_http::{Failure, TargetGuard, body::read_excerpt, retry::retry_after};
 use reqwest::StatusCode;
 
-use crate::{secrets::SecretBox, signing};
+use sealing::webhook_signature as signing;
+
+use crate::secrets::SecretBox;
 
 /// What is kept of a receiver's answer, for the attempt log.
 const EXCERPT_BYTES: usize = 512;

@@ -21,6 +21,8 @@ use service_runtime::error::ServiceError;
 
 pub use client::{Caller, Page, Shopify, ShopifyError};
 
+use super::knowledge_links;
+
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// The Admin API version asked for when a connection names none.
@@ -46,8 +48,6 @@ pub struct ShopifySettings {
 }
 
 const SETTINGS: &str = "shop, api_version, bot_ids, retrain_after_seconds";
-const MAX_BOTS: usize = 20;
-const RETRAIN_AFTER_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ShopifySettings {
     pub fn parse(settings: &Map<String, Value>) -> Result<Self> {
@@ -81,8 +81,8 @@ impl ShopifySettings {
         Ok(Self {
             shop: shop.to_owned(),
             api_version,
-            bot_ids: bot_ids(settings.get("bot_ids"))?,
-            retrain_after: retrain_after(settings.get("retrain_after_seconds"))?,
+            bot_ids: knowledge_links::bot_ids(settings.get("bot_ids"))?,
+            retrain_after: knowledge_links::retrain_after(settings.get("retrain_after_seconds"))?,
         })
     }
 
@@ -106,50 +106,6 @@ impl ShopifySettings {
         let mut merged = self.to_json().as_object().cloned().unwrap_or_default();
         merged.extend(changes.clone());
         Self::parse(&merged)
-    }
-}
-
-fn bot_ids(value: Option<&Value>) -> Result<Vec<BotId>> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let wrong = || {
-        ServiceError::invalid(
-            "settings.bot_ids",
-            format!("must be a list of at most {MAX_BOTS} bot ids"),
-        )
-    };
-    let list = value.as_array().filter(|l| l.len() <= MAX_BOTS).ok_or_else(wrong)?;
-    let mut ids: Vec<BotId> = Vec::with_capacity(list.len());
-    for item in list {
-        let text = item.as_str().ok_or_else(wrong)?;
-        let id = BotId::parse("settings.bot_ids", text)
-            .map_err(|_| ServiceError::invalid("settings.bot_ids", format!("{text:?} is not a bot id")))?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
-}
-
-fn retrain_after(value: Option<&Value>) -> Result<Option<Duration>> {
-    match value.filter(|v| !v.is_null()) {
-        None => Ok(None),
-        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(None),
-        Some(Value::Number(n)) => match n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as u64))
-        {
-            Some(secs) if RETRAIN_AFTER_SECONDS.contains(&secs) => Ok(Some(Duration::from_secs(secs))),
-            _ => Err(ServiceError::invalid(
-                "settings.retrain_after_seconds",
-                "must be whole seconds from 1 to 86400, or 0 to never retrain",
-            )),
-        },
-        Some(_) => Err(ServiceError::invalid(
-            "settings.retrain_after_seconds",
-            "must be a number of seconds",
-        )),
     }
 }
 

@@ -37,6 +37,26 @@ pub fn standard_signature(key: &[u8], message_id: &str, timestamp: i64, body: &[
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// Whether `header` (space-separated `v1,<base64>` signatures, as
+/// `webhook-signature` carries them) holds the signature of the message
+/// under one of `keys`. Each is compared in constant time; signatures of
+/// other versions are passed over, as the specification asks.
+pub fn verify_standard(keys: &[&[u8]], message_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let given: Vec<Vec<u8>> = header
+        .split_ascii_whitespace()
+        .filter_map(|signature| signature.strip_prefix("v1,"))
+        .filter_map(|encoded| STANDARD.decode(encoded).ok())
+        .collect();
+    keys.iter().any(|key| {
+        let mut signed = mac(key);
+        signed.update(format!("{message_id}.{timestamp}.").as_bytes());
+        signed.update(body);
+        given
+            .iter()
+            .any(|signature| signed.clone().verify_slice(signature).is_ok())
+    })
+}
+
 /// `sha256=<hex>` of the body alone.
 pub fn body_signature(key: &[u8], body: &[u8]) -> String {
     let mut mac = mac(key);
@@ -60,6 +80,41 @@ mod tests {
             br#"{"email":"test@example.com","username":"test_user"}"#,
         );
         assert_eq!(signature, "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
+    }
+
+    #[test]
+    fn a_signature_verifies_under_its_key_only_and_among_others() {
+        let key = key_bytes("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        let good = "v2,abc v1,bm90IGl0 v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+        assert!(verify_standard(
+            &[&key],
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            body,
+            good
+        ));
+        assert!(!verify_standard(
+            &[&key],
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367554,
+            body,
+            good
+        ));
+        assert!(!verify_standard(
+            &[b"other"],
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            body,
+            good
+        ));
+        assert!(!verify_standard(
+            &[&key],
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            body,
+            "v1,"
+        ));
     }
 
     #[test]
