@@ -13,6 +13,7 @@ mod config;
 mod connecting;
 mod crm_cache;
 mod customer_lookup;
+mod db_orders;
 mod db_polling;
 mod events;
 mod grpc;
@@ -108,12 +109,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     leads.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());
+    let orders = db_orders::DatabaseOrders::new(pool.clone(), vault.clone(), reach.clone());
     let integrations = grpc::Integrations {
         pool: pool.clone(),
         checker: checking::Checker::new(pool.clone(), vault.clone(), reach.clone(), access.clone()),
         connector: connecting::Connector::new(pool, outbox, vault, reach, chatbot),
         receiver,
         inventory,
+        orders,
         reconciler,
         customers,
     };

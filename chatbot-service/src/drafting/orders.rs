@@ -154,13 +154,18 @@ pub fn order_json(order: &Order) -> Value {
         .as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
         .map(|t| t.to_rfc3339());
-    json!({
+    let mut json = json!({
         "number": order.name, "placed_at": placed, "total": format!("{} {}", order.total_price, order.currency),
         "payment": order.financial_status, "fulfillment": order.fulfillment_status,
         "cancelled": order.cancelled_at.is_some(),
         "items": order.line_items.iter().map(|l| json!({"title": l.title, "quantity": l.quantity})).collect::<Vec<_>>(),
         "tracking": order.tracking.iter().map(|t| json!({"number": t.number, "carrier": t.company, "url": t.url})).collect::<Vec<_>>(),
-    })
+    });
+    // A database's order says where it is in its own words.
+    if !order.status.is_empty() {
+        json["status"] = json!(order.status);
+    }
+    json
 }
 
 /// A product as a tool answers the model.
@@ -206,6 +211,9 @@ fn line(order: &Order) -> String {
             false => format!(" ({})", tracking.url),
         };
         format!("shipped, {carrier}tracking number {}{link}", tracking.number)
+    } else if !order.status.is_empty() {
+        // A database's own word for where the order is.
+        order.status.clone()
     } else {
         "not shipped yet".to_owned()
     };

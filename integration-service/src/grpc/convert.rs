@@ -109,6 +109,8 @@ pub fn order(view: OrderView) -> Order {
         cancelled_at: view.cancelled_at.map(timestamp),
         created_at: view.created_at.map(timestamp),
         updated_at: view.updated_at.map(timestamp),
+        external_id: String::new(),
+        status: String::new(),
     }
 }
 

@@ -28,6 +28,7 @@ use crate::{
     checking::Checker,
     connecting::{Change, Connector},
     customer_lookup::CustomerLookup,
+    db_orders::DatabaseOrders,
     inventory_inbox::InventoryInbox,
     kinds::Connection,
     reconciling::Reconciler,
@@ -43,6 +44,7 @@ pub struct Integrations {
     pub connector: Connector,
     pub receiver: Receiver,
     pub inventory: InventoryInbox,
+    pub orders: DatabaseOrders,
     pub reconciler: Reconciler,
     pub customers: CustomerLookup,
 }
@@ -218,8 +220,14 @@ impl IntegrationService for Integrations {
         let limit = lookup_limit(req.limit)?;
         let rows =
             shopify_orders::customer_latest(&self.pool, &principal.workspace_id, email, customer_id, limit).await?;
+        let mut orders: Vec<_> = rows.into_iter().map(convert::order).collect();
+        if let Some(email) = email {
+            orders.extend(self.orders.for_customer(&principal.workspace_id, email, limit).await?);
+            orders.sort_by_key(|o| std::cmp::Reverse(o.created_at.as_ref().map(|t| (t.seconds, t.nanos))));
+            orders.truncate(limit as usize);
+        }
         Ok(Response::new(ListOrdersResponse {
-            orders: rows.into_iter().map(convert::order).collect(),
+            orders,
             next_cursor: String::new(),
         }))
     }
@@ -237,9 +245,15 @@ impl IntegrationService for Integrations {
             return Err(ServiceError::invalid("query", "name the product").into());
         }
         let limit = lookup_limit(req.limit)?;
-        let rows = shopify_catalog::find_products(&self.pool, &principal.workspace_id, &words, limit).await?;
+        let patterns: Vec<String> = words.iter().map(|w| shopify_catalog::containing(w)).collect();
+        let workspace_id = &principal.workspace_id;
+        let rows = shopify_catalog::find_products(&self.pool, workspace_id, &patterns, limit).await?;
+        let mut products: Vec<_> = rows.into_iter().map(convert::product).collect();
+        let rows = db_products::find(&self.pool, workspace_id, &patterns, limit).await?;
+        products.extend(rows.into_iter().map(convert::database_product));
+        products.truncate(limit as usize);
         Ok(Response::new(ListProductsResponse {
-            products: rows.into_iter().map(convert::product).collect(),
+            products,
             next_cursor: String::new(),
         }))
     }

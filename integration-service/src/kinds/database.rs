@@ -15,7 +15,8 @@ use outbound_http::TargetGuard;
 
 use super::{
     knowledge_links,
-    product_mapping::{Dialect, PAGE, ProductMapping},
+    order_mapping::{OrderSource, QUERY_COLUMNS},
+    product_mapping::{Dialect, ProductMapping},
 };
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
@@ -39,6 +40,13 @@ pub enum Engine {
 }
 
 impl Engine {
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Self::Postgres => Dialect::Postgres,
+            Self::Mysql => Dialect::Mysql,
+        }
+    }
+
     fn default_port(self) -> u16 {
         match self {
             Self::Postgres => 5432,
@@ -65,6 +73,8 @@ pub struct DatabaseSettings {
     pub tls: Tls,
     /// Where its products are, when it has them to offer.
     pub products: Option<ProductMapping>,
+    /// Where its customers' orders are, when it has them to offer.
+    pub orders: Option<OrderSource>,
     /// Stock below this is low (`product.low_stock`); 0 is out of stock.
     pub low_stock_threshold: i64,
     /// How often changed products are read.
@@ -76,8 +86,7 @@ pub struct DatabaseSettings {
     pub retrain_after: Option<Duration>,
 }
 
-const SETTINGS: &str =
-    "host, port, database, user, tls, products, low_stock_threshold, poll_seconds, bot_ids, retrain_after_seconds";
+const SETTINGS: &str = "host, port, database, user, tls, products, orders, low_stock_threshold, poll_seconds, bot_ids, retrain_after_seconds";
 const DEFAULT_LOW_STOCK: i64 = 10;
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
 
@@ -121,6 +130,10 @@ impl DatabaseSettings {
             None | Some(Value::Null) => None,
             Some(mapping) => Some(ProductMapping::parse(mapping)?),
         };
+        let orders = match settings.get("orders") {
+            None | Some(Value::Null) => None,
+            Some(source) => Some(OrderSource::parse(source)?),
+        };
         let port = match settings.get("port") {
             None | Some(Value::Null) => engine.default_port(),
             Some(value) => value
@@ -142,6 +155,7 @@ impl DatabaseSettings {
             user: name(settings, "user", "settings.user")?,
             tls,
             products,
+            orders,
             low_stock_threshold,
             poll_every: Duration::from_secs(poll_seconds as u64),
             bot_ids: knowledge_links::bot_ids(settings.get("bot_ids"))?,
@@ -162,6 +176,9 @@ impl DatabaseSettings {
         });
         if let Some(products) = &self.products {
             json["products"] = products.to_json();
+        }
+        if let Some(orders) = &self.orders {
+            json["orders"] = orders.to_json();
         }
         if !self.bot_ids.is_empty() {
             json["bot_ids"] = json!(self.bot_ids);
@@ -193,44 +210,44 @@ fn name(settings: &Map<String, Value>, key: &str, field: &'static str) -> Result
 }
 
 /// Connects as `settings` say with `password`, runs one read-only
-/// statement, and disconnects. A refusal by the database (or by the
-/// network before it) is [`ServiceError::Unprocessable`] with its reason.
+/// statement and each mapping's query once (so a wrong table, column or
+/// written query is refused now, not at the first read), and disconnects.
+/// A refusal by the database (or by the network before it) is
+/// [`ServiceError::Unprocessable`] with its reason.
 pub async fn try_connect(
     settings: &DatabaseSettings,
     password: &str,
     targets: &TargetGuard,
     timeout: Duration,
 ) -> Result<()> {
-    let address = checked_address(settings, targets, timeout).await?;
-    // With TLS the certificate is checked against the name; without it the
-    // connection goes to the address that was checked.
-    let host = match settings.tls {
-        Tls::Verify => settings.host.clone(),
-        Tls::Disable => address.ip().to_string(),
+    let reach = Reach {
+        settings,
+        password,
+        targets,
+        timeout,
     };
-    let attempt = async {
-        match settings.engine {
-            Engine::Postgres => {
-                let mut session = open_postgres(settings, &host, password).await?;
-                session.execute("SELECT 1").await?;
-                session.close().await
-            }
-            Engine::Mysql => {
-                let mut session = open_mysql(settings, &host, password).await?;
-                session.execute("SELECT 1").await?;
-                session.close().await
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(ServiceError::Unprocessable(refusal(&error, password))),
-        Err(_) => Err(ServiceError::Unprocessable(format!(
-            "{}:{} did not answer within {} s",
-            settings.host,
-            settings.port,
-            timeout.as_secs_f64()
-        ))),
+    reach.query::<(i32,)>("SELECT 1".into(), Vec::new()).await?;
+    let dialect = settings.engine.dialect();
+    if let Some(mapping) = &settings.products {
+        let checked: Result<Vec<SourceProduct>> = reach.query(mapping.select(dialect), vec![String::new(); 2]).await;
+        checked.map_err(|e| mapping_refused("settings.products", e))?;
+    }
+    if let Some(orders) = &settings.orders {
+        let checked: Result<Vec<SourceOrder>> = reach.orders(orders, "nobody@example.invalid", 1).await;
+        let field = match orders {
+            OrderSource::Query(_) => format!("settings.orders.query (which must return {QUERY_COLUMNS})"),
+            OrderSource::Columns(_) => "settings.orders".to_owned(),
+        };
+        checked.map_err(|e| mapping_refused(&field, e))?;
+    }
+    Ok(())
+}
+
+/// A mapping the database would not run, named.
+fn mapping_refused(field: &str, error: ServiceError) -> ServiceError {
+    match error {
+        ServiceError::Unprocessable(reason) => ServiceError::Unprocessable(format!("{field}: {reason}")),
+        other => other,
     }
 }
 
@@ -246,6 +263,19 @@ pub struct SourceProduct {
     pub changed: String,
 }
 
+/// An order row as read from a workspace's database, every field as text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceOrder {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub total: Option<String>,
+    pub currency: Option<String>,
+    pub tracking_number: Option<String>,
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff`, as the database keeps it.
+    pub created_at: Option<String>,
+}
+
 /// The products changed after `cursor` (change time and id, as text), at
 /// most one page, oldest change first, read in a read-only session.
 pub async fn read_products(
@@ -258,47 +288,108 @@ pub async fn read_products(
     let Some(mapping) = &settings.products else {
         return Ok(Vec::new());
     };
-    let address = checked_address(settings, targets, timeout).await?;
-    let host = match settings.tls {
-        Tls::Verify => settings.host.clone(),
-        Tls::Disable => address.ip().to_string(),
+    let reach = Reach {
+        settings,
+        password,
+        targets,
+        timeout,
     };
-    let sql = mapping.select(match settings.engine {
-        Engine::Postgres => Dialect::Postgres,
-        Engine::Mysql => Dialect::Mysql,
-    });
-    let read = async {
-        match settings.engine {
-            Engine::Postgres => {
-                let mut session = open_postgres(settings, &host, password).await?;
-                let rows = sqlx::query_as(&sql)
-                    .bind(cursor.0)
-                    .bind(cursor.1)
-                    .fetch_all(&mut session)
-                    .await;
-                let _ = session.close().await;
-                rows
+    let sql = mapping.select(settings.engine.dialect());
+    reach.query(sql, vec![cursor.0.to_owned(), cursor.1.to_owned()]).await
+}
+
+/// The customer's orders (by `email`), newest first, at most `limit`,
+/// read in a read-only session.
+pub async fn read_orders(
+    settings: &DatabaseSettings,
+    password: &str,
+    (targets, timeout): (&TargetGuard, Duration),
+    email: &str,
+    limit: i64,
+) -> Result<Vec<SourceOrder>> {
+    let Some(orders) = &settings.orders else {
+        return Ok(Vec::new());
+    };
+    let reach = Reach {
+        settings,
+        password,
+        targets,
+        timeout,
+    };
+    reach.orders(orders, email, limit).await
+}
+
+/// One database, as reached for one statement.
+struct Reach<'a> {
+    settings: &'a DatabaseSettings,
+    password: &'a str,
+    targets: &'a TargetGuard,
+    timeout: Duration,
+}
+
+impl Reach<'_> {
+    async fn orders<T>(&self, orders: &OrderSource, email: &str, limit: i64) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+            + Send
+            + Unpin,
+    {
+        let (sql, binds) = orders.select(self.settings.engine.dialect(), limit);
+        self.query(sql, vec![email.trim().to_owned(); binds]).await
+    }
+
+    /// Runs one statement with `binds` in a new read-only session, and
+    /// closes it.
+    async fn query<T>(&self, sql: String, binds: Vec<String>) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+            + Send
+            + Unpin,
+    {
+        let settings = self.settings;
+        let address = checked_address(settings, self.targets, self.timeout).await?;
+        // With TLS the certificate is checked against the name; without it
+        // the connection goes to the address that was checked.
+        let host = match settings.tls {
+            Tls::Verify => settings.host.clone(),
+            Tls::Disable => address.ip().to_string(),
+        };
+        let read = async {
+            match settings.engine {
+                Engine::Postgres => {
+                    let mut session = open_postgres(settings, &host, self.password).await?;
+                    let mut query = sqlx::query_as(&sql);
+                    for bind in &binds {
+                        query = query.bind(bind);
+                    }
+                    let rows = query.fetch_all(&mut session).await;
+                    let _ = session.close().await;
+                    rows
+                }
+                Engine::Mysql => {
+                    let mut session = open_mysql(settings, &host, self.password).await?;
+                    let mut query = sqlx::query_as(&sql);
+                    for bind in &binds {
+                        query = query.bind(bind);
+                    }
+                    let rows = query.fetch_all(&mut session).await;
+                    let _ = session.close().await;
+                    rows
+                }
             }
-            Engine::Mysql => {
-                let mut session = open_mysql(settings, &host, password).await?;
-                let rows = sqlx::query_as(&sql)
-                    .bind(cursor.0)
-                    .bind(cursor.1)
-                    .fetch_all(&mut session)
-                    .await;
-                let _ = session.close().await;
-                rows
-            }
+        };
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(error)) => Err(ServiceError::Unprocessable(refusal(&error, self.password))),
+            Err(_) => Err(ServiceError::Unprocessable(format!(
+                "{}:{} did not answer within {} s",
+                settings.host,
+                settings.port,
+                self.timeout.as_secs_f64()
+            ))),
         }
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(rows)) => Ok(rows),
-        Ok(Err(error)) => Err(ServiceError::Unprocessable(refusal(&error, password))),
-        Err(_) => Err(ServiceError::Unprocessable(format!(
-            "reading {} products did not finish within {} s",
-            PAGE,
-            timeout.as_secs_f64()
-        ))),
     }
 }
 
@@ -468,6 +559,7 @@ mod tests {
             user: user.into(),
             tls: Tls::Disable,
             products: None,
+            orders: None,
             low_stock_threshold: DEFAULT_LOW_STOCK,
             poll_every: DEFAULT_POLL,
             bot_ids: Vec::new(),

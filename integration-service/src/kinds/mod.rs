@@ -6,6 +6,7 @@ pub mod database;
 pub mod database_credentials;
 pub mod inventory_webhook;
 pub mod knowledge_links;
+pub mod order_mapping;
 pub mod product_mapping;
 pub mod salesforce;
 pub mod shopify;
@@ -60,7 +61,8 @@ pub struct Subscription {
 /// A connection, checked: ready to be tried.
 pub enum Connection {
     Database {
-        settings: DatabaseSettings,
+        // Boxed: its mappings make it several times the other kinds' size.
+        settings: Box<DatabaseSettings>,
         credentials: DatabaseCredentials,
     },
     Shopify {
@@ -108,7 +110,7 @@ impl Connection {
                     Engine::Mysql
                 };
                 Ok(Self::Database {
-                    settings: DatabaseSettings::parse(engine, &settings)?,
+                    settings: Box::new(DatabaseSettings::parse(engine, &settings)?),
                     credentials: DatabaseCredentials::from_request(credentials)?,
                 })
             }
@@ -137,7 +139,7 @@ impl Connection {
                     Engine::Mysql
                 };
                 Ok(Self::Database {
-                    settings: DatabaseSettings::parse(engine, settings).map_err(|_| broken("settings"))?,
+                    settings: Box::new(DatabaseSettings::parse(engine, settings).map_err(|_| broken("settings"))?),
                     credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
                 })
             }
@@ -221,7 +223,7 @@ impl Connection {
                 let mut merged = settings.to_json().as_object().cloned().unwrap_or_default();
                 merged.extend(changes);
                 Ok(Self::Database {
-                    settings: DatabaseSettings::parse(settings.engine, &merged)?,
+                    settings: Box::new(DatabaseSettings::parse(settings.engine, &merged)?),
                     credentials,
                 })
             }

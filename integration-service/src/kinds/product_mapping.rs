@@ -87,14 +87,8 @@ impl ProductMapping {
     /// field as the type the platform reads.
     pub fn select(&self, engine: Dialect) -> String {
         let q = |name: &str| quoted(engine, name);
-        let (text, bigint) = match engine {
-            Dialect::Postgres => ("TEXT", "BIGINT"),
-            Dialect::Mysql => ("CHAR", "SIGNED"),
-        };
-        let changed = match engine {
-            Dialect::Postgres => format!(r#"to_char({}, 'YYYY-MM-DD"T"HH24:MI:SS.US')"#, q(&self.updated_at)),
-            Dialect::Mysql => format!("DATE_FORMAT({}, '%Y-%m-%dT%H:%i:%s.%f')", q(&self.updated_at)),
-        };
+        let (text, bigint) = cast_types(engine);
+        let changed = timestamp_text(engine, &q(&self.updated_at));
         let optional = |column: &Option<String>| match column {
             Some(column) => format!("CAST({} AS {text})", q(column)),
             None => "NULL".to_owned(),
@@ -118,8 +112,25 @@ impl ProductMapping {
     }
 }
 
+/// A timestamp column as sortable text, to the microsecond.
+pub fn timestamp_text(engine: Dialect, column: &str) -> String {
+    match engine {
+        Dialect::Postgres => format!(r#"to_char({column}, 'YYYY-MM-DD"T"HH24:MI:SS.US')"#),
+        Dialect::Mysql => format!("DATE_FORMAT({column}, '%Y-%m-%dT%H:%i:%s.%f')"),
+    }
+}
+
+/// The type names a value is cast to for the platform to read it: text
+/// and a 64-bit integer.
+pub fn cast_types(engine: Dialect) -> (&'static str, &'static str) {
+    match engine {
+        Dialect::Postgres => ("TEXT", "BIGINT"),
+        Dialect::Mysql => ("CHAR", "SIGNED"),
+    }
+}
+
 /// An optional identifier setting, checked.
-fn identifier(map: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>> {
+pub fn identifier(map: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>> {
     let Some(value) = map.get(key).filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -143,7 +154,7 @@ fn identifier(map: &Map<String, Value>, key: &str, field: &'static str) -> Resul
 }
 
 /// A checked identifier (or `schema.name`) quoted for the engine.
-fn quoted(engine: Dialect, name: &str) -> String {
+pub fn quoted(engine: Dialect, name: &str) -> String {
     let quote = match engine {
         Dialect::Postgres => '"',
         Dialect::Mysql => '`',

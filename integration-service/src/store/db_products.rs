@@ -233,6 +233,27 @@ pub struct DbProductView {
     pub stock: Option<i64>,
 }
 
+/// The workspace's products, over its connected databases, whose title
+/// contains every word (`patterns`: LIKE patterns, already escaped).
+pub async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: &str,
+    patterns: &[String],
+    limit: i64,
+) -> Result<Vec<DbProductView>> {
+    Ok(sqlx::query_as(
+        "SELECT p.external_id, p.title, p.description, p.price, p.stock FROM db_products p
+         WHERE p.workspace_id = $1 AND p.title ILIKE ALL ($2)
+           AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = p.integration_id AND i.status <> 'disconnected')
+         ORDER BY p.title, p.external_id LIMIT $3",
+    )
+    .bind(workspace_id)
+    .bind(patterns)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
 /// The connection's products after `after` (an external id), by id.
 pub async fn list<'e>(
     db: impl PgExecutor<'e>,

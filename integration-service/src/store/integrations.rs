@@ -133,6 +133,27 @@ pub async fn with_credentials<'e>(
     Ok((found.row, sealed))
 }
 
+/// The workspace's connected databases that offer their customers'
+/// orders, with their sealed credentials.
+pub async fn order_sources<'e>(db: impl PgExecutor<'e>, workspace_id: &str) -> Result<Vec<(IntegrationRow, Vec<u8>)>> {
+    #[derive(sqlx::FromRow)]
+    struct WithCredentials {
+        #[sqlx(flatten)]
+        row: IntegrationRow,
+        credentials_sealed: Vec<u8>,
+    }
+    let found: Vec<WithCredentials> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, credentials_sealed FROM integrations
+         WHERE workspace_id = $1 AND kind IN ('postgres', 'mysql') AND status = 'connected'
+           AND jsonb_typeof(settings -> 'orders') = 'object' AND credentials_sealed IS NOT NULL
+         ORDER BY created_at LIMIT 10"
+    ))
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await?;
+    Ok(found.into_iter().map(|f| (f.row, f.credentials_sealed)).collect())
+}
+
 /// The webhook subscriptions the connection registered.
 pub async fn subscriptions<'e>(
     db: impl PgExecutor<'e>,

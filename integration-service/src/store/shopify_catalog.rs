@@ -301,10 +301,9 @@ pub async fn list_products<'e>(
 pub async fn find_products<'e>(
     db: impl PgExecutor<'e>,
     workspace_id: &str,
-    words: &[String],
+    patterns: &[String],
     limit: i64,
 ) -> Result<Vec<ProductView>> {
-    let patterns: Vec<String> = words.iter().map(|w| format!("%{}%", like_escaped(w))).collect();
     Ok(sqlx::query_as(&format!(
         "{PRODUCT_VIEW}
          WHERE p.workspace_id = $1 AND p.deleted_at IS NULL AND p.status = 'active' AND p.title ILIKE ALL ($2)
@@ -318,6 +317,12 @@ pub async fn find_products<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?)
+}
+
+/// A LIKE pattern matching any text that contains `word`, and nothing
+/// wider: its wildcards are escaped.
+pub fn containing(word: &str) -> String {
+    format!("%{}%", like_escaped(word))
 }
 
 /// `text` matching itself in a LIKE pattern.
