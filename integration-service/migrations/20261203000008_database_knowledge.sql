@@ -28,3 +28,9 @@ CREATE TABLE db_inventory_deliveries (
     PRIMARY KEY (integration_id, webhook_id)
 );
 CREATE INDEX db_inventory_deliveries_age ON db_inventory_deliveries (received_at);
+
+-- Rows deleted in the workspace's database leave no change time to poll
+-- for: every few polls the ids are read whole, and a product no longer
+-- there is marked deleted (and removed from the bots' knowledge).
+ALTER TABLE db_products ADD COLUMN deleted_at timestamptz;
+ALTER TABLE db_sources ADD COLUMN next_sweep_at timestamptz NOT NULL DEFAULT now();

@@ -5,7 +5,9 @@
 //! is stored with the cursor after it in one transaction, with a
 //! `product.low_stock` or `product.out_of_stock` event for each product
 //! that crossed the connection's threshold, so a crash loses nothing and
-//! announces nothing twice.
+//! announces nothing twice. A deleted row leaves no change time behind, so
+//! every few polls the ids are read whole, and products no longer there
+//! are marked deleted (and leave the linked bots' knowledge).
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +37,12 @@ const TICK: Duration = Duration::from_secs(1);
 const SOURCES_PER_TICK: i64 = 10;
 /// After a failed read, the next waits this long (or the poll interval).
 const RETRY: Duration = Duration::from_secs(30);
+/// Ids are read whole every this many polls, and at least this often.
+const SWEEP_EVERY_POLLS: u32 = 5;
+const SWEEP_AT_LEAST: Duration = Duration::from_secs(3600);
+/// A table with more rows than this is not swept: reading its ids whole
+/// every few polls would weigh on the workspace's database.
+const SWEEP_MOST: usize = 200_000;
 
 pub struct DbPolling {
     pool: PgPool,
@@ -100,9 +108,11 @@ impl DbPolling {
         .await;
         let mut tx = self.pool.begin().await?;
         let mut count = 0;
+        let mut caught_up = false;
         match read {
             Ok(products) => {
                 count = products.len();
+                caught_up = (count as i64) < PAGE;
                 for product in &products {
                     self.store(&mut tx, source, &settings, product).await?;
                 }
@@ -123,7 +133,37 @@ impl DbPolling {
             Err(error) => return Err(error),
         }
         tx.commit().await?;
+        if caught_up && source.sweep_due {
+            count += self.sweep(source, &settings, &credentials.password).await?;
+        }
         Ok(count)
+    }
+
+    /// Reads every id the database holds and marks deleted the products
+    /// read before that are no longer among them; how many.
+    async fn sweep(
+        &self,
+        source: &DueSource,
+        settings: &DatabaseSettings,
+        password: &str,
+    ) -> Result<usize, ServiceError> {
+        let started = Utc::now();
+        let reach = (&self.reach.targets, self.reach.timeout);
+        let present = database::read_product_ids(settings, password, reach, SWEEP_MOST).await;
+        let mut tx = self.pool.begin().await?;
+        let gone = match present {
+            Ok(present) => db_products::mark_gone(&mut tx, &source.integration_id, &present, started).await?,
+            Err(ServiceError::Unprocessable(reason)) => {
+                tracing::warn!(integration = source.integration_id, %reason, "looking for deleted products");
+                0
+            }
+            Err(error) => return Err(error),
+        };
+        let every = (settings.poll_every * SWEEP_EVERY_POLLS).min(SWEEP_AT_LEAST);
+        let next = started + chrono::Duration::from_std(every).unwrap_or_default();
+        db_products::sweep_next(&mut tx, &source.integration_id, next).await?;
+        tx.commit().await?;
+        Ok(gone as usize)
     }
 
     async fn store(

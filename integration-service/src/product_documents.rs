@@ -60,15 +60,24 @@ fn document(shop: &str, product: &ProductView) -> Document {
     }
 }
 
-/// A database's products as items to upsert.
-pub fn database_items(settings: &DatabaseSettings, pending: &[db_products::Pending]) -> Vec<SourcedItem> {
-    pending
-        .iter()
+/// A database's products as items to upsert, and the ids of the ones
+/// deleted there to remove.
+pub fn database_items(
+    settings: &DatabaseSettings,
+    pending: &[db_products::Pending],
+) -> (Vec<SourcedItem>, Vec<String>) {
+    let (deleted, present): (Vec<_>, Vec<_>) = pending.iter().partition(|p| p.deleted);
+    let upserts = present
+        .into_iter()
         .map(|p| SourcedItem {
             external_id: p.view.external_id.clone(),
             document: Some(database_document(settings, &p.view)),
         })
-        .collect()
+        .collect();
+    (
+        upserts,
+        deleted.into_iter().map(|p| p.view.external_id.clone()).collect(),
+    )
 }
 
 /// A database's product as a bot reads it: low stock is said as such, so

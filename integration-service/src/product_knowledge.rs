@@ -175,14 +175,14 @@ impl ProductKnowledge {
         if pending.is_empty() {
             return Ok(false);
         }
-        let upserts = product_documents::database_items(&settings, &pending);
+        let (upserts, removed) = product_documents::database_items(&settings, &pending);
         let links = Links {
             workspace_id: &workspace_id,
             source: knowledge_queue::source(&kind, integration_id),
             bot_ids: &settings.bot_ids,
             retrain_after: settings.retrain_after,
         };
-        self.teach(&links, upserts, Vec::new()).await?;
+        self.teach(&links, upserts, removed).await?;
         let sent: Vec<(String, i64)> = pending
             .into_iter()
             .map(|p| (p.view.external_id, p.knowledge_version))

@@ -84,6 +84,12 @@ async fn products_flow(engine: Engine) {
     let out = tap.skip_until("product.out_of_stock", WAIT).await;
     assert_eq!(out["data"]["product"]["id"], "SKU-1");
     products_until(api, &id, |p| p[0]["stock"] == "0").await;
+    db.execute("DELETE FROM items WHERE sku = 'SKU-2'").await;
+    let left = products_until(api, &id, |p| p.len() == 2).await;
+    assert_eq!(
+        (left[0]["external_id"].as_str(), left[1]["external_id"].as_str()),
+        (Some("SKU-1"), Some("SKU-3"))
+    );
 
     // What is read may change; where it is read from may not.
     let path = format!("/api/v1/integrations/{id}");
@@ -266,6 +272,12 @@ async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_
     items_until(api, &bot, |items| text_of(items, "Blue mug").contains("Out of stock.")).await;
     let products = products_until(api, &id, |p| p[1]["stock"] == "12").await;
     assert_eq!(products[1]["external_id"], "SKU-2", "the forged change was not applied");
+
+    // A deleted row leaves the list and the bot's knowledge.
+    db.execute("DELETE FROM items WHERE sku = 'SKU-2'").await;
+    products_until(api, &id, |p| p.len() == 1).await;
+    let items = items_until(api, &bot, |items| items.len() == 1).await;
+    assert_eq!(items[0]["document"]["title"], "Blue mug");
 
     // Unlinked, the bot forgets them.
     let unlinked = api

@@ -16,7 +16,7 @@ use outbound_http::TargetGuard;
 use super::{
     knowledge_links,
     order_mapping::{OrderSource, QUERY_COLUMNS},
-    product_mapping::{Dialect, ProductMapping},
+    product_mapping::{Dialect, ID_PAGE, ProductMapping},
 };
 use serde_json::{Map, Value, json};
 use service_runtime::error::ServiceError;
@@ -296,6 +296,41 @@ pub async fn read_products(
     };
     let sql = mapping.select(settings.engine.dialect());
     reach.query(sql, vec![cursor.0.to_owned(), cursor.1.to_owned()]).await
+}
+
+/// Every product id the database holds now, as text, when there are at
+/// most `most`: what finding deleted rows compares against.
+pub async fn read_product_ids(
+    settings: &DatabaseSettings,
+    password: &str,
+    (targets, timeout): (&TargetGuard, Duration),
+    most: usize,
+) -> Result<Vec<String>> {
+    let Some(mapping) = &settings.products else {
+        return Ok(Vec::new());
+    };
+    let reach = Reach {
+        settings,
+        password,
+        targets,
+        timeout,
+    };
+    let sql = mapping.ids(settings.engine.dialect());
+    let mut ids: Vec<String> = Vec::new();
+    loop {
+        let after = ids.last().cloned().unwrap_or_default();
+        let page: Vec<(String,)> = reach.query(sql.clone(), vec![after]).await?;
+        let full = page.len() as i64 == ID_PAGE;
+        ids.extend(page.into_iter().map(|(id,)| id));
+        if ids.len() > most {
+            return Err(ServiceError::Unprocessable(format!(
+                "the product table holds more than {most} rows, too many to look for deleted ones"
+            )));
+        }
+        if !full {
+            return Ok(ids);
+        }
+    }
 }
 
 /// The customer's orders (by `email`), newest first, at most `limit`,

@@ -18,6 +18,8 @@ type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// Rows one poll reads at most.
 pub const PAGE: i64 = 500;
+/// Ids one page of a sweep reads.
+pub const ID_PAGE: i64 = 10_000;
 const FIELDS: &str = "table, id, title, description, price, stock, updated_at";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +110,21 @@ impl ProductMapping {
             price = optional(&self.price),
             stock = q(&self.stock),
             table = q(&self.table),
+        )
+    }
+
+    /// Every id after `$1`/`?` (as text), in order, one page: what a sweep
+    /// reads to find rows deleted since they were read.
+    pub fn ids(&self, engine: Dialect) -> String {
+        let (text, _) = cast_types(engine);
+        let id = format!("CAST({} AS {text})", quoted(engine, &self.id));
+        let after = match engine {
+            Dialect::Postgres => "$1",
+            Dialect::Mysql => "?",
+        };
+        format!(
+            "SELECT {id} AS id FROM {table} WHERE {id} > {after} ORDER BY 1 LIMIT {ID_PAGE}",
+            table = quoted(engine, &self.table),
         )
     }
 }

@@ -64,13 +64,16 @@ pub struct DueSource {
     pub integration_id: String,
     pub cursor_changed: String,
     pub cursor_id: String,
+    /// Whether its ids are due to be read whole, to find deleted rows.
+    pub sweep_due: bool,
 }
 
 /// Connected databases with a product mapping whose next read is due.
 pub async fn due<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<DueSource>> {
     Ok(sqlx::query_as(
         "SELECT i.workspace_id, i.id AS integration_id,
-                coalesce(s.cursor_changed, '') AS cursor_changed, coalesce(s.cursor_id, '') AS cursor_id
+                coalesce(s.cursor_changed, '') AS cursor_changed, coalesce(s.cursor_id, '') AS cursor_id,
+                coalesce(s.next_sweep_at, '-infinity') <= now() AS sweep_due
          FROM integrations i LEFT JOIN db_sources s ON s.integration_id = i.id
          WHERE i.kind IN ('postgres', 'mysql') AND i.status = 'connected'
            AND jsonb_typeof(i.settings -> 'products') = 'object'
@@ -98,11 +101,12 @@ pub async fn upsert(
          ON CONFLICT (integration_id, external_id) DO UPDATE SET
              title = EXCLUDED.title, description = EXCLUDED.description, price = EXCLUDED.price,
              stock = EXCLUDED.stock, stock_state = EXCLUDED.stock_state, changed = EXCLUDED.changed,
-             read_at = now(), stock_at = NULL,
+             read_at = now(), stock_at = NULL, deleted_at = NULL,
              -- A row touched without a change a bot would read is not sent again.
              knowledge_version = db_products.knowledge_version
                  + (ROW(db_products.title, db_products.description, db_products.price, db_products.stock)
-                    IS DISTINCT FROM ROW(EXCLUDED.title, EXCLUDED.description, EXCLUDED.price, EXCLUDED.stock))::int
+                    IS DISTINCT FROM ROW(EXCLUDED.title, EXCLUDED.description, EXCLUDED.price, EXCLUDED.stock)
+                    OR db_products.deleted_at IS NOT NULL)::int
          RETURNING (SELECT stock_state FROM old)",
     )
     .bind(integration_id)
@@ -146,7 +150,7 @@ pub async fn set_stock(
 ) -> Result<Option<StockChange>> {
     let before: Option<String> = sqlx::query_scalar(
         "SELECT stock_state FROM db_products WHERE integration_id = $1 AND external_id = $2
-           AND (stock_at IS NULL OR stock_at <= $3) FOR UPDATE",
+           AND deleted_at IS NULL AND (stock_at IS NULL OR stock_at <= $3) FOR UPDATE",
     )
     .bind(integration_id)
     .bind(external_id)
@@ -175,7 +179,7 @@ pub async fn set_stock(
 /// Which of `external_ids` the connection has stored.
 pub async fn known<'e>(db: impl PgExecutor<'e>, integration_id: &str, external_ids: &[String]) -> Result<Vec<String>> {
     Ok(
-        sqlx::query_scalar("SELECT external_id FROM db_products WHERE integration_id = $1 AND external_id = ANY($2)")
+        sqlx::query_scalar("SELECT external_id FROM db_products WHERE integration_id = $1 AND external_id = ANY($2) AND deleted_at IS NULL")
             .bind(integration_id)
             .bind(external_ids)
             .fetch_all(db)
@@ -197,6 +201,36 @@ pub async fn take_delivery(conn: &mut PgConnection, integration_id: &str, webhoo
     .execute(conn)
     .await?;
     Ok(taken.rows_affected() == 1)
+}
+
+/// Marks deleted the connection's products read before `since` whose ids
+/// are not among `present` (every id its database holds now); how many.
+pub async fn mark_gone(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    present: &[String],
+    since: DateTime<Utc>,
+) -> Result<u64> {
+    let gone = sqlx::query(
+        "UPDATE db_products SET deleted_at = now(), knowledge_version = knowledge_version + 1
+         WHERE integration_id = $1 AND deleted_at IS NULL AND read_at < $3 AND NOT (external_id = ANY($2))",
+    )
+    .bind(integration_id)
+    .bind(present)
+    .bind(since)
+    .execute(conn)
+    .await?;
+    Ok(gone.rows_affected())
+}
+
+/// When the connection's ids are next read whole.
+pub async fn sweep_next(conn: &mut PgConnection, integration_id: &str, at: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE db_sources SET next_sweep_at = $2 WHERE integration_id = $1")
+        .bind(integration_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Records where reading stands and when to read next.
@@ -243,7 +277,7 @@ pub async fn find<'e>(
 ) -> Result<Vec<DbProductView>> {
     Ok(sqlx::query_as(
         "SELECT p.external_id, p.title, p.description, p.price, p.stock FROM db_products p
-         WHERE p.workspace_id = $1 AND p.title ILIKE ALL ($2)
+         WHERE p.workspace_id = $1 AND p.deleted_at IS NULL AND p.title ILIKE ALL ($2)
            AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = p.integration_id AND i.status <> 'disconnected')
          ORDER BY p.title, p.external_id LIMIT $3",
     )
@@ -264,7 +298,7 @@ pub async fn list<'e>(
 ) -> Result<Vec<DbProductView>> {
     Ok(sqlx::query_as(
         "SELECT external_id, title, description, price, stock FROM db_products
-         WHERE workspace_id = $1 AND integration_id = $2 AND external_id > $3
+         WHERE workspace_id = $1 AND integration_id = $2 AND external_id > $3 AND deleted_at IS NULL
          ORDER BY external_id LIMIT $4",
     )
     .bind(workspace_id)
@@ -281,6 +315,8 @@ pub struct Pending {
     #[sqlx(flatten)]
     pub view: DbProductView,
     pub knowledge_version: i64,
+    /// Gone from the workspace's database: its item is removed.
+    pub deleted: bool,
 }
 
 /// Connections with products whose knowledge items are behind.
@@ -297,7 +333,8 @@ pub async fn connections_behind<'e>(db: impl PgExecutor<'e>, limit: i64) -> Resu
 /// behind.
 pub async fn behind<'e>(db: impl PgExecutor<'e>, integration_id: &str, limit: i64) -> Result<Vec<Pending>> {
     Ok(sqlx::query_as(
-        "SELECT external_id, title, description, price, stock, knowledge_version FROM db_products
+        "SELECT external_id, title, description, price, stock, knowledge_version, deleted_at IS NOT NULL AS deleted
+         FROM db_products
          WHERE integration_id = $1 AND knowledge_version > knowledge_synced
          ORDER BY external_id LIMIT $2",
     )
