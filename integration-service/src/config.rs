@@ -49,6 +49,9 @@ pub struct Config {
     /// cached), for `INTEGRATION_CRM_CACHE_SECONDS` (600).
     pub redis_url: Option<String>,
     pub crm_cache_ttl: Duration,
+    /// `INTEGRATION_LEAD_RETRY_SECONDS` (5): a lead that could not be
+    /// pushed waits this long, doubled for each attempt so far.
+    pub lead_retry: Duration,
 }
 
 /// Used only outside production, so local runs need no setup.
@@ -60,6 +63,7 @@ const DEFAULT_CHATBOT_URL: &str = "http://127.0.0.1:50051";
 const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(60);
 const DEFAULT_CRM_CACHE_TTL: Duration = Duration::from_secs(600);
+const DEFAULT_LEAD_RETRY: Duration = Duration::from_secs(5);
 
 fn sync_schedule() -> Result<Schedule, ConfigError> {
     let every = config::seconds("INTEGRATION_SYNC_INTERVAL_SECONDS", DEFAULT_SYNC_INTERVAL)?;
@@ -102,6 +106,7 @@ impl Config {
             sync: sync_schedule()?,
             redis_url: config::optional("INTEGRATION_REDIS_URL"),
             crm_cache_ttl: config::seconds("INTEGRATION_CRM_CACHE_SECONDS", DEFAULT_CRM_CACHE_TTL)?,
+            lead_retry: config::seconds("INTEGRATION_LEAD_RETRY_SECONDS", DEFAULT_LEAD_RETRY)?,
         })
     }
 
@@ -126,6 +131,7 @@ impl Config {
             },
             redis_url: None,
             crm_cache_ttl: DEFAULT_CRM_CACHE_TTL,
+            lead_retry: DEFAULT_LEAD_RETRY,
         }
     }
 }

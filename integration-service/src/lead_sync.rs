@@ -132,6 +132,8 @@ pub struct LeadPusher {
     access: SalesforceAccess,
     cache: Option<CrmCache>,
     wake: Arc<Notify>,
+    /// The first wait after a passing failure, doubled on each attempt.
+    retry: Duration,
 }
 
 impl LeadPusher {
@@ -143,7 +145,13 @@ impl LeadPusher {
             access,
             cache,
             wake: Arc::new(Notify::new()),
+            retry: Duration::from_secs(5),
         }
+    }
+
+    /// Waits `retry` after a passing failure, doubled for each attempt.
+    pub fn retrying_after(self, retry: Duration) -> Self {
+        Self { retry, ..self }
     }
 
     /// What to notify when leads were queued.
@@ -294,7 +302,8 @@ impl LeadPusher {
                 Some(events::lead_failed(&row, None))
             }
             Err(error) => {
-                let wait = chrono::Duration::seconds(5 * 2i64.pow(lead.attempts.clamp(1, 12) as u32));
+                let wait = chrono::Duration::from_std(self.retry * 2u32.pow(lead.attempts.clamp(1, 12) as u32))
+                    .unwrap_or_default();
                 let at = Utc::now() + wait;
                 let mut failed = lead.clone();
                 failed.last_error = error.to_string();

@@ -104,7 +104,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         .transpose()?;
     let customers =
         customer_lookup::CustomerLookup::new(pool.clone(), vault.clone(), salesforce.clone(), cache.clone());
-    let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), salesforce, cache);
+    let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), salesforce, cache)
+        .retrying_after(config.lead_retry);
     lead_sync::consume(pool.clone(), config.events.clone(), leads.wake(), shutdown.clone());
     leads.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());

@@ -84,6 +84,8 @@ pub struct Options {
     pub sync: Option<integration_service::SyncSchedule>,
     /// Where integration-service caches CRM lookups (`INTEGRATION_REDIS_URL`).
     pub integration_redis_url: Option<String>,
+    /// How long a vendor connection's open breaker stays open (default 30 s).
+    pub vendor_breaker_open: Option<Duration>,
 }
 
 /// Where the sentence-embedding model is, as chatbot-service reads it;
@@ -155,6 +157,7 @@ pub struct TestStack {
     shopify_url: Option<String>,
     sync: integration_service::SyncSchedule,
     integration_redis_url: Option<String>,
+    vendor_breaker_open: Option<Duration>,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
@@ -189,6 +192,7 @@ impl TestStack {
                 retry_after: Duration::from_secs(1),
             }),
             integration_redis_url: options.integration_redis_url.clone(),
+            vendor_breaker_open: options.vendor_breaker_open,
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
@@ -306,6 +310,10 @@ impl TestStack {
                     .with_max_retry_after(Duration::from_secs(2));
                 config.sync = self.sync.clone();
                 config.redis_url = self.integration_redis_url.clone();
+                config.lead_retry = Duration::from_millis(200);
+                if let Some(open_for) = self.vendor_breaker_open {
+                    config.vendor_breaker.open_for = open_for;
+                }
                 tokio::spawn(integration_service::serve(config, listener, token))
             }
             "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),

@@ -66,6 +66,10 @@ struct Org {
     hold_next: Mutex<Option<std::time::Duration>>,
     /// `Sforce-Limit-Info`'s api-usage on every REST answer.
     api_usage: Mutex<(u64, u64)>,
+    /// Every call answers this status while set, as an outage does.
+    down: Mutex<Option<u16>>,
+    /// Calls received while down.
+    calls_while_down: AtomicUsize,
 }
 
 pub struct SalesforceServer {
@@ -96,6 +100,7 @@ impl SalesforceServer {
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(query_more))
             .layer(axum::middleware::from_fn_with_state(org.clone(), limit_info))
+            .layer(axum::middleware::from_fn_with_state(org.clone(), outage))
             .with_state(org.clone());
         let (_, task) = crate::local_server::serve_on(listener, app).await;
         Self { url, org, task }
@@ -135,6 +140,17 @@ impl SalesforceServer {
         *self.org.hold_next.lock().unwrap() = Some(hold);
     }
 
+    /// Every call answers `status` from now on, with Salesforce's error
+    /// array; `None`: back up.
+    pub fn go_down(&self, status: Option<u16>) {
+        *self.org.down.lock().unwrap() = status;
+    }
+
+    /// Calls received while down.
+    pub fn calls_while_down(&self) -> usize {
+        self.org.calls_while_down.load(Ordering::SeqCst)
+    }
+
     /// sObject Collections upserts received.
     pub fn collection_upserts(&self) -> usize {
         self.org.collection_upserts.load(Ordering::SeqCst)
@@ -152,6 +168,23 @@ impl SalesforceServer {
 impl Drop for SalesforceServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// While the org is down, every call gets the outage's status.
+async fn outage(
+    State(org): State<Arc<Org>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let down = *org.down.lock().unwrap();
+    match down {
+        Some(status) => {
+            org.calls_while_down.fetch_add(1, Ordering::SeqCst);
+            let status = StatusCode::from_u16(status).expect("an HTTP status");
+            errors(status, "SERVER_UNAVAILABLE", "The server is temporarily unavailable")
+        }
+        None => next.run(request).await,
     }
 }
 

@@ -313,3 +313,54 @@ async fn an_org_near_its_daily_api_limit_waits_for_its_window() {
     assert_eq!(org.upserts(), 1, "the waiting lead was not sent");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_wait_out_an_outage_behind_the_breaker_and_none_is_lost() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start_with(e2e::Options {
+        vendor_breaker_open: Some(Duration::from_secs(5)),
+        ..e2e::Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
+    let connected = connect(api, &org, jwt_bearer(), json!({})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+
+    org.go_down(Some(503));
+    let mut conversations = Vec::new();
+    for n in 0..4 {
+        let customer = json!({"name": format!("Visitor {n}"), "email": format!("visitor{n}@example.com")});
+        conversations.push(ended_conversation(api, customer).await);
+    }
+    // Passing failures are announced with their retry time; five in a row
+    // open the breaker, and while it is open the org is spared.
+    let paused = loop {
+        let failed = tap.skip_until("integration.sync_failed", WAIT).await;
+        assert!(failed["data"]["next_retry_at"].is_string(), "{failed}");
+        if failed["data"]["reason"].as_str().unwrap_or_default().contains("paused") {
+            break failed;
+        }
+    };
+    assert_eq!(paused["data"]["integration_id"], id.as_str());
+    let calls = org.calls_while_down();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(org.calls_while_down(), calls, "an open breaker spares the org");
+
+    org.go_down(None);
+    let path = format!("/api/v1/integrations/{id}/leads");
+    let listed = api
+        .get_until(&path, Duration::from_secs(30), |page| {
+            page["leads"]
+                .as_array()
+                .is_some_and(|l| l.len() == 4 && l.iter().all(|l| l["status"] == "synced"))
+        })
+        .await;
+    assert_eq!(listed["leads"].as_array().unwrap().len(), 4);
+    let mut pushed: Vec<String> = org.leads().into_iter().map(|l| l.external_id).collect();
+    pushed.sort();
+    conversations.sort();
+    assert_eq!(pushed, conversations, "every lead arrived once");
+    stack.stop().await;
+}
