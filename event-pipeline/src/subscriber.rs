@@ -27,8 +27,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Queue {
     pub name: String,
-    /// Routing-key pattern bound to the exchange (`#`: every event).
-    pub binding: String,
+    /// Routing-key patterns bound to the exchange (`#`: every event).
+    pub bindings: Vec<String>,
     /// Unacknowledged messages the broker sends ahead.
     pub prefetch: u16,
     /// Most events handed to the handler at once.
@@ -159,15 +159,17 @@ async fn subscribe(broker: &BrokerSettings, queue: &Queue) -> Result<(Connection
     };
     let name = queue.name.as_str();
     channel.queue_declare(name.into(), durable, arguments).await?;
-    channel
-        .queue_bind(
-            name.into(),
-            broker.exchange.as_str().into(),
-            queue.binding.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    for binding in &queue.bindings {
+        channel
+            .queue_bind(
+                name.into(),
+                broker.exchange.as_str().into(),
+                binding.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     channel.basic_qos(queue.prefetch, BasicQosOptions::default()).await?;
     let messages = channel
         .basic_consume(

@@ -1,13 +1,14 @@
 //! chatbot-service as this service calls it, over internal gRPC, acting
 //! for one workspace: whether a bot exists, keeping the knowledge items a
-//! connection owns in step, retraining a bot, and telling a customer in
-//! their conversation.
+//! connection owns in step, retraining a bot, reading a conversation, and
+//! telling a customer in their conversation.
 
 use std::time::Duration;
 
 use proto::chatbot::v1::{
-    GetBotRequest, NotifyCustomerRequest, SyncKnowledgeSourceRequest, SyncKnowledgeSourceResponse, TrainBotRequest,
-    bot_service_client::BotServiceClient, knowledge_service_client::KnowledgeServiceClient,
+    Conversation, GetBotRequest, GetConversationRequest, NotifyCustomerRequest, SyncKnowledgeSourceRequest,
+    SyncKnowledgeSourceResponse, TrainBotRequest, bot_service_client::BotServiceClient,
+    conversation_service_client::ConversationServiceClient, knowledge_service_client::KnowledgeServiceClient,
     message_service_client::MessageServiceClient,
 };
 use service_runtime::principal;
@@ -85,6 +86,21 @@ impl Chatbot {
 }
 
 impl Chatbot {
+    /// The conversation; `None` when it is gone.
+    pub async fn conversation(&self, workspace_id: &str, id: &str) -> Result<Option<Conversation>, ChatbotError> {
+        let request = GetConversationRequest {
+            conversation_id: id.to_owned(),
+        };
+        match ConversationServiceClient::new(self.channel.clone())
+            .get_conversation(acting_for(workspace_id, request))
+            .await
+        {
+            Ok(answer) => Ok(Some(answer.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(failure(status)),
+        }
+    }
+
     /// Posts a bot message to the customer's open conversation; whether
     /// they had one.
     pub async fn notify_customer(
@@ -110,7 +126,9 @@ fn acting_for<T>(workspace_id: &str, message: T) -> Request<T> {
     metadata.insert(principal::PRINCIPAL_ID, "integration-service".parse().expect("ascii"));
     metadata.insert(
         principal::SCOPES,
-        "read:bots write:bots write:messages".parse().expect("ascii"),
+        "read:bots write:bots write:messages read:conversations"
+            .parse()
+            .expect("ascii"),
     );
     request
 }

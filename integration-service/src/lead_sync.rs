@@ -1,10 +1,6 @@
-//! Ended conversations become Salesforce leads. integration-service
-//! consumes `conversation.ended` from the events exchange with a durable
-//! queue of its own; a conversation whose `metadata.customer` gives a way
-//! to reach the customer (email or phone) is queued as a lead for each
-//! connected Salesforce org of its workspace, in the transaction that
-//! acknowledges the event. Any replica then upserts it by the
-//! conversation's id, so a retried push never makes a duplicate.
+//! Pushing queued leads (see `lead_queue`) to Salesforce: any replica
+//! upserts each by the conversation's id, so a retried push never makes a
+//! duplicate.
 //!
 //! A session is kept per org and renewed once when Salesforce says it is
 //! spent (`INVALID_SESSION_ID`), then the push is retried once. A lead
@@ -15,12 +11,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use event_pipeline::{
-    BrokerSettings, Outbox, Received, catalog,
-    subscriber::{self, Handler, Queue},
-};
+use event_pipeline::Outbox;
 use ids::IntegrationId;
-use serde_json::{Value, json};
+use serde_json::Value;
 use service_runtime::error::ServiceError;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -47,82 +40,6 @@ const LEASE: Duration = Duration::from_secs(60);
 /// Attempts before a lead that keeps failing for passing reasons is failed.
 const MAX_ATTEMPTS: i32 = 10;
 const LIMIT_PAUSE: Duration = Duration::from_secs(3600);
-
-/// The service's queue on `exchange`.
-pub fn queue_name(exchange: &str) -> String {
-    format!("integration-service.{exchange}")
-}
-
-/// Consumes ended conversations until `shutdown`.
-pub fn consume(pool: PgPool, broker: BrokerSettings, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let queue = Queue {
-        name: queue_name(&broker.exchange),
-        binding: catalog::CONVERSATION_ENDED.into(),
-        prefetch: 200,
-        batch: 100,
-    };
-    subscriber::spawn(broker, queue, LeadQueue { pool, wake }, shutdown);
-}
-
-struct LeadQueue {
-    pool: PgPool,
-    wake: Arc<Notify>,
-}
-
-impl Handler for LeadQueue {
-    type Error = ServiceError;
-
-    async fn handle(&self, events: Vec<Received>) -> Result<(), ServiceError> {
-        let mut tx = self.pool.begin().await?;
-        let mut queued = 0;
-        for event in events.iter().filter(|e| e.event_type == catalog::CONVERSATION_ENDED) {
-            let Ok(body) = serde_json::from_slice::<Value>(&event.body) else {
-                continue;
-            };
-            let conversation = &body["data"]["conversation"];
-            let (Some(id), Some(fields)) = (conversation["id"].as_str(), lead_fields(conversation)) else {
-                continue;
-            };
-            queued += salesforce_leads::queue(&mut tx, &event.workspace_id, id, &fields).await?;
-        }
-        tx.commit().await?;
-        if queued > 0 {
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-}
-
-/// The lead a conversation makes: its customer's name, contact and
-/// company, and what happened; `None` when the customer cannot be reached.
-fn lead_fields(conversation: &Value) -> Option<Value> {
-    let customer = &conversation["metadata"]["customer"];
-    let text = |key: &str| customer[key].as_str().map(str::trim).filter(|v| !v.is_empty());
-    let (email, phone) = (text("email"), text("phone"));
-    if email.is_none() && phone.is_none() {
-        return None;
-    }
-    let name = text("name").unwrap_or_default();
-    let (first, last) = match name.rsplit_once(' ') {
-        Some((first, last)) => (Some(first.trim()), last),
-        None if !name.is_empty() => (None, name),
-        // Salesforce requires a last name.
-        None => (None, email.or(phone).unwrap_or_default()),
-    };
-    let description = format!(
-        "Chat conversation {} on {} with {} messages, ended {}.",
-        conversation["id"].as_str().unwrap_or_default(),
-        conversation["channel"].as_str().unwrap_or("an unknown channel"),
-        conversation["message_count"].as_i64().unwrap_or(0),
-        conversation["last_activity"].as_str().unwrap_or_default(),
-    );
-    Some(json!({
-        "FirstName": first, "LastName": last, "Email": email, "Phone": phone,
-        // Salesforce requires a company.
-        "Company": text("company").unwrap_or("Not provided"),
-        "LeadSource": "Chat", "Description": description,
-    }))
-}
 
 /// Pushes due leads, on every replica.
 pub struct LeadPusher {
@@ -330,32 +247,5 @@ fn same(error: &SalesforceError) -> SalesforceError {
         SalesforceError::LimitExceeded(m) => SalesforceError::LimitExceeded(m.clone()),
         SalesforceError::Refused(m) => SalesforceError::Refused(m.clone()),
         SalesforceError::Unreachable(e) => SalesforceError::Refused(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lead_names_the_customer_and_what_happened() {
-        let conversation = json!({"id": "conv_1", "channel": "web", "message_count": 4,
-            "metadata": {"customer": {"name": "Ann Marie Lee", "email": "ann@example.com"}}});
-        let lead = lead_fields(&conversation).unwrap();
-        assert_eq!(
-            (lead["FirstName"].as_str(), lead["LastName"].as_str()),
-            (Some("Ann Marie"), Some("Lee"))
-        );
-        assert_eq!(lead["Company"], "Not provided");
-        assert!(
-            lead["Description"]
-                .as_str()
-                .unwrap()
-                .contains("conv_1 on web with 4 messages")
-        );
-        let unnamed = lead_fields(&json!({"metadata": {"customer": {"phone": "+1 555 0100"}}})).unwrap();
-        assert_eq!(unnamed["LastName"], "+1 555 0100");
-        assert_eq!(lead_fields(&json!({"metadata": {"customer": {"name": "Ann"}}})), None);
-        assert_eq!(lead_fields(&json!({"metadata": {}})), None);
     }
 }

@@ -19,6 +19,7 @@ mod events;
 mod grpc;
 mod inventory_inbox;
 mod kinds;
+mod lead_queue;
 mod lead_sync;
 mod order_notices;
 mod product_documents;
@@ -106,7 +107,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         customer_lookup::CustomerLookup::new(pool.clone(), vault.clone(), salesforce.clone(), cache.clone());
     let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), salesforce, cache)
         .retrying_after(config.lead_retry);
-    lead_sync::consume(pool.clone(), config.events.clone(), leads.wake(), shutdown.clone());
+    lead_queue::consume(
+        pool.clone(),
+        chatbot.clone(),
+        config.events.clone(),
+        leads.wake(),
+        shutdown.clone(),
+    );
     leads.spawn(shutdown.clone());
     let receiver = shopify_inbox::Receiver::new(pool.clone(), vault.clone(), processor.wake());
     processor.spawn(shutdown.clone());

@@ -364,3 +364,82 @@ async fn leads_wait_out_an_outage_behind_the_breaker_and_none_is_lost() {
     assert_eq!(pushed, conversations, "every lead arrived once");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keywords_only_qualified_conversations_become_leads_as_soon_as_they_qualify() {
+    let org = SalesforceServer::start().await;
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    let settings = json!({"qualify_keywords": ["Quote", "bulk order"]});
+    let connected = connect(api, &org, jwt_bearer(), settings).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    assert_eq!(
+        connected.json["settings"]["qualify_keywords"],
+        json!(["quote", "bulk order"])
+    );
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+    let leads = format!("/api/v1/integrations/{id}/leads");
+
+    let open = |customer: Value| async move {
+        let created = api
+            .post(
+                "/api/v1/conversations",
+                json!({"user_id": "visitor", "channel": "web", "metadata": {"customer": customer}}),
+            )
+            .await;
+        assert_eq!(created.status, 200, "{}", created.text);
+        created.json["id"].as_str().unwrap().to_owned()
+    };
+    let ann = open(json!({"name": "Ann Lee", "email": "ann@example.com"})).await;
+    api.send_message(&ann, "Hello there").await;
+    api.send_message(&ann, "Could I get a QUOTE for 200 mugs?").await;
+    // Qualified while it is still going on.
+    let listed = api
+        .get_until(&leads, WAIT, |page| page["leads"][0]["status"] == "synced")
+        .await;
+    assert_eq!(listed["leads"][0]["conversation_id"], ann.as_str());
+    let pushed = org.leads();
+    assert_eq!(pushed.len(), 1);
+    let description = pushed[0].fields["Description"].as_str().unwrap().to_owned();
+    assert!(
+        description.contains("qualified when the visitor wrote \"quote\""),
+        "{description}"
+    );
+
+    // A conversation that never qualifies makes no lead, even once ended.
+    let bob = open(json!({"name": "Bob Roe", "email": "bob@example.com"})).await;
+    api.send_message(&bob, "What are your opening hours?").await;
+    api.send_message(&ann, "Thanks, that's all").await;
+    for conversation in [&bob, &ann] {
+        let ended = api
+            .request(reqwest::Method::PATCH, &format!("/api/v1/conversations/{conversation}"))
+            .json(&json!({"status": "ended"}));
+        assert_eq!(Client::send(ended).await.status, 200);
+    }
+    // Qualifying and ending at once: the lead still ends with the summary.
+    let carol = ended_conversation(api, json!({"name": "Carol Poe", "email": "carol@example.com"})).await;
+    // Ann's lead is updated in place with the final summary.
+    let summarised = |conversation: &str| {
+        org.leads()
+            .iter()
+            .any(|l| l.external_id == conversation && l.fields["Description"].as_str().unwrap().contains("ended"))
+    };
+    let started = std::time::Instant::now();
+    while !(summarised(&ann) && summarised(&carol)) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the ended conversation's summary never reached the lead: {:?}",
+            org.leads()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut pushed: Vec<String> = org.leads().into_iter().map(|l| l.external_id).collect();
+    pushed.sort();
+    let mut expected = vec![ann, carol];
+    expected.sort();
+    assert_eq!(
+        pushed, expected,
+        "one lead each for Ann and Carol, none for Bob ({bob})"
+    );
+    stack.stop().await;
+}

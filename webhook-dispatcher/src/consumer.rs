@@ -30,7 +30,7 @@ pub fn queue_name(exchange: &str) -> String {
 pub fn spawn(pool: PgPool, dispatcher: Dispatcher, broker: BrokerSettings, shutdown: CancellationToken) {
     let queue = Queue {
         name: queue_name(&broker.exchange),
-        binding: "#".into(),
+        bindings: vec!["#".into()],
         prefetch: 1000,
         // Half the prefetch: the next batch arrives while one is recorded.
         batch: 500,

@@ -33,11 +33,17 @@ const COLUMNS: &str = "integration_id, conversation_id, workspace_id, fields, st
 /// Queues the conversation's lead for every connected org of the
 /// workspace (once: a redelivered event changes nothing); how many.
 pub async fn queue(conn: &mut PgConnection, workspace_id: &str, conversation_id: &str, fields: &Value) -> Result<u64> {
+    // Orgs that qualify leads by keywords take an ended conversation only
+    // when it qualified earlier; its lead then gets the final summary.
     Ok(sqlx::query(
         "INSERT INTO salesforce_leads (integration_id, conversation_id, workspace_id, fields, status)
          SELECT i.id, $2, $1, $3, 'pending' FROM integrations i
          WHERE i.workspace_id = $1 AND i.kind = 'salesforce' AND i.status = 'connected'
-         ON CONFLICT DO NOTHING",
+           AND (coalesce(jsonb_array_length(i.settings -> 'qualify_keywords'), 0) = 0
+                OR EXISTS (SELECT 1 FROM salesforce_leads l WHERE l.integration_id = i.id AND l.conversation_id = $2))
+         ON CONFLICT (integration_id, conversation_id) DO UPDATE
+             SET fields = EXCLUDED.fields, status = 'pending', attempts = 0, next_attempt_at = now()
+             WHERE salesforce_leads.fields IS DISTINCT FROM EXCLUDED.fields",
     )
     .bind(workspace_id)
     .bind(conversation_id)
@@ -45,6 +51,45 @@ pub async fn queue(conn: &mut PgConnection, workspace_id: &str, conversation_id:
     .execute(conn)
     .await?
     .rows_affected())
+}
+
+/// Queues a lead, once, for each of `orgs` (a conversation qualified there).
+pub async fn queue_qualified(
+    conn: &mut PgConnection,
+    workspace_id: &str,
+    conversation_id: &str,
+    fields: &Value,
+    orgs: &[String],
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO salesforce_leads (integration_id, conversation_id, workspace_id, fields, status)
+         SELECT i.id, $2, $1, $3, 'pending' FROM integrations i
+         WHERE i.workspace_id = $1 AND i.id = ANY($4) AND i.kind = 'salesforce' AND i.status = 'connected'
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(workspace_id)
+    .bind(conversation_id)
+    .bind(fields)
+    .bind(orgs)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// The connected orgs of these workspaces that qualify leads by keywords:
+/// (workspace, org, keywords).
+pub async fn keyword_orgs<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_ids: &[String],
+) -> Result<Vec<(String, String, Value)>> {
+    Ok(sqlx::query_as(
+        "SELECT workspace_id, id, settings -> 'qualify_keywords' FROM integrations
+         WHERE workspace_id = ANY($1) AND kind = 'salesforce' AND status = 'connected'
+           AND coalesce(jsonb_array_length(settings -> 'qualify_keywords'), 0) > 0",
+    )
+    .bind(workspace_ids)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Leads due now, leased to the caller for `lease`.
@@ -70,9 +115,15 @@ pub async fn finish(conn: &mut PgConnection, lead: &LeadRow, outcome: Result<&st
         Ok(lead_id) => ("synced", lead_id, ""),
         Err(reason) => ("failed", "", reason),
     };
+    // Fields that changed while this push was under way (the conversation
+    // ended meanwhile) are still to be sent: the lead stays due.
     Ok(sqlx::query_as(&format!(
-        "UPDATE salesforce_leads SET status = $3, lead_id = $4, last_error = $5,
-             synced_at = CASE WHEN $3 = 'synced' THEN now() END
+        "UPDATE salesforce_leads SET
+             status = CASE WHEN fields = $6 THEN $3 ELSE 'pending' END,
+             next_attempt_at = CASE WHEN fields = $6 THEN next_attempt_at ELSE now() END,
+             attempts = CASE WHEN fields = $6 THEN attempts ELSE 0 END,
+             lead_id = CASE WHEN $4 = '' THEN lead_id ELSE $4 END, last_error = $5,
+             synced_at = CASE WHEN $3 = 'synced' THEN now() ELSE synced_at END
          WHERE integration_id = $1 AND conversation_id = $2
          RETURNING {COLUMNS}"
     ))
@@ -81,6 +132,7 @@ pub async fn finish(conn: &mut PgConnection, lead: &LeadRow, outcome: Result<&st
     .bind(status)
     .bind(lead_id)
     .bind(error)
+    .bind(&lead.fields)
     .fetch_one(conn)
     .await?)
 }

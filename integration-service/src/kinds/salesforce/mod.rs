@@ -23,7 +23,9 @@ type Result<T, E = ServiceError> = std::result::Result<T, E>;
 pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 pub const DEFAULT_API_VERSION: &str = "v61.0";
 pub const DEFAULT_LEAD_FIELD: &str = "Chatbot_Conversation_Id__c";
-const SETTINGS: &str = "login_url, api_version, lead_external_id_field";
+const SETTINGS: &str = "login_url, api_version, lead_external_id_field, qualify_keywords";
+const MAX_KEYWORDS: usize = 20;
+const MAX_KEYWORD_CHARS: usize = 60;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SalesforceSettings {
@@ -34,6 +36,10 @@ pub struct SalesforceSettings {
     pub api_version: String,
     /// The Lead field (an external id) holding the conversation's id.
     pub lead_external_id_field: String,
+    /// When set, only conversations in which the visitor writes one of
+    /// these (any case) become leads, as soon as they do; otherwise every
+    /// ended conversation that names a way to reach the customer does.
+    pub qualify_keywords: Vec<String>,
 }
 
 impl SalesforceSettings {
@@ -82,16 +88,52 @@ impl SalesforceSettings {
             login_url,
             api_version,
             lead_external_id_field: field,
+            qualify_keywords: keywords(settings.get("qualify_keywords"))?,
         })
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut json = json!({
             "login_url": self.login_url,
             "api_version": self.api_version,
             "lead_external_id_field": self.lead_external_id_field,
-        })
+        });
+        if !self.qualify_keywords.is_empty() {
+            json["qualify_keywords"] = json!(self.qualify_keywords);
+        }
+        json
     }
+}
+
+/// `qualify_keywords`: words or phrases, kept in lower case, each once.
+fn keywords(value: Option<&Value>) -> Result<Vec<String>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let wrong = || {
+        ServiceError::invalid(
+            "settings.qualify_keywords",
+            format!("must be a list of at most {MAX_KEYWORDS} words or phrases of 1 to {MAX_KEYWORD_CHARS} characters"),
+        )
+    };
+    let list = value.as_array().filter(|l| l.len() <= MAX_KEYWORDS).ok_or_else(wrong)?;
+    let mut keywords: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        let word = item.as_str().map(|w| w.trim().to_lowercase()).ok_or_else(wrong)?;
+        if word.is_empty() || word.chars().count() > MAX_KEYWORD_CHARS {
+            return Err(wrong());
+        }
+        if !keywords.contains(&word) {
+            keywords.push(word);
+        }
+    }
+    Ok(keywords)
+}
+
+/// Whether the visitor's `text` qualifies a conversation under `keywords`.
+pub fn qualifies(keywords: &[String], text: &str) -> bool {
+    let text = text.to_lowercase();
+    keywords.iter().any(|k| text.contains(k.as_str()))
 }
 
 /// https, or http to this machine (a local development org proxy).
@@ -204,6 +246,24 @@ mod tests {
 
     fn settings(value: Value) -> Result<SalesforceSettings> {
         SalesforceSettings::parse(value.as_object().unwrap())
+    }
+
+    #[test]
+    fn keywords_qualify_a_message_in_any_case() {
+        let parsed = settings(json!({"qualify_keywords": ["Quote", "bulk order", "quote"]})).unwrap();
+        assert_eq!(parsed.qualify_keywords, ["quote", "bulk order"]);
+        assert!(qualifies(&parsed.qualify_keywords, "Could I get a QUOTE for 200 mugs?"));
+        assert!(qualifies(&parsed.qualify_keywords, "a Bulk Order, please"));
+        assert!(!qualifies(&parsed.qualify_keywords, "what are your opening hours?"));
+        assert!(settings(json!({"qualify_keywords": [""]})).is_err());
+        assert!(settings(json!({"qualify_keywords": "quote"})).is_err());
+        assert!(
+            !settings(json!({}))
+                .unwrap()
+                .to_json()
+                .to_string()
+                .contains("qualify_keywords")
+        );
     }
 
     #[test]
