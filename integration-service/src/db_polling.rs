@@ -29,6 +29,7 @@ use crate::{
     store::{
         db_products::{self, DueSource, StockState},
         integrations,
+        sync_runs::{self, Counts},
     },
     vault::Vault,
 };
@@ -113,8 +114,15 @@ impl DbPolling {
             Ok(products) => {
                 count = products.len();
                 caught_up = (count as i64) < PAGE;
+                let mut counts = Counts::default();
                 for product in &products {
-                    self.store(&mut tx, source, &settings, product).await?;
+                    match self.store(&mut tx, source, &settings, product).await? {
+                        true => counts.created += 1,
+                        false => counts.updated += 1,
+                    }
+                }
+                if count > 0 {
+                    sync_runs::count_database_read(&mut tx, &source.integration_id, &counts).await?;
                 }
                 // A full page means more are waiting: read on at once.
                 let next = match products.len() as i64 == PAGE {
@@ -129,6 +137,11 @@ impl DbPolling {
                 let wait = settings.poll_every.max(RETRY);
                 let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 db_products::advance(&mut tx, &source.integration_id, cursor, next, &reason).await?;
+                if let Some(run) = sync_runs::fail_database(&mut tx, &source.integration_id, &reason).await? {
+                    self.outbox
+                        .record(&mut tx, &events::sync_failed(&source.workspace_id, &run, Some(next)))
+                        .await?;
+                }
             }
             Err(error) => return Err(error),
         }
@@ -162,17 +175,24 @@ impl DbPolling {
         let every = (settings.poll_every * SWEEP_EVERY_POLLS).min(SWEEP_AT_LEAST);
         let next = started + chrono::Duration::from_std(every).unwrap_or_default();
         db_products::sweep_next(&mut tx, &source.integration_id, next).await?;
+        if let Some(run) = sync_runs::complete_database(&mut tx, &source.integration_id, gone as i32).await? {
+            self.outbox
+                .record(&mut tx, &events::sync_completed(&source.workspace_id, &run))
+                .await?;
+        }
         tx.commit().await?;
         Ok(gone as usize)
     }
 
+    /// Stores a product as read, announcing a stock crossing; whether it
+    /// is new.
     async fn store(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         source: &DueSource,
         settings: &DatabaseSettings,
         product: &database::SourceProduct,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let threshold = settings.low_stock_threshold;
         let state = StockState::of(product.stock, threshold);
         let before =
@@ -187,7 +207,7 @@ impl DbPolling {
             let event = events::stock(&source.workspace_id, &source.integration_id, stocked, out, threshold);
             self.outbox.record(tx, &event).await?;
         }
-        Ok(())
+        Ok(before.is_none())
     }
 }
 

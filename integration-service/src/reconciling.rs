@@ -16,6 +16,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use event_pipeline::Outbox;
 use ids::IntegrationId;
+use serde_json::Value;
 use service_runtime::error::ServiceError;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
@@ -33,7 +34,7 @@ use crate::{
     order_notices,
     shopify_access::{AccessError, ShopifyAccess, Store},
     store::{
-        integrations,
+        db_products, integrations,
         shopify_catalog::{self, Source, Stored},
         sync_runs::{self, Counts, Progress, SyncRunRow},
     },
@@ -124,18 +125,27 @@ impl Reconciler {
     /// open), to be worked at once.
     pub async fn request(&self, workspace_id: &str, id: &IntegrationId) -> Result<SyncRunRow, ServiceError> {
         let row = integrations::get(&self.pool, workspace_id, id).await?;
-        if row.kind != "shopify" {
+        let database = matches!(row.kind.as_str(), "postgres" | "mysql");
+        let has_products = row.settings.get("products").is_some_and(Value::is_object);
+        if !(row.kind == "shopify" || database && has_products) {
             return Err(ServiceError::FailedPrecondition(format!(
-                "a {} connection has nothing to sync: only Shopify stores do",
+                "this {} connection has nothing to sync: Shopify stores and databases with a products mapping do",
                 row.kind
             )));
         }
         if row.status == "disconnected" {
             return Err(ServiceError::FailedPrecondition(
-                "the connection is disconnected: connect the store again to sync it".into(),
+                "the connection is disconnected: connect it again to sync it".into(),
             ));
         }
-        let run = sync_runs::request(&mut *self.pool.acquire().await?, workspace_id, id.as_str()).await?;
+        let mut tx = self.pool.begin().await?;
+        let run = sync_runs::request(&mut tx, workspace_id, id.as_str()).await?;
+        if database {
+            // Worked by the database reader: its changed rows at once, then
+            // its ids whole for deleted ones.
+            db_products::poll_now(&mut tx, id.as_str()).await?;
+        }
+        tx.commit().await?;
         self.wake.notify_one();
         Ok(run)
     }

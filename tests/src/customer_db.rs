@@ -120,6 +120,21 @@ impl CustomerDb {
         }
     }
 
+    /// The rows `select` returns, each as a JSON object (PostgreSQL only).
+    pub async fn json_rows(&self, select: &str) -> Vec<Value> {
+        assert!(
+            matches!(self.engine, Engine::Postgres),
+            "json_rows reads PostgreSQL only"
+        );
+        let url = format!("{}/{}", POSTGRES_ADMIN_URL.trim_end_matches("/postgres"), self.name);
+        let mut admin = PgConnection::connect(&url).await.expect("the customer database");
+        let rows: Value = sqlx::query_scalar(&format!("SELECT coalesce(jsonb_agg(t), '[]') FROM ({select}) t"))
+            .fetch_one(&mut admin)
+            .await
+            .expect("reading the customer database");
+        rows.as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn remove(self) {
         let name = &self.name;
         let dropped = match self.engine {

@@ -223,6 +223,19 @@ pub async fn mark_gone(
     Ok(gone.rows_affected())
 }
 
+/// Reads the connection's changed rows, and then its ids whole, at once
+/// (a sync was asked for).
+pub async fn poll_now(conn: &mut PgConnection, integration_id: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO db_sources (integration_id, next_poll_at, next_sweep_at) VALUES ($1, now(), now())
+         ON CONFLICT (integration_id) DO UPDATE SET next_poll_at = now(), next_sweep_at = now()",
+    )
+    .bind(integration_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// When the connection's ids are next read whole.
 pub async fn sweep_next(conn: &mut PgConnection, integration_id: &str, at: DateTime<Utc>) -> Result<()> {
     sqlx::query("UPDATE db_sources SET next_sweep_at = $2 WHERE integration_id = $1")

@@ -124,10 +124,11 @@ pub async fn claim<'e>(db: impl PgExecutor<'e>, lease_for: Duration) -> Result<O
         "UPDATE sync_runs SET status = 'running', lease = gen_random_uuid()::text,
                               lease_until = now() + $1::interval,
                               attempts = attempts + 1, started_at = coalesce(started_at, now())
-         WHERE id = (SELECT id FROM sync_runs
-                     WHERE (status = 'queued' AND next_attempt_at <= now())
-                        OR (status = 'running' AND lease_until < now())
-                     ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         WHERE id = (SELECT r.id FROM sync_runs r JOIN integrations i ON i.id = r.integration_id
+                     WHERE ((r.status = 'queued' AND r.next_attempt_at <= now())
+                            OR (r.status = 'running' AND r.lease_until < now()))
+                       AND i.kind = 'shopify'
+                     ORDER BY r.next_attempt_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
          RETURNING {COLUMNS}"
     ))
     .bind(lease_for)
@@ -228,6 +229,65 @@ pub async fn fail(
             .execute(conn)
             .await?;
     }
+    Ok(run)
+}
+
+/// Adds what one read of a workspace's database did to its open run, if
+/// one was asked for.
+pub async fn count_database_read(conn: &mut PgConnection, integration_id: &str, counts: &Counts) -> Result<()> {
+    sqlx::query(
+        "UPDATE sync_runs SET status = 'running', started_at = coalesce(started_at, now()), pages = pages + 1,
+             created = created + $2, updated = updated + $3
+         WHERE integration_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(integration_id)
+    .bind(counts.created)
+    .bind(counts.updated)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Completes a database's open run once its reads caught up and its ids
+/// were compared (`removed` rows gone); the finished run, if one was open.
+pub async fn complete_database(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    removed: i32,
+) -> Result<Option<SyncRunRow>> {
+    let run: Option<SyncRunRow> = sqlx::query_as(&format!(
+        "UPDATE sync_runs SET status = 'completed', finished_at = now(), removed = removed + $2, last_error = '',
+             started_at = coalesce(started_at, now())
+         WHERE integration_id = $1 AND status IN ('queued', 'running')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(integration_id)
+    .bind(removed)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE integrations SET last_sync_at = now(), last_error = '' WHERE id = $1")
+        .bind(integration_id)
+        .execute(conn)
+        .await?;
+    Ok(run)
+}
+
+/// Fails a database's open run with the reason its read failed.
+pub async fn fail_database(conn: &mut PgConnection, integration_id: &str, reason: &str) -> Result<Option<SyncRunRow>> {
+    let run: Option<SyncRunRow> = sqlx::query_as(&format!(
+        "UPDATE sync_runs SET status = 'failed', finished_at = now(), last_error = $2
+         WHERE integration_id = $1 AND status IN ('queued', 'running')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(integration_id)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE integrations SET last_error = $2 WHERE id = $1")
+        .bind(integration_id)
+        .bind(reason)
+        .execute(conn)
+        .await?;
     Ok(run)
 }
 
