@@ -1,33 +1,26 @@
 //! A customer's orders in the workspace's own databases, read when asked
 //! (they are the customer's, and current there): each connected database
 //! with an order mapping is asked with the customer's email bound, in a
-//! read-only session, at most a few sessions at once per connection. A
-//! database that is down or slow costs its own orders only: the answer
-//! comes from the others within a short budget.
+//! read-only session from the connection's small pool (which bounds the
+//! sessions held on it). A database that is down or slow costs its own
+//! orders only: the answer comes from the others within a short budget.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDateTime;
 use proto::integration::v1::{Order, Tracking};
 use service_runtime::error::ServiceError;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 
 use crate::{
     kinds::{
         Connection, Reach,
-        database::{self, SourceOrder},
+        database::{self, Source, SourceOrder},
     },
     store::integrations,
     vault::Vault,
 };
 
-/// Sessions one connection may have open for lookups at once.
-const SESSIONS_PER_CONNECTION: usize = 4;
 /// How long a lookup waits for any one database: the bot is answering.
 const BUDGET: Duration = Duration::from_secs(3);
 
@@ -36,17 +29,11 @@ pub struct DatabaseOrders {
     pool: PgPool,
     vault: Vault,
     reach: Arc<Reach>,
-    sessions: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl DatabaseOrders {
     pub fn new(pool: PgPool, vault: Vault, reach: Arc<Reach>) -> Self {
-        Self {
-            pool,
-            vault,
-            reach,
-            sessions: Arc::default(),
-        }
+        Self { pool, vault, reach }
     }
 
     /// The customer's latest orders in each of the workspace's databases,
@@ -58,9 +45,13 @@ impl DatabaseOrders {
             else {
                 return Ok(Vec::new());
             };
-            let _session = self.session(row.id.as_str()).acquire_owned().await;
-            let reach = (&self.reach.targets, self.reach.timeout.min(BUDGET));
-            database::read_orders(&settings, &credentials.password, reach, email, limit).await
+            let database = Source {
+                integration_id: row.id.as_str(),
+                settings: &settings,
+                password: &credentials.password,
+            };
+            let guard = (&self.reach.targets, self.reach.timeout.min(BUDGET));
+            database::read_orders(&database, &self.reach.databases, guard, email, limit).await
         });
         let mut orders = Vec::new();
         for (read, (row, _)) in futures_util::future::join_all(lookups).await.into_iter().zip(&sources) {
@@ -70,14 +61,6 @@ impl DatabaseOrders {
             }
         }
         Ok(orders)
-    }
-
-    fn session(&self, integration_id: &str) -> Arc<Semaphore> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .entry(integration_id.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(SESSIONS_PER_CONNECTION)))
-            .clone()
     }
 }
 

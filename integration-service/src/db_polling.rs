@@ -23,7 +23,7 @@ use crate::{
     events,
     kinds::{
         Connection, Reach,
-        database::{self, DatabaseSettings},
+        database::{self, DatabaseSettings, Source},
         product_mapping::PAGE,
     },
     store::{
@@ -99,14 +99,13 @@ impl DbPolling {
             return Ok(0);
         };
         let cursor = (source.cursor_changed.as_str(), source.cursor_id.as_str());
-        let read = database::read_products(
-            &settings,
-            &credentials.password,
-            &self.reach.targets,
-            self.reach.timeout,
-            cursor,
-        )
-        .await;
+        let database = Source {
+            integration_id: &source.integration_id,
+            settings: &settings,
+            password: &credentials.password,
+        };
+        let guard = (&self.reach.targets, self.reach.timeout);
+        let read = database::read_products(&database, &self.reach.databases, guard, cursor).await;
         let mut tx = self.pool.begin().await?;
         let mut count = 0;
         let mut caught_up = false;
@@ -161,8 +160,13 @@ impl DbPolling {
         password: &str,
     ) -> Result<usize, ServiceError> {
         let started = Utc::now();
-        let reach = (&self.reach.targets, self.reach.timeout);
-        let present = database::read_product_ids(settings, password, reach, SWEEP_MOST).await;
+        let database = Source {
+            integration_id: &source.integration_id,
+            settings,
+            password,
+        };
+        let guard = (&self.reach.targets, self.reach.timeout);
+        let present = database::read_product_ids(&database, &self.reach.databases, guard, SWEEP_MOST).await;
         let mut tx = self.pool.begin().await?;
         let gone = match present {
             Ok(present) => db_products::mark_gone(&mut tx, &source.integration_id, &present, started).await?,

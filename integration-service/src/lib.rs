@@ -77,6 +77,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         targets: config.targets,
         timeout: config.connect_timeout,
         public_url: config.public_url,
+        databases: kinds::db_sessions::Pools::default(),
     });
     let vault = vault::Vault::new(config.secret_keys);
     let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());

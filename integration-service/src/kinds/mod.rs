@@ -4,6 +4,8 @@
 
 pub mod database;
 pub mod database_credentials;
+pub mod database_settings;
+pub mod db_sessions;
 pub mod inventory_webhook;
 pub mod knowledge_links;
 pub mod order_mapping;
@@ -39,6 +41,8 @@ pub struct Reach {
     pub timeout: Duration,
     pub shopify: Shopify,
     pub salesforce: Salesforce,
+    /// Workspaces' own databases, a small pool of sessions each.
+    pub databases: db_sessions::Pools,
     /// Where webhooks reach the platform: the gateway's public URL.
     pub public_url: String,
 }
