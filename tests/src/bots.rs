@@ -100,3 +100,29 @@ pub async fn ask(api: &Client, conversation: &str, text: &str) -> Reply {
     assert_eq!(sent.status, 200, "{}", sent.text);
     sent
 }
+
+/// Opens a conversation with `bot` for the verified `customer` (its
+/// `metadata.customer`), asks `text`, and returns the bot's answer.
+pub async fn ask_as(api: &Client, bot: &str, customer: Value, text: &str) -> String {
+    let created = api
+        .post(
+            "/api/v1/conversations",
+            json!({"user_id": "shopper", "channel": "web", "bot_id": bot, "metadata": {"customer": customer}}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let conversation = created.json["id"].as_str().expect("a conversation id").to_owned();
+    let sent = ask(api, &conversation, text).await;
+    sent.json["reply"]["content"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The bot's knowledge items once `done` holds of them (within 15 s).
+pub async fn knowledge_until(api: &Client, bot: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let path = format!("/api/v1/bots/{bot}/knowledge");
+    let listed = api
+        .get_until(&path, Duration::from_secs(15), |page| {
+            page["items"].as_array().is_some_and(|items| done(items))
+        })
+        .await;
+    listed["items"].as_array().expect("a list of items").clone()
+}

@@ -12,16 +12,7 @@ use serde_json::{Value, json};
 
 /// The bot's answer to "where is my order?" for `customer`.
 async fn ask_for_orders(api: &Client, bot: &str, customer: Value) -> String {
-    let created = api
-        .post(
-            "/api/v1/conversations",
-            json!({"user_id": "shopper", "channel": "web", "bot_id": bot, "metadata": {"customer": customer}}),
-        )
-        .await;
-    assert_eq!(created.status, 200, "{}", created.text);
-    let conversation = created.json["id"].as_str().unwrap().to_owned();
-    let sent = e2e::bots::ask(api, &conversation, "Where is my order?").await;
-    sent.json["reply"]["content"].as_str().unwrap_or_default().to_owned()
+    e2e::bots::ask_as(api, bot, customer, "Where is my order?").await
 }
 
 async fn orders_flow(engine: Engine, orders: Value) {

@@ -147,17 +147,6 @@ async fn send_inventory(stack: &TestStack, id: &str, webhook_id: &str, age: i64,
     Client::send(request).await
 }
 
-/// The bot's items once `done` holds of them.
-async fn items_until(api: &Client, bot: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let path = format!("/api/v1/bots/{bot}/knowledge");
-    let listed = api
-        .get_until(&path, WAIT, |page| {
-            page["items"].as_array().is_some_and(|items| done(items))
-        })
-        .await;
-    listed["items"].as_array().unwrap().clone()
-}
-
 fn text_of<'a>(items: &'a [Value], title: &str) -> &'a str {
     items
         .iter()
@@ -191,7 +180,7 @@ async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_
     assert!(!created.text.contains(INVENTORY_SECRET));
     let id = created.json["id"].as_str().unwrap().to_owned();
 
-    let items = items_until(api, &bot, |items| items.len() == 2).await;
+    let items = e2e::bots::knowledge_until(api, &bot, |items| items.len() == 2).await;
     assert!(
         items.iter().all(|item| item["source"] == format!("postgres:{id}")),
         "{items:?}"
@@ -226,7 +215,7 @@ async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_
         (Some("SKU-1"), Some(3))
     );
     assert_eq!(event["data"]["product"]["title"], "Blue mug");
-    items_until(api, &bot, |items| {
+    e2e::bots::knowledge_until(api, &bot, |items| {
         text_of(items, "Blue mug").contains("Low stock: only 3 left.")
     })
     .await;
@@ -269,14 +258,14 @@ async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_
         .await;
     let out = tap.skip_until("product.out_of_stock", WAIT).await;
     assert_eq!(out["data"]["product"]["id"], "SKU-1");
-    items_until(api, &bot, |items| text_of(items, "Blue mug").contains("Out of stock.")).await;
+    e2e::bots::knowledge_until(api, &bot, |items| text_of(items, "Blue mug").contains("Out of stock.")).await;
     let products = products_until(api, &id, |p| p[1]["stock"] == "12").await;
     assert_eq!(products[1]["external_id"], "SKU-2", "the forged change was not applied");
 
     // A deleted row leaves the list and the bot's knowledge.
     db.execute("DELETE FROM items WHERE sku = 'SKU-2'").await;
     products_until(api, &id, |p| p.len() == 1).await;
-    let items = items_until(api, &bot, |items| items.len() == 1).await;
+    let items = e2e::bots::knowledge_until(api, &bot, |items| items.len() == 1).await;
     assert_eq!(items[0]["document"]["title"], "Blue mug");
 
     // Unlinked, the bot forgets them.
@@ -287,7 +276,7 @@ async fn linked_bots_learn_a_databases_products_and_its_inventory_webhook_moves_
         )
         .await;
     assert_eq!(unlinked.status, 200, "{}", unlinked.text);
-    items_until(api, &bot, <[Value]>::is_empty).await;
+    e2e::bots::knowledge_until(api, &bot, <[Value]>::is_empty).await;
     db.remove().await;
     stack.stop().await;
 }

@@ -7,14 +7,13 @@
 use std::time::Duration;
 
 use e2e::{
-    Client, Options, TestStack,
+    Options, TestStack,
     bots::{ask, conversation_with, create_bot, train_and_deploy},
     shopify_server::{CLIENT_SECRET, SHOP, ShopifyServer, Webhook},
 };
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "shpat_admin_token";
-const WAIT: Duration = Duration::from_secs(15);
 
 async fn store_and_stack() -> (ShopifyServer, TestStack) {
     let shopify = ShopifyServer::start(ADMIN_TOKEN, "shprt_unused", Duration::ZERO).await;
@@ -47,17 +46,6 @@ fn product(id: i64, title: &str, price: &str, quantity: i64, status: &str) -> Va
     })
 }
 
-/// The bot's items once `done` holds of them.
-async fn items_until(api: &Client, bot: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let path = format!("/api/v1/bots/{bot}/knowledge");
-    let listed = api
-        .get_until(&path, WAIT, |page| {
-            page["items"].as_array().is_some_and(|items| done(items))
-        })
-        .await;
-    listed["items"].as_array().unwrap().clone()
-}
-
 fn text(item: &Value) -> &str {
     item["document"]["text"].as_str().unwrap_or_default()
 }
@@ -74,7 +62,7 @@ async fn a_linked_bot_learns_each_active_product_and_answers_from_it() {
     for body in [mug, draft] {
         assert_eq!(shopify.send(&Webhook::new("products/create", body)).await.0, 200);
     }
-    let items = items_until(api, &bot, |items| items.len() == 1).await;
+    let items = e2e::bots::knowledge_until(api, &bot, |items| items.len() == 1).await;
     let item = &items[0];
     assert_eq!(item["source"], format!("shopify:{id}"));
     assert_eq!(item["document"]["title"], "Blue mug");
@@ -94,7 +82,7 @@ async fn a_linked_bot_learns_each_active_product_and_answers_from_it() {
         shopify.send(&Webhook::new("inventory_levels/update", level)).await.0,
         200
     );
-    let items = items_until(api, &bot, |items| {
+    let items = e2e::bots::knowledge_until(api, &bot, |items| {
         items.len() == 1 && text(&items[0]).contains("Out of stock")
     })
     .await;
@@ -113,7 +101,7 @@ async fn a_linked_bot_learns_each_active_product_and_answers_from_it() {
 
     let deleted = Webhook::new("products/delete", json!({"id": 7001}));
     assert_eq!(shopify.send(&deleted).await.0, 200);
-    items_until(api, &bot, <[Value]>::is_empty).await;
+    e2e::bots::knowledge_until(api, &bot, <[Value]>::is_empty).await;
     stack.stop().await;
 }
 
@@ -134,13 +122,13 @@ async fn unlinking_forgets_relinking_relearns_and_disconnecting_forgets_again() 
         let body = product(8000 + n * 10, &format!("Mug {n}"), "9.00", 3, "active");
         assert_eq!(shopify.send(&Webhook::new("products/create", body)).await.0, 200);
     }
-    items_until(api, &bot, |items| items.len() == 4).await;
+    e2e::bots::knowledge_until(api, &bot, |items| items.len() == 4).await;
 
     let path = format!("/api/v1/integrations/{id}");
     let unlinked = api.patch(&path, json!({"settings": {"bot_ids": []}})).await;
     assert_eq!(unlinked.status, 200, "{}", unlinked.text);
     assert_eq!(unlinked.json["settings"]["bot_ids"], json!([]));
-    let left = items_until(api, &bot, |items| items.len() == 1).await;
+    let left = e2e::bots::knowledge_until(api, &bot, |items| items.len() == 1).await;
     assert_eq!(
         left[0]["faq"]["question"], "Opening hours?",
         "items of its own are kept"
@@ -148,10 +136,10 @@ async fn unlinking_forgets_relinking_relearns_and_disconnecting_forgets_again() 
 
     let relinked = api.patch(&path, json!({"settings": {"bot_ids": [bot]}})).await;
     assert_eq!(relinked.status, 200, "{}", relinked.text);
-    items_until(api, &bot, |items| items.len() == 4).await;
+    e2e::bots::knowledge_until(api, &bot, |items| items.len() == 4).await;
 
     assert_eq!(api.delete(&path).await.status, 200);
-    items_until(api, &bot, |items| items.len() == 1).await;
+    e2e::bots::knowledge_until(api, &bot, |items| items.len() == 1).await;
     stack.stop().await;
 }
 

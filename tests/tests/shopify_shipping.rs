@@ -143,18 +143,7 @@ async fn the_bot_answers_where_is_my_order_for_the_verified_customer_only() {
     let bot = e2e::bots::create_bot(api, "Shop assistant", json!({})).await;
     let ask = |customer: Value| {
         let bot = bot.clone();
-        async move {
-            let created = api
-                .post(
-                    "/api/v1/conversations",
-                    json!({"user_id": "shopper", "channel": "web", "bot_id": bot, "metadata": {"customer": customer}}),
-                )
-                .await;
-            assert_eq!(created.status, 200, "{}", created.text);
-            let conversation = created.json["id"].as_str().unwrap().to_owned();
-            let sent = e2e::bots::ask(api, &conversation, "Where is my order? It's #2001 by the way").await;
-            sent.json["reply"]["content"].as_str().unwrap_or_default().to_owned()
-        }
+        async move { e2e::bots::ask_as(api, &bot, customer, "Where is my order? It's #2001 by the way").await }
     };
 
     let ann = ask(json!({"email": "ANN@example.com"})).await;

@@ -157,6 +157,20 @@ pub async fn read_orders(
         .await
 }
 
+/// A row either engine can read into.
+trait Row:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow> + Send + Unpin
+{
+}
+
+impl<T> Row for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+        + Send
+        + Unpin
+{
+}
+
 /// One database as a statement reaches it: through its connection's pool
 /// or, before it is saved, in a session of its own.
 struct Reach<'a> {
@@ -190,25 +204,13 @@ impl<'a> Reach<'a> {
         })
     }
 
-    async fn orders<T>(&self, orders: &OrderSource, email: &str, limit: i64) -> Result<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
-            + Send
-            + Unpin,
-    {
+    async fn orders<T: Row>(&self, orders: &OrderSource, email: &str, limit: i64) -> Result<Vec<T>> {
         let (sql, binds) = orders.select(self.settings.engine.dialect(), limit);
         self.query(sql, vec![email.trim().to_owned(); binds]).await
     }
 
     /// Runs one statement with `binds`, read-only and time-limited.
-    async fn query<T>(&self, sql: String, binds: Vec<String>) -> Result<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
-            + Send
-            + Unpin,
-    {
+    async fn query<T: Row>(&self, sql: String, binds: Vec<String>) -> Result<Vec<T>> {
         let settings = self.settings;
         // A session of its own goes to the host as checked now.
         let host = match &self.pool {
@@ -235,13 +237,7 @@ impl<'a> Reach<'a> {
     }
 
     /// Runs a statement in a session opened for it, and closes it.
-    async fn in_own_session<T>(&self, host: &str, sql: &str, binds: &[String]) -> Result<Vec<T>, sqlx::Error>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
-            + Send
-            + Unpin,
-    {
+    async fn in_own_session<T: Row>(&self, host: &str, sql: &str, binds: &[String]) -> Result<Vec<T>, sqlx::Error> {
         let settings = self.settings;
         match settings.engine {
             Engine::Postgres => {
