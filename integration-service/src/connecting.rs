@@ -106,7 +106,7 @@ impl Connector {
     }
 
     /// Renames the connection, changes its settings or replaces some of its
-    /// credentials (tried first). A connection that can now verify
+    /// credentials (tried first, as are a database's new mappings). A connection that can now verify
     /// webhooks and had none registers them; bots newly linked learn every
     /// product, bots unlinked forget them.
     pub async fn change(&self, workspace_id: &str, id: &IntegrationId, change: Change) -> Result<IntegrationRow> {
@@ -114,14 +114,19 @@ impl Connector {
         let stored = self.vault.connection(&row, &sealed, workspace_id)?;
         let before = stored.linked_bots().to_vec();
         let new_credentials = !change.credentials.is_empty();
+        // A database's new mappings are tried as its first ones were.
+        let new_reads = change
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.fields.contains_key("products") || s.fields.contains_key("orders"));
         let mut connection = stored.with_settings(change.settings)?.replaced(change.credentials)?;
         self.check_bots(workspace_id, &connection).await?;
         let mut subscriptions = Vec::new();
-        if new_credentials {
+        if new_credentials || new_reads {
             connection.try_new(id.as_str(), &self.reach).await?;
-            if row.webhook_topics.is_empty() {
-                subscriptions = connection.subscribe(id.as_str(), &self.reach).await?;
-            }
+        }
+        if new_credentials && row.webhook_topics.is_empty() {
+            subscriptions = connection.subscribe(id.as_str(), &self.reach).await?;
         }
         let sealed = new_credentials.then(|| self.vault.seal(&connection, workspace_id, id));
         let settings = connection.settings();

@@ -99,6 +99,12 @@ async fn products_flow(engine: Engine) {
     api.patch(&path, json!({"settings": {"host": "10.0.0.1"}}))
         .await
         .assert_problem(400, "invalid-argument");
+    // A new mapping is tried as the first one was.
+    let mut missing = mapping();
+    missing["table"] = json!("no_such_items");
+    let refused = api.patch(&path, json!({"settings": {"products": missing}})).await;
+    refused.assert_problem(422, "unprocessable");
+    assert!(refused.text.contains("no_such_items"), "{}", refused.text);
 
     let mut spliced = db.connect_request(&db.password);
     spliced["settings"]["products"] = json!({"table": "items; DROP TABLE items", "id": "sku", "title": "name",

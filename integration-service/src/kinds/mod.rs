@@ -213,6 +213,7 @@ impl Connection {
                 // What is read may change; where it is read from may not.
                 let readable = [
                     "products",
+                    "orders",
                     "low_stock_threshold",
                     "poll_seconds",
                     "bot_ids",
