@@ -36,6 +36,8 @@ use crate::{
 
 const TICK: Duration = Duration::from_secs(1);
 const SOURCES_PER_TICK: i64 = 10;
+/// How long a replica has a database to itself for one read and sweep.
+const LEASE: Duration = Duration::from_secs(120);
 /// After a failed read, the next waits this long (or the poll interval).
 const RETRY: Duration = Duration::from_secs(30);
 /// Ids are read whole every this many polls, and at least this often.
@@ -82,7 +84,7 @@ impl DbPolling {
     /// Reads the sources that are due; how many products it read.
     async fn round(&self) -> Result<usize, ServiceError> {
         let mut read = 0;
-        for source in db_products::due(&self.pool, SOURCES_PER_TICK).await? {
+        for source in db_products::due(&self.pool, SOURCES_PER_TICK, LEASE).await? {
             read += self.read(&source).await?;
         }
         Ok(read)

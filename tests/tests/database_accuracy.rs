@@ -121,7 +121,12 @@ fn accuracy(mut held: HashMap<String, Value>, source: &HashMap<String, Value>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sync_every_field_matches_the_workspaces_database() {
-    let stack = TestStack::start().await;
+    // Two replicas read the database; each read is one replica's alone.
+    let stack = TestStack::start_with(e2e::Options {
+        integration_replicas: 2,
+        ..e2e::Options::default()
+    })
+    .await;
     let api = &stack.client;
     let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
     let db = CustomerDb::create(Engine::Postgres).await;
@@ -225,6 +230,11 @@ async fn after_a_sync_every_field_matches_the_workspaces_database() {
         matched as f64 * 100.0 / total as f64
     );
     assert_eq!(matched, total);
+    assert_eq!(
+        counts["updated"],
+        PRODUCTS - PRODUCTS / 50,
+        "each changed row read once"
+    );
     assert_eq!(counts["removed"], PRODUCTS / 50, "the rows deleted with no webhook");
     assert_eq!(counts["created"], 20, "the rows added with no webhook");
     db.remove().await;

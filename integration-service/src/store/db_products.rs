@@ -68,19 +68,29 @@ pub struct DueSource {
     pub sweep_due: bool,
 }
 
-/// Connected databases with a product mapping whose next read is due.
-pub async fn due<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<DueSource>> {
+/// Takes the connected databases with a product mapping whose next read
+/// is due, up to `limit`, each for `lease`: another replica takes it only
+/// once the lease has run out (the reader records the real next read when
+/// it is done).
+pub async fn due<'e>(db: impl PgExecutor<'e>, limit: i64, lease: std::time::Duration) -> Result<Vec<DueSource>> {
     Ok(sqlx::query_as(
-        "SELECT i.workspace_id, i.id AS integration_id,
-                coalesce(s.cursor_changed, '') AS cursor_changed, coalesce(s.cursor_id, '') AS cursor_id,
-                coalesce(s.next_sweep_at, '-infinity') <= now() AS sweep_due
-         FROM integrations i LEFT JOIN db_sources s ON s.integration_id = i.id
-         WHERE i.kind IN ('postgres', 'mysql') AND i.status = 'connected'
-           AND jsonb_typeof(i.settings -> 'products') = 'object'
-           AND coalesce(s.next_poll_at, '-infinity') <= now()
-         ORDER BY s.next_poll_at NULLS FIRST LIMIT $1",
+        "WITH due AS (
+             SELECT i.id, i.workspace_id FROM integrations i LEFT JOIN db_sources s ON s.integration_id = i.id
+             WHERE i.kind IN ('postgres', 'mysql') AND i.status = 'connected'
+               AND jsonb_typeof(i.settings -> 'products') = 'object'
+               AND coalesce(s.next_poll_at, '-infinity') <= now()
+             ORDER BY s.next_poll_at NULLS FIRST LIMIT $1),
+         taken AS (
+             INSERT INTO db_sources (integration_id, next_poll_at)
+             SELECT id, now() + $2::interval FROM due
+             ON CONFLICT (integration_id) DO UPDATE SET next_poll_at = EXCLUDED.next_poll_at
+                 WHERE db_sources.next_poll_at <= now()
+             RETURNING integration_id, cursor_changed, cursor_id, next_sweep_at <= now() AS sweep_due)
+         SELECT d.workspace_id, t.integration_id, t.cursor_changed, t.cursor_id, t.sweep_due
+         FROM taken t JOIN due d ON d.id = t.integration_id",
     )
     .bind(limit)
+    .bind(lease)
     .fetch_all(db)
     .await?)
 }
