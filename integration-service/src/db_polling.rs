@@ -116,6 +116,8 @@ impl DbPolling {
                 count = products.len();
                 caught_up = (count as i64) < PAGE;
                 let mut counts = Counts::default();
+                let ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+                db_products::lock(&mut tx, &source.integration_id, &ids).await?;
                 for product in &products {
                     match self.store(&mut tx, source, &settings, product).await? {
                         true => counts.created += 1,

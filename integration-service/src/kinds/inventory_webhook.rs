@@ -103,9 +103,9 @@ struct Given {
     stock: i64,
 }
 
-/// The changes a body carries: ids may be strings or whole numbers (the
-/// database's own), stock a whole number; the last change of a product in
-/// one delivery wins.
+/// The changes a body carries, by id: ids may be strings or whole numbers
+/// (the database's own), stock a whole number; the last change of a
+/// product in one delivery wins.
 pub fn changes(body: &[u8]) -> Result<Vec<StockChange>, Refusal> {
     let body: Value = serde_json::from_slice(body).map_err(|e| Refusal::Body(e.to_string()))?;
     let list = match body {
@@ -129,6 +129,8 @@ pub fn changes(body: &[u8]) -> Result<Vec<StockChange>, Refusal> {
             stock: given.stock,
         });
     }
+    // Applied in byte order of the ids, as reads lock them.
+    changes.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     Ok(changes)
 }
 
@@ -183,7 +185,7 @@ mod tests {
             list.iter()
                 .map(|c| (c.product_id.as_str(), c.stock))
                 .collect::<Vec<_>>(),
-            [("b", 1), ("a", 4)]
+            [("a", 4), ("b", 1)]
         );
         for wrong in [
             &b"[]"[..],

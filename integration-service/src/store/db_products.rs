@@ -95,6 +95,23 @@ pub async fn due<'e>(db: impl PgExecutor<'e>, limit: i64, lease: std::time::Dura
     .await?)
 }
 
+/// Locks the connection's stored products among `external_ids` until the
+/// transaction ends, so the states a page replaces are the ones an
+/// inventory webhook committed just before, never an older snapshot. Rows
+/// are locked in byte order of their ids, as webhooks apply their changes,
+/// so the two never wait on each other in a cycle.
+pub async fn lock(conn: &mut PgConnection, integration_id: &str, external_ids: &[&str]) -> Result<()> {
+    sqlx::query(
+        "SELECT 1 FROM db_products WHERE integration_id = $1 AND external_id = ANY($2)
+         ORDER BY external_id COLLATE \"C\" FOR UPDATE",
+    )
+    .bind(integration_id)
+    .bind(external_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Stores a product as read; the stock state it had before (`None`: new).
 pub async fn upsert(
     conn: &mut PgConnection,
