@@ -146,11 +146,10 @@ struct Delivery<'a> {
 }
 
 fn refused(refusal: Refusal) -> ServiceError {
-    match refusal.unauthenticated() {
-        true => ServiceError::Unauthenticated(refusal.to_string()),
-        false => match refusal {
-            Refusal::Body(_) => ServiceError::invalid("body", refusal.to_string()),
-            _ => ServiceError::invalid("headers", refusal.to_string()),
-        },
+    let reason = refusal.to_string();
+    match refusal {
+        Refusal::OutOfTolerance | Refusal::BadSignature => ServiceError::Unauthenticated(reason),
+        Refusal::Body(_) => ServiceError::invalid("body", reason),
+        Refusal::Missing(_) | Refusal::Malformed(_) => ServiceError::invalid("headers", reason),
     }
 }

@@ -80,6 +80,7 @@ impl LeadQueue {
             return Ok(0);
         }
         let mut workspaces: Vec<String> = messages.iter().map(|(w, _)| (*w).to_owned()).collect();
+        workspaces.sort_unstable();
         workspaces.dedup();
         let orgs = salesforce_leads::keyword_orgs(&mut *tx, &workspaces).await?;
         let mut queued = 0;
@@ -90,11 +91,8 @@ impl LeadQueue {
                 .iter()
                 .filter(|(w, _, _)| w == workspace_id)
                 .filter_map(|(_, org, keywords)| {
-                    let keywords: Vec<String> = serde_json::from_value(keywords.clone()).ok()?;
-                    let keyword = keywords
-                        .into_iter()
-                        .find(|k| salesforce::qualifies(std::slice::from_ref(k), text))?;
-                    Some((org.clone(), keyword))
+                    let keyword = salesforce::qualifying_keyword(keywords, text)?;
+                    Some((org.clone(), keyword.to_owned()))
                 })
                 .collect();
             let Some(conversation_id) = message["conversation_id"].as_str().filter(|_| !qualified.is_empty()) else {

@@ -162,12 +162,9 @@ impl ProductKnowledge {
         let Some((workspace_id, kind, settings)) = integrations::linked(&self.pool, integration_id).await? else {
             return Ok(false);
         };
-        let engine = if kind == "mysql" {
-            Engine::Mysql
-        } else {
-            Engine::Postgres
-        };
-        let Ok(settings) = DatabaseSettings::parse(engine, settings.as_object().unwrap_or(&Default::default())) else {
+        let parsed =
+            Engine::of_kind(&kind).and_then(|engine| DatabaseSettings::parse(engine, settings.as_object()?).ok());
+        let Some(settings) = parsed else {
             tracing::error!(integration = integration_id, "stored database settings do not read");
             return Ok(false);
         };

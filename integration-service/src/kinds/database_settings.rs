@@ -26,6 +26,23 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine a connection `kind` names (`postgres` or `mysql`).
+    pub fn of_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "postgres" => Some(Self::Postgres),
+            "mysql" => Some(Self::Mysql),
+            _ => None,
+        }
+    }
+
+    /// The connection kind that names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+        }
+    }
+
     pub fn dialect(self) -> Dialect {
         match self {
             Self::Postgres => Dialect::Postgres,
@@ -33,7 +50,7 @@ impl Engine {
         }
     }
 
-    pub fn default_port(self) -> u16 {
+    fn default_port(self) -> u16 {
         match self {
             Self::Postgres => 5432,
             Self::Mysql => 3306,

@@ -44,14 +44,6 @@ pub enum Refusal {
     Body(String),
 }
 
-impl Refusal {
-    /// Whether the sender could not prove who it is (rather than sent
-    /// something malformed).
-    pub fn unauthenticated(&self) -> bool {
-        matches!(self, Self::OutOfTolerance | Self::BadSignature)
-    }
-}
-
 impl Signed {
     pub fn from_headers(headers: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Self, Refusal> {
         let get = |name: &'static str| {

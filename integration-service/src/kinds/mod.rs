@@ -107,19 +107,14 @@ impl Connection {
                 settings: SalesforceSettings::parse(&settings)?,
                 credentials: SalesforceCredentials::from_request(credentials)?,
             }),
-            "postgres" | "mysql" => {
-                let engine = if kind == "postgres" {
-                    Engine::Postgres
-                } else {
-                    Engine::Mysql
-                };
-                Ok(Self::Database {
+            "" => Err(ServiceError::invalid("kind", format!("is required: {KINDS}"))),
+            _ => match Engine::of_kind(kind) {
+                Some(engine) => Ok(Self::Database {
                     settings: Box::new(DatabaseSettings::parse(engine, &settings)?),
                     credentials: DatabaseCredentials::from_request(credentials)?,
-                })
-            }
-            "" => Err(ServiceError::invalid("kind", format!("is required: {KINDS}"))),
-            _ => Err(ServiceError::invalid("kind", format!("must be {KINDS}"))),
+                }),
+                None => Err(ServiceError::invalid("kind", format!("must be {KINDS}"))),
+            },
         }
     }
 
@@ -136,27 +131,19 @@ impl Connection {
                 settings: SalesforceSettings::parse(settings).map_err(|_| broken("settings"))?,
                 credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
             }),
-            "postgres" | "mysql" => {
-                let engine = if kind == "postgres" {
-                    Engine::Postgres
-                } else {
-                    Engine::Mysql
-                };
+            _ => {
+                let engine = Engine::of_kind(kind).ok_or_else(|| broken("kind"))?;
                 Ok(Self::Database {
                     settings: Box::new(DatabaseSettings::parse(engine, settings).map_err(|_| broken("settings"))?),
                     credentials: serde_json::from_slice(credentials).map_err(|_| broken("credentials"))?,
                 })
             }
-            _ => Err(broken("kind")),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Database { settings, .. } => match settings.engine {
-                Engine::Postgres => "postgres",
-                Engine::Mysql => "mysql",
-            },
+            Self::Database { settings, .. } => settings.engine.kind(),
             Self::Shopify { .. } => "shopify",
             Self::Salesforce { .. } => "salesforce",
         }

@@ -152,14 +152,14 @@ pub async fn upsert(
 
 /// A stored product after a stock change sent by webhook.
 #[derive(Debug, sqlx::FromRow)]
-pub struct StockChange {
+pub struct StockReplaced {
     pub title: String,
     pub price: Option<String>,
     /// Its stock state before.
     pub before: String,
 }
 
-impl StockChange {
+impl StockReplaced {
     pub fn before(&self) -> StockState {
         StockState::parse(&self.before)
     }
@@ -174,7 +174,7 @@ pub async fn set_stock(
     external_id: &str,
     (stock, state): (i64, StockState),
     at: DateTime<Utc>,
-) -> Result<Option<StockChange>> {
+) -> Result<Option<StockReplaced>> {
     let before: Option<String> = sqlx::query_scalar(
         "SELECT stock_state FROM db_products WHERE integration_id = $1 AND external_id = $2
            AND deleted_at IS NULL AND (stock_at IS NULL OR stock_at <= $3) FOR UPDATE",

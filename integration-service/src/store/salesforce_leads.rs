@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use service_runtime::{error::ServiceError, pagination::NewestFirst};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, types::Json};
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -81,15 +81,19 @@ pub async fn queue_qualified(
 pub async fn keyword_orgs<'e>(
     db: impl PgExecutor<'e>,
     workspace_ids: &[String],
-) -> Result<Vec<(String, String, Value)>> {
-    Ok(sqlx::query_as(
+) -> Result<Vec<(String, String, Vec<String>)>> {
+    let rows: Vec<(String, String, Json<Vec<String>>)> = sqlx::query_as(
         "SELECT workspace_id, id, settings -> 'qualify_keywords' FROM integrations
          WHERE workspace_id = ANY($1) AND kind = 'salesforce' AND status = 'connected'
            AND coalesce(jsonb_array_length(settings -> 'qualify_keywords'), 0) > 0",
     )
     .bind(workspace_ids)
     .fetch_all(db)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(w, org, Json(keywords))| (w, org, keywords))
+        .collect())
 }
 
 /// Leads due now, leased to the caller for `lease`.

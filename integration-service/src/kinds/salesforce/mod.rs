@@ -130,10 +130,11 @@ fn keywords(value: Option<&Value>) -> Result<Vec<String>> {
     Ok(keywords)
 }
 
-/// Whether the visitor's `text` qualifies a conversation under `keywords`.
-pub fn qualifies(keywords: &[String], text: &str) -> bool {
+/// The first of `keywords` the visitor's `text` contains (any case): the
+/// one that qualifies the conversation.
+pub fn qualifying_keyword<'k>(keywords: &'k [String], text: &str) -> Option<&'k str> {
     let text = text.to_lowercase();
-    keywords.iter().any(|k| text.contains(k.as_str()))
+    keywords.iter().map(String::as_str).find(|k| text.contains(k))
 }
 
 /// https, or http to this machine (a local development org proxy).
@@ -252,9 +253,13 @@ mod tests {
     fn keywords_qualify_a_message_in_any_case() {
         let parsed = settings(json!({"qualify_keywords": ["Quote", "bulk order", "quote"]})).unwrap();
         assert_eq!(parsed.qualify_keywords, ["quote", "bulk order"]);
-        assert!(qualifies(&parsed.qualify_keywords, "Could I get a QUOTE for 200 mugs?"));
-        assert!(qualifies(&parsed.qualify_keywords, "a Bulk Order, please"));
-        assert!(!qualifies(&parsed.qualify_keywords, "what are your opening hours?"));
+        let keywords = &parsed.qualify_keywords;
+        assert_eq!(
+            qualifying_keyword(keywords, "Could I get a QUOTE for 200 mugs?"),
+            Some("quote")
+        );
+        assert_eq!(qualifying_keyword(keywords, "a Bulk Order, please"), Some("bulk order"));
+        assert_eq!(qualifying_keyword(keywords, "what are your opening hours?"), None);
         assert!(settings(json!({"qualify_keywords": [""]})).is_err());
         assert!(settings(json!({"qualify_keywords": "quote"})).is_err());
         assert!(
