@@ -1,12 +1,22 @@
-//! analytics-service: request metrics per workspace.
-//!
-//! It answers windowed totals from `request_metrics`; recording requests and
-//! conversation statistics arrive with the analytics feature.
+//! analytics-service: conversation and message statistics from the events
+//! stream, and the API monitoring report from what the gateways record.
 
-mod request_metrics;
+mod api_usage;
+mod bot_stats;
+mod calendar;
+pub mod event_feed;
+mod metric;
+mod retention;
+mod series;
+mod service;
+mod tally;
 
+use event_pipeline::BrokerSettings;
 use proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
-use service_runtime::{config::ServiceSettings, grpc_server};
+use service_runtime::{
+    config::{self, ConfigError, ServiceSettings},
+    grpc_server,
+};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,18 +24,82 @@ use tokio_util::sync::CancellationToken;
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "analytics";
 
-/// The service has no settings beyond those every service has.
-pub type Config = ServiceSettings;
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceSettings,
+    pub events: BrokerSettings,
+    /// `ANALYTICS_STREAM_MAX_AGE`: how long the events stream keeps events
+    /// (RabbitMQ's `x-max-age`, e.g. `90D`), which bounds how far back the
+    /// statistics can be rebuilt. Fixed when the stream is first declared.
+    pub stream_max_age: String,
+    /// `ANALYTICS_RETENTION_DAYS`: statistics older than this are deleted.
+    pub retention_days: u32,
+}
 
-/// `ANALYTICS_GRPC_ADDR`, `ANALYTICS_DB_MAX_CONNECTIONS`, `DATABASE_URL`.
-pub fn config_from_env() -> Result<Config, service_runtime::config::ConfigError> {
-    ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")
+impl Config {
+    pub fn development(service: ServiceSettings, events: BrokerSettings) -> Self {
+        Self {
+            service,
+            events,
+            stream_max_age: "90D".into(),
+            retention_days: 400,
+        }
+    }
+}
+
+/// `ANALYTICS_GRPC_ADDR`, `ANALYTICS_DB_MAX_CONNECTIONS`, `DATABASE_URL`,
+/// `AMQP_URL`, `EVENTS_EXCHANGE`, `ANALYTICS_STREAM_MAX_AGE`,
+/// `ANALYTICS_RETENTION_DAYS`.
+pub fn config_from_env() -> Result<Config, ConfigError> {
+    let service = ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")?;
+    let stream_max_age = config::string("ANALYTICS_STREAM_MAX_AGE", "90D");
+    if !valid_max_age(&stream_max_age) {
+        return Err(ConfigError::invalid(
+            "ANALYTICS_STREAM_MAX_AGE",
+            &stream_max_age,
+            "must be a number and a unit of Y, M, D, h, m or s, such as 90D",
+        ));
+    }
+    Ok(Config {
+        service,
+        events: BrokerSettings::from_env()?,
+        stream_max_age,
+        retention_days: config::parsed("ANALYTICS_RETENTION_DAYS", 400)?,
+    })
+}
+
+/// RabbitMQ's `x-max-age` form: digits then one unit letter.
+fn valid_max_age(text: &str) -> bool {
+    text.len() >= 2
+        && text[..text.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && matches!(text.as_bytes()[text.len() - 1], b'Y' | b'M' | b'D' | b'h' | b'm' | b's')
 }
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = config.connect(SCHEMA, &MIGRATIONS).await?;
+    let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
+    event_feed::declare(&config.events, &config.stream_max_age).await;
+    event_feed::spawn(
+        pool.clone(),
+        config.service.database_url.clone(),
+        config.events.clone(),
+        config.stream_max_age.clone(),
+        shutdown.clone(),
+    );
+    retention::spawn(pool.clone(), config.retention_days, shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
-    let service = AnalyticsServiceServer::new(request_metrics::RequestMetricsService::new(pool));
+    let service = AnalyticsServiceServer::new(service::Analytics::new(pool));
     grpc_server::serve_one(service, listener, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_ages_are_checked() {
+        assert!(super::valid_max_age("90D"));
+        assert!(super::valid_max_age("12h"));
+        assert!(!super::valid_max_age("90"));
+        assert!(!super::valid_max_age("D"));
+        assert!(!super::valid_max_age("9 D"));
+    }
 }

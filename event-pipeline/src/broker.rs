@@ -51,6 +51,9 @@ pub enum AmqpError {
     Timeout { target: String, seconds: u64 },
     #[error("RabbitMQ: {0}")]
     Protocol(#[from] lapin::Error),
+    /// The consumer's own store failed; reading resumes from its position.
+    #[error("the event handler failed: {0}")]
+    Handler(String),
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -48,11 +48,17 @@ pub struct Received {
     pub workspace_id: String,
     pub data: Value,
     pub body: Vec<u8>,
+    /// When the producer recorded it (the envelope's `timestamp`).
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its position, when it was read from a stream.
+    pub offset: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Head {
     id: String,
+    #[serde(default)]
+    timestamp: Option<String>,
     event: String,
     workspace_id: String,
     #[serde(default)]
@@ -70,6 +76,11 @@ impl Received {
             workspace_id: head.workspace_id,
             data: head.data,
             body,
+            occurred_at: head
+                .timestamp
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.to_utc()),
+            offset: None,
         })
     }
 
@@ -110,6 +121,11 @@ mod tests {
         assert_eq!(received.event_type, "message.sent");
         assert_eq!(received.workspace_id, "ws_1");
         assert_eq!(received.conversation_id(), Some("conv_1"));
+        assert!(
+            received
+                .occurred_at
+                .is_some_and(|at| (chrono::Utc::now() - at).num_seconds() < 60)
+        );
         assert_eq!(received.body, envelope.body);
     }
 

@@ -26,6 +26,7 @@ use crate::{
         response::{self, Format},
     },
     upstreams::CallError,
+    usage::RouteLabel,
 };
 
 /// Headers passed through to the services as gRPC metadata.
@@ -34,16 +35,29 @@ const FORWARDED_HEADERS: &[&str] = &[keys::IDEMPOTENCY_KEY, "traceparent", "trac
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let ctx = ProblemContext::of(&parts);
-    match transcode(&state, &parts, body).await {
+    let mut label = None;
+    let mut response = match transcode(&state, &parts, body, &mut label).await {
         Ok(response) => response,
         Err(problem) => problem.render(&ctx),
+    };
+    if let Some(label) = label {
+        response.extensions_mut().insert(label);
     }
+    response
 }
 
-async fn transcode(state: &AppState, parts: &http::request::Parts, body: Body) -> Result<Response, Problem> {
+async fn transcode(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+    label: &mut Option<RouteLabel>,
+) -> Result<Response, Problem> {
     let path = parts.uri.path();
     let (route, bindings) = match state.routes.resolve(&parts.method, path) {
-        Resolution::Found(route, bindings) => (route, bindings),
+        Resolution::Found(route, bindings) => {
+            *label = Some(RouteLabel(route.label.clone()));
+            (route, bindings)
+        }
         Resolution::MethodNotAllowed { allow } => return Err(Problem::method_not_allowed(&parts.method, &allow)),
         Resolution::NotFound => return Err(Problem::not_found_route(path)),
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use outbound_http::breaker::BreakerSettings;
 use service_runtime::config::{self, ConfigError};
 
+pub use crate::usage::UsageSettings;
 pub use crate::{
     auth::jwt_config::JwtConfig,
     oauth::OAuthConfig,
@@ -42,6 +43,9 @@ pub struct Config {
     /// upstream's circuit for `GATEWAY_BREAKER_OPEN_MS` (5000).
     pub breaker: BreakerSettings,
     pub oauth: OAuthConfig,
+    /// `GATEWAY_USAGE_REPORT_MS` (10000) and `GATEWAY_SLOW_REQUEST_MS`
+    /// (1000): how often usage goes to analytics, and what counts as slow.
+    pub usage: UsageSettings,
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -77,6 +81,10 @@ impl Config {
                 ..breaker
             },
             oauth: OAuthConfig::from_env()?,
+            usage: UsageSettings {
+                report_every: config::millis("GATEWAY_USAGE_REPORT_MS", UsageSettings::default().report_every)?,
+                slow_threshold: config::millis("GATEWAY_SLOW_REQUEST_MS", UsageSettings::default().slow_threshold)?,
+            },
         })
     }
 
@@ -97,6 +105,7 @@ impl Config {
             rate_limits: RateLimitConfig::default(),
             breaker: BreakerSettings::default(),
             oauth: OAuthConfig::default(),
+            usage: UsageSettings::default(),
         }
     }
 }

@@ -13,19 +13,40 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// What a readiness check found.
+pub struct Readiness {
+    pub database: bool,
+    /// Each upstream's name and whether it serves.
+    pub upstreams: Vec<(String, bool)>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.database && self.upstreams.iter().all(|(_, ok)| *ok)
+    }
+}
+
+pub async fn check(state: &AppState) -> Readiness {
     let upstreams = state.upstreams.all();
     let checks = (0..upstreams.len()).map(|i| state.upstreams.is_serving(i));
     let results = futures_util::future::join_all(checks).await;
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    Readiness {
+        database: sqlx::query("SELECT 1").execute(&state.pool).await.is_ok(),
+        upstreams: upstreams.iter().map(|u| u.name.clone()).zip(results).collect(),
+    }
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let readiness = check(&state).await;
+    let database = readiness.database;
     let mut report = Map::new();
-    for (upstream, serving) in upstreams.iter().zip(&results) {
+    for (upstream, serving) in &readiness.upstreams {
         report.insert(
-            upstream.name.clone(),
+            upstream.clone(),
             json!(if *serving { "SERVING" } else { "NOT_SERVING" }),
         );
     }
-    let ready = database && results.iter().all(|ok| *ok);
+    let ready = readiness.ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -40,8 +61,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    state.usage_series.render(&mut text);
+    text.push_str(&format!(
+        "# HELP gateway_usage_samples_dropped_total Request samples dropped because recording fell behind.\n\
+         # TYPE gateway_usage_samples_dropped_total counter\ngateway_usage_samples_dropped_total {}\n",
+        state.usage.dropped()
+    ));
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

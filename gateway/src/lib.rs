@@ -5,6 +5,7 @@
 //! each part's own builder, served through the layers of [`router`].
 
 mod admin;
+mod admin_usage;
 mod api;
 mod api_version;
 pub mod auth;
@@ -27,6 +28,7 @@ mod security_headers;
 mod status_map;
 mod transcode;
 pub mod upstreams;
+pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -49,6 +51,8 @@ use upstreams::Upstreams;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "gateway";
+/// The upstream that keeps the API usage report.
+const ANALYTICS: &str = "analytics";
 
 /// Shared, read-mostly state of the request path.
 pub struct AppState {
@@ -63,12 +67,18 @@ pub struct AppState {
     routes: RouteTable,
     upstreams: Upstreams,
     admin_token_hash: Option<[u8; 32]>,
+    usage: usage::UsageRecorder,
+    usage_series: Arc<usage::Prometheus>,
+    /// analytics-service, for the platform usage report.
+    analytics: Option<tonic::transport::Channel>,
+    descriptors: DescriptorPool,
 }
 
 /// Connects, builds the route table from the descriptor set, and serves
 /// HTTP on `listener` until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = Arc::new(AppState::build(config, &shutdown).await?);
+    usage::spawn_sampler(state.clone(), shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     let app = router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Answers go out as soon as they are written: with Nagle's algorithm a
@@ -108,6 +118,8 @@ impl AppState {
             config.breaker,
             shutdown,
         )?;
+        let analytics = upstreams.channel_named(ANALYTICS);
+        let (usage, usage_series) = usage::start(&config.usage, analytics.clone(), shutdown);
         let descriptors = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
         let routes = RouteTable::build(&descriptors, |prefix| upstreams.for_path(prefix))?;
         tracing::info!(
@@ -132,6 +144,10 @@ impl AppState {
             metrics,
             routes,
             upstreams,
+            usage,
+            usage_series,
+            analytics,
+            descriptors,
         })
     }
 }

@@ -15,11 +15,11 @@ use tower_http::{
 };
 
 use crate::{
-    AppState, admin, api, api_version, auth,
+    AppState, admin, admin_usage, api, api_version, auth,
     body_limit::{self, BodyLimit},
     health, inbound_webhooks, key_management, oauth,
     problem::{Problem, ProblemContext},
-    rate_limit, request_id, security_headers,
+    rate_limit, request_id, security_headers, usage,
 };
 
 pub fn build(state: Arc<AppState>) -> Router {
@@ -67,6 +67,7 @@ pub fn build(state: Arc<AppState>) -> Router {
         .route("/workspaces", post(admin::create_workspace))
         .route("/workspaces/{workspace_id}/api-keys", post(admin::create_api_key))
         .route("/oauth/signing-keys", post(admin::rotate_signing_key))
+        .route("/api-usage", get(admin_usage::api_usage))
         .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
     let mut router = Router::new()
@@ -84,8 +85,11 @@ pub fn build(state: Arc<AppState>) -> Router {
         .merge(token_endpoints)
         .merge(inbound)
         .fallback(not_found)
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(body_limit, body_limit::cap));
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(body_limit, body_limit::cap))
+        // After routing (axum runs router layers per route), so the matched
+        // route is known; around authentication, so 401s and 429s count.
+        .layer(middleware::from_fn_with_state(state.usage.clone(), usage::record));
     for layer in security_headers::layers() {
         router = router.layer(layer);
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use event_pipeline::{
     BrokerSettings, Received, catalog,
-    subscriber::{self, Handler, Queue},
+    subscriber::{self, Handler, Queue, QueueKind},
 };
 use serde_json::{Value, json};
 use service_runtime::error::ServiceError;
@@ -33,6 +33,7 @@ pub fn consume(pool: PgPool, chatbot: Chatbot, broker: BrokerSettings, wake: Arc
         bindings: vec![catalog::CONVERSATION_ENDED.into(), catalog::MESSAGE_RECEIVED.into()],
         prefetch: 200,
         batch: 100,
+        kind: QueueKind::Quorum,
     };
     subscriber::spawn(broker, queue, LeadQueue { pool, chatbot, wake }, shutdown);
 }

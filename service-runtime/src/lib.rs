@@ -20,3 +20,4 @@ pub mod rows;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod window;

@@ -59,7 +59,7 @@ impl Infra {
                 let _ = channel
                     .exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default())
                     .await;
-                for consumer in ["webhook-dispatcher", "integration-service"] {
+                for consumer in ["webhook-dispatcher", "integration-service", "analytics-service"] {
                     let queue = format!("{consumer}.{}", self.exchange);
                     let _ = channel
                         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -316,7 +316,11 @@ impl TestStack {
                 }
                 tokio::spawn(integration_service::serve(config, listener, token))
             }
-            "analytics" => tokio::spawn(analytics_service::serve(settings, listener, token)),
+            "analytics" => {
+                let events = BrokerSettings::development(&infra.exchange);
+                let config = analytics_service::Config::development(settings, events);
+                tokio::spawn(analytics_service::serve(config, listener, token))
+            }
             _ => {
                 let config = self.dispatcher_config(settings);
                 self.spawn_dispatcher(addr, stop, config, listener, token);
@@ -415,6 +419,12 @@ impl TestStack {
             },
             ..RateLimitConfig::default()
         });
+        // Reports reach analytics within a test's patience; every request
+        // counts as slow, so the slowest list always has entries.
+        config.usage = gateway::config::UsageSettings {
+            report_every: Duration::from_millis(200),
+            slow_threshold: Duration::ZERO,
+        };
         config.oauth.issuer = self.gateway_urls[0].clone();
         config.oauth.refresh_ttl = Duration::from_secs(3600);
         config.breaker = options.breaker.unwrap_or(BreakerSettings {

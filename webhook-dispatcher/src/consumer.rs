@@ -6,7 +6,7 @@
 
 use event_pipeline::{
     BrokerSettings, Received,
-    subscriber::{self, Handler, Queue},
+    subscriber::{self, Handler, Queue, QueueKind},
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,7 @@ pub fn spawn(pool: PgPool, dispatcher: Dispatcher, broker: BrokerSettings, shutd
         prefetch: 1000,
         // Half the prefetch: the next batch arrives while one is recorded.
         batch: 500,
+        kind: QueueKind::Quorum,
     };
     subscriber::spawn(broker, queue, Recorder { pool, dispatcher }, shutdown);
 }

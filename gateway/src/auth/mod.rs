@@ -73,8 +73,11 @@ pub async fn require_principal(State(state): State<Arc<AppState>>, mut request: 
     };
     match outcome {
         Ok(principal) => {
+            let workspace = crate::usage::WorkspaceLabel(principal.workspace_id.clone());
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(workspace);
+            response
         }
         Err(problem) => problem.render(&ProblemContext::of_request(&request)),
     }

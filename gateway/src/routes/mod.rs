@@ -28,6 +28,8 @@ fn grpc_path_of(method: &MethodDescriptor) -> Result<http::uri::PathAndQuery, Ro
 pub struct Route {
     pub http_method: Method,
     pub template: PathTemplate,
+    /// The template as text, shared with the usage records of its requests.
+    pub label: Arc<str>,
     /// The scope a caller must hold (`platform.required_scope`); empty for
     /// an inbound webhook.
     pub required_scope: String,
@@ -91,6 +93,7 @@ impl RouteTable {
                         .transpose()?;
                     routes.push(Arc::new(Route {
                         http_method: binding.http_method,
+                        label: Arc::from(binding.template.as_str()),
                         template: binding.template,
                         required_scope: binding.required_scope,
                         inbound_webhook,

@@ -104,6 +104,15 @@ impl Upstreams {
             .map(|(_, i)| *i)
     }
 
+    /// The balanced channel of the upstream called `name`, for the
+    /// gateway's own typed calls.
+    pub fn channel_named(&self, name: &str) -> Option<tonic::transport::Channel> {
+        self.list
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| u.replicas.channel.clone())
+    }
+
     pub fn all(&self) -> &[Upstream] {
         &self.list
     }

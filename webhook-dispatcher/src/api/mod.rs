@@ -5,14 +5,16 @@
 mod deliveries;
 mod endpoints;
 mod replay;
+mod stats;
 
 use std::time::Duration;
 
 use proto::webhooks::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Delivery, Endpoint, EndpointWithSecret,
-    GetDeliveryRequest, GetEndpointRequest, ListDeliveriesRequest, ListDeliveriesResponse, ListEndpointsRequest,
-    ListEndpointsResponse, ReplayEventsRequest, ReplayEventsResponse, RetryDeliveryRequest, RotateSecretRequest,
-    SendTestEventRequest, UpdateEndpointRequest, webhook_service_server::WebhookService,
+    GetDeliveryRequest, GetEndpointRequest, GetWebhookStatsRequest, ListDeliveriesRequest, ListDeliveriesResponse,
+    ListEndpointsRequest, ListEndpointsResponse, ReplayEventsRequest, ReplayEventsResponse, RetryDeliveryRequest,
+    RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest, WebhookStats,
+    webhook_service_server::WebhookService,
 };
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -21,11 +23,13 @@ use crate::secrets::SecretBox;
 use deliveries::Deliveries;
 use endpoints::Endpoints;
 use replay::Replay;
+use stats::Stats;
 
 pub struct Api {
     endpoints: Endpoints,
     deliveries: Deliveries,
     replay: Replay,
+    stats: Stats,
 }
 
 impl Api {
@@ -33,7 +37,8 @@ impl Api {
         Self {
             endpoints: Endpoints::new(pool.clone(), secrets, secret_grace),
             deliveries: Deliveries::new(pool.clone()),
-            replay: Replay::new(pool),
+            replay: Replay::new(pool.clone()),
+            stats: Stats::new(pool),
         }
     }
 }
@@ -42,6 +47,10 @@ type Answer<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl WebhookService for Api {
+    async fn get_webhook_stats(&self, request: Request<GetWebhookStatsRequest>) -> Answer<WebhookStats> {
+        self.stats.read(request).await
+    }
+
     async fn create_endpoint(&self, request: Request<CreateEndpointRequest>) -> Answer<EndpointWithSecret> {
         self.endpoints.create(request).await
     }
