@@ -128,6 +128,14 @@ ensure_redis_binary() {
   apt_install redis-server
 }
 
+# The observability tests check metrics, alert rules and their unit tests
+# with Prometheus's own promtool.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  is_root || die "promtool is missing: sudo apt-get install -y prometheus"
+  apt_install --no-install-recommends prometheus
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
 # standardwebhooks);
 # it lives in a venv so the system Python stays untouched.

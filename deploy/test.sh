@@ -10,6 +10,7 @@ source deploy/backing-services.sh
 ensure_stack_prerequisites
 ensure_mariadb
 ensure_redis_binary
+ensure_promtool
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"
 ensure_test_python "$target_dir"

@@ -14,7 +14,9 @@ mod tally;
 use event_pipeline::BrokerSettings;
 use proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
 use service_runtime::{
+    admin::Scrape,
     config::{self, ConfigError, ServiceSettings},
+    grpc_metrics::GrpcMetrics,
     grpc_server,
 };
 use sqlx::migrate::Migrator;
@@ -51,7 +53,8 @@ impl Config {
 /// `AMQP_URL`, `EVENTS_EXCHANGE`, `ANALYTICS_STREAM_MAX_AGE`,
 /// `ANALYTICS_RETENTION_DAYS`.
 pub fn config_from_env() -> Result<Config, ConfigError> {
-    let service = ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")?;
+    let service = ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")?
+        .with_admin("ANALYTICS_ADMIN_ADDR", "127.0.0.1:9103");
     let stream_max_age = config::string("ANALYTICS_STREAM_MAX_AGE", "90D");
     if !valid_max_age(&stream_max_age) {
         return Err(ConfigError::invalid(
@@ -86,9 +89,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         shutdown.clone(),
     );
     retention::spawn(pool.clone(), config.retention_days, shutdown.clone());
+    let grpc = std::sync::Arc::new(GrpcMetrics::default());
+    let scrape = Scrape::new(grpc.clone(), pool.clone(), config.service.max_db_connections);
+    config.service.serve_admin(scrape, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
     let service = AnalyticsServiceServer::new(service::Analytics::new(pool));
-    grpc_server::serve_one(service, listener, shutdown).await?;
+    grpc_server::serve_one(service, listener, &grpc, shutdown).await?;
     Ok(())
 }
 

@@ -36,7 +36,8 @@ const DEFAULT_INTEGRATION_URL: &str = "http://127.0.0.1:50052";
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            service: ServiceSettings::from_env("CHATBOT_GRPC_ADDR", "127.0.0.1:50051", "CHATBOT_DB_MAX_CONNECTIONS")?,
+            service: ServiceSettings::from_env("CHATBOT_GRPC_ADDR", "127.0.0.1:50051", "CHATBOT_DB_MAX_CONNECTIONS")?
+                .with_admin("CHATBOT_ADMIN_ADDR", "127.0.0.1:9101"),
             events: BrokerSettings::from_env()?,
             model: model_settings()?,
             secrets: Secrets::from_env(),

@@ -25,8 +25,10 @@ use proto::chatbot::v1::{
     bot_service_server::BotServiceServer, conversation_service_server::ConversationServiceServer,
     knowledge_service_server::KnowledgeServiceServer, message_service_server::MessageServiceServer,
 };
+use service_runtime::grpc_metrics::GrpcMetrics;
 use service_runtime::grpc_server;
 use sqlx::{PgPool, migrate::Migrator};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
     let outbox = Outbox::new(SCHEMA);
     relay::spawn(pool.clone(), outbox.clone(), config.events, shutdown.clone());
+    let grpc = Arc::new(GrpcMetrics::default());
+    let scrape = event_pipeline::outbox::producer_scrape(&grpc, &pool, config.service.max_db_connections);
+    config.service.serve_admin(scrape, shutdown.clone()).await?;
     let indexes = Indexes::new(pool.clone(), load_embedder(config.embedding_model_dir).await?);
     let trainer = Trainer::new(pool.clone(), outbox.clone(), indexes.clone());
     trainer.spawn(shutdown.clone());
@@ -59,6 +64,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         OrderDesk::new(&config.integration_url)?,
     );
     let parts = Parts {
+        grpc,
         pool,
         outbox,
         indexes,
@@ -95,6 +101,7 @@ async fn load_embedder(dir: Option<std::path::PathBuf>) -> anyhow::Result<Option
 
 /// What the gRPC services share.
 struct Parts {
+    grpc: Arc<GrpcMetrics>,
     pool: PgPool,
     outbox: Outbox,
     indexes: Indexes,
@@ -105,6 +112,7 @@ struct Parts {
 
 async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Parts {
+        grpc,
         pool,
         outbox,
         indexes,
@@ -112,7 +120,7 @@ async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: Cancellation
         drafter,
         secrets,
     } = parts;
-    let (router, health) = grpc_server::base_router();
+    let (router, health) = grpc_server::base_router(&grpc);
     let sending = Sending::new(pool.clone(), outbox.clone());
     let replying = Replying::new(pool.clone(), outbox.clone(), drafter);
     let conversations = ConversationServiceServer::new(Conversations::new(pool.clone(), outbox.clone()));

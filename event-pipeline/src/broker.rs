@@ -20,13 +20,26 @@ pub struct BrokerSettings {
     pub amqp_url: String,
     /// `EVENTS_EXCHANGE`: a durable topic exchange, routing key = event type.
     pub exchange: String,
+    /// `EVENTS_REQUIRED_QUEUES`: queues that must exist before the relay
+    /// publishes (default: the webhook dispatcher's). Several consumers
+    /// bind the exchange, so a mandatory publish alone cannot tell that one
+    /// of them has no queue yet (it never started, or its queue was
+    /// deleted); without this, such events would reach only the others.
+    pub required_queues: Vec<String>,
 }
 
 impl BrokerSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let exchange = config::string("EVENTS_EXCHANGE", DEFAULT_EXCHANGE);
+        let required_queues = match config::optional("EVENTS_REQUIRED_QUEUES") {
+            Some(list) if list == "none" => Vec::new(),
+            Some(list) => config::list(&list),
+            None => vec![dispatcher_queue(&exchange)],
+        };
         Ok(Self {
             amqp_url: config::string("AMQP_URL", DEFAULT_AMQP_URL),
-            exchange: config::string("EVENTS_EXCHANGE", DEFAULT_EXCHANGE),
+            required_queues,
+            exchange,
         })
     }
 
@@ -35,8 +48,15 @@ impl BrokerSettings {
         Self {
             amqp_url: DEFAULT_AMQP_URL.into(),
             exchange: exchange.into(),
+            required_queues: vec![dispatcher_queue(exchange)],
         }
     }
+}
+
+/// The webhook dispatcher's queue on `exchange`: the consumer customers
+/// rely on for every event.
+pub fn dispatcher_queue(exchange: &str) -> String {
+    format!("webhook-dispatcher.{exchange}")
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@
 //! longer sets: each service's `outbox_as_queue` migration removed the rows
 //! published before the change.)
 
+use service_runtime::exposition::{Exposition, Kind};
 use sqlx::{Postgres, QueryBuilder, Transaction};
 
 use crate::envelope::Envelope;
@@ -95,6 +96,45 @@ impl Outbox {
         query.push_bind(self.notify_channel.as_str());
         query.push(", ''))");
     }
+}
+
+/// The `outbox_*` gauges of the service whose pool this is: events
+/// waiting for the relay, and how long the oldest has waited (0 when none
+/// waits). A growing age means the relay cannot publish.
+pub async fn write_lag(pool: &sqlx::PgPool, out: &mut Exposition) -> Result<(), sqlx::Error> {
+    let (waiting, oldest): (i64, f64) =
+        sqlx::query_as("SELECT count(*), COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM outbox")
+            .fetch_one(pool)
+            .await?;
+    out.single(
+        "outbox_pending_events",
+        Kind::Gauge,
+        "Events recorded but not yet published.",
+        waiting,
+    );
+    out.single(
+        "outbox_oldest_event_age_seconds",
+        Kind::Gauge,
+        "How long the oldest unpublished event has waited.",
+        oldest,
+    );
+    Ok(())
+}
+
+/// A producing service's `/metrics`: its gRPC and pool series and its
+/// outbox lag.
+pub fn producer_scrape(
+    grpc: &std::sync::Arc<service_runtime::grpc_metrics::GrpcMetrics>,
+    pool: &sqlx::PgPool,
+    max_connections: u32,
+) -> service_runtime::admin::Scrape {
+    service_runtime::admin::Scrape::new(grpc.clone(), pool.clone(), max_connections).with_gauges(|pool| async move {
+        let mut out = Exposition::default();
+        if let Err(error) = write_lag(&pool, &mut out).await {
+            tracing::warn!(%error, "reading the outbox for /metrics");
+        }
+        out.into_string()
+    })
 }
 
 #[cfg(test)]

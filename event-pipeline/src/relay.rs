@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use lapin::{
     BasicProperties, Channel, Confirmation,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
 };
 use service_runtime::shutdown::slept;
 use sqlx::{PgPool, Postgres, pool::PoolConnection, postgres::PgListener};
@@ -47,6 +48,8 @@ enum RelayError {
     Refused(String),
     #[error("no queue is bound to the events exchange for event {0}; events wait in the outbox until one is")]
     Unroutable(String),
+    #[error("queue {0} does not exist; events wait in the outbox until its consumer declares it")]
+    MissingQueue(String),
     #[error("RabbitMQ did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -151,7 +154,7 @@ impl Relay {
     ) -> Result<Session, RelayError> {
         let mut waiting_for_queue = false;
         loop {
-            let draining = tokio::time::timeout(BROKER_TIMEOUT, drain(leader, channel, &self.broker.exchange, sent));
+            let draining = tokio::time::timeout(BROKER_TIMEOUT, drain(leader, channel, &self.broker, sent));
             match draining.await.unwrap_or(Err(RelayError::Timeout(BROKER_TIMEOUT))) {
                 Ok(BATCH_FULL) => {
                     waiting_for_queue = false;
@@ -171,6 +174,14 @@ impl Relay {
                         return Ok(Session::Shutdown);
                     }
                     continue;
+                }
+                // The broker closed the channel when it found no such queue.
+                Err(error @ RelayError::MissingQueue(_)) => {
+                    tracing::warn!(%error, "outbox relay waiting for a queue");
+                    if !slept(UNROUTABLE_RETRY, shutdown).await {
+                        return Ok(Session::Shutdown);
+                    }
+                    return Ok(Session::Reconnect);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "publishing from the outbox failed; reconnecting");
@@ -225,9 +236,10 @@ struct Pending {
 async fn drain(
     leader: &mut PoolConnection<Postgres>,
     channel: &Channel,
-    exchange: &str,
+    broker: &BrokerSettings,
     sent: &mut Vec<i64>,
 ) -> Result<usize, RelayError> {
+    let exchange = broker.exchange.as_str();
     // Taken now: if this fails midway they are published again, never lost.
     let removing = std::mem::take(sent);
     let pending: Vec<Pending> = sqlx::query_as(
@@ -241,6 +253,21 @@ async fn drain(
     .await?;
     if pending.is_empty() {
         return Ok(0);
+    }
+    // One passive declare per batch: a queue deleted a moment ago is seen
+    // before this batch is routed past it.
+    for queue in &broker.required_queues {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        if channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .is_err()
+        {
+            return Err(RelayError::MissingQueue(queue.clone()));
+        }
     }
     let mut confirms = Vec::with_capacity(pending.len());
     for event in &pending {

@@ -43,8 +43,9 @@ pub struct Config {
     /// upstream's circuit for `GATEWAY_BREAKER_OPEN_MS` (5000).
     pub breaker: BreakerSettings,
     pub oauth: OAuthConfig,
-    /// `GATEWAY_USAGE_REPORT_MS` (10000) and `GATEWAY_SLOW_REQUEST_MS`
-    /// (1000): how often usage goes to analytics, and what counts as slow.
+    /// `GATEWAY_USAGE_RECORDING` (on), `GATEWAY_USAGE_REPORT_MS` (10000)
+    /// and `GATEWAY_SLOW_REQUEST_MS` (1000): whether requests are recorded,
+    /// how often usage goes to analytics, and what counts as slow.
     pub usage: UsageSettings,
 }
 
@@ -82,6 +83,17 @@ impl Config {
             },
             oauth: OAuthConfig::from_env()?,
             usage: UsageSettings {
+                recording: match config::string("GATEWAY_USAGE_RECORDING", "on").as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        return Err(ConfigError::invalid(
+                            "GATEWAY_USAGE_RECORDING",
+                            other,
+                            "must be on or off",
+                        ));
+                    }
+                },
                 report_every: config::millis("GATEWAY_USAGE_REPORT_MS", UsageSettings::default().report_every)?,
                 slow_threshold: config::millis("GATEWAY_SLOW_REQUEST_MS", UsageSettings::default().slow_threshold)?,
             },

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::{Json, extract::State, response::IntoResponse};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
+use service_runtime::exposition::{Exposition, Kind};
 
 use crate::AppState;
 
@@ -61,12 +62,29 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
-    state.usage_series.render(&mut text);
-    text.push_str(&format!(
-        "# HELP gateway_usage_samples_dropped_total Request samples dropped because recording fell behind.\n\
-         # TYPE gateway_usage_samples_dropped_total counter\ngateway_usage_samples_dropped_total {}\n",
-        state.usage.dropped()
-    ));
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let mut out = Exposition::default();
+    state.metrics.render(&mut out);
+    state.usage_series.render(&mut out);
+    out.single(
+        "gateway_usage_samples_dropped_total",
+        Kind::Counter,
+        "Request samples dropped because recording fell behind.",
+        state.usage.dropped(),
+    );
+    out.family(
+        "gateway_upstream_circuit_open",
+        Kind::Gauge,
+        "1 while an upstream's circuit breaker refuses calls.",
+    );
+    for upstream in state.upstreams.all() {
+        out.sample(
+            "gateway_upstream_circuit_open",
+            &[("upstream", upstream.name.as_str())],
+            u8::from(upstream.circuit_open()),
+        );
+    }
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out.into_string(),
+    )
 }

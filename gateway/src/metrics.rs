@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use service_runtime::exposition::{Exposition, Kind};
+
 #[derive(Default)]
 pub struct Counter(AtomicU64);
 
@@ -25,24 +27,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, value) in [
-            (
-                "gateway_rate_limited_total",
-                "Requests refused by a rate limit.",
-                self.rate_limited.get(),
-            ),
-            (
-                "gateway_rate_limit_redis_fallbacks_total",
-                "Rate limit decisions made without Redis because it did not answer.",
-                self.redis_fallbacks.get(),
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
-        }
-        out
+    pub fn render(&self, out: &mut Exposition) {
+        out.single(
+            "gateway_rate_limited_total",
+            Kind::Counter,
+            "Requests refused by a rate limit.",
+            self.rate_limited.get(),
+        );
+        out.single(
+            "gateway_rate_limit_redis_fallbacks_total",
+            Kind::Counter,
+            "Rate limit decisions made without Redis because it did not answer.",
+            self.redis_fallbacks.get(),
+        );
     }
 }

@@ -70,6 +70,7 @@ pub fn build(state: Arc<AppState>) -> Router {
         .route("/api-usage", get(admin_usage::api_usage))
         .layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip));
+    let recording = state.config.usage.recording;
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -86,10 +87,12 @@ pub fn build(state: Arc<AppState>) -> Router {
         .merge(inbound)
         .fallback(not_found)
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(body_limit, body_limit::cap))
+        .layer(middleware::from_fn_with_state(body_limit, body_limit::cap));
+    if recording {
         // After routing (axum runs router layers per route), so the matched
         // route is known; around authentication, so 401s and 429s count.
-        .layer(middleware::from_fn_with_state(state.usage.clone(), usage::record));
+        router = router.layer(middleware::from_fn_with_state(state.usage.clone(), usage::record));
+    }
     for layer in security_headers::layers() {
         router = router.layer(layer);
     }

@@ -92,7 +92,8 @@ impl Config {
                 "INTEGRATION_GRPC_ADDR",
                 "127.0.0.1:50052",
                 "INTEGRATION_DB_MAX_CONNECTIONS",
-            )?,
+            )?
+            .with_admin("INTEGRATION_ADMIN_ADDR", "127.0.0.1:9102"),
             events: BrokerSettings::from_env()?,
             secret_keys: secret_keys()?,
             targets: TargetGuard::from_list(&cidrs)

@@ -63,6 +63,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
     let outbox = Outbox::new(SCHEMA);
     relay::spawn(pool.clone(), outbox.clone(), config.events.clone(), shutdown.clone());
+    let grpc = Arc::new(service_runtime::grpc_metrics::GrpcMetrics::default());
+    let scrape = event_pipeline::outbox::producer_scrape(&grpc, &pool, config.service.max_db_connections);
+    config.service.serve_admin(scrape, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "integration-service listening");
     let reach = Arc::new(kinds::Reach {
         shopify: kinds::shopify::Shopify::new(
@@ -129,6 +132,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         reconciler,
         customers,
     };
-    grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, shutdown).await?;
+    grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, &grpc, shutdown).await?;
     Ok(())
 }

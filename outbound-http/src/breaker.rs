@@ -67,6 +67,17 @@ impl Breaker {
         }
     }
 
+    /// Whether calls are refused now (open, or half open with its probe
+    /// in flight).
+    pub fn is_open(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            State::Closed { .. } => false,
+            State::Open { until } => Instant::now() < until,
+            State::HalfOpen => true,
+        }
+    }
+
     /// A permit, or how long until the circuit may let a call through.
     pub fn acquire(&self) -> Result<Permit, Duration> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -98,6 +98,9 @@ pub struct ServiceSettings {
     pub database_url: String,
     pub listen_addr: String,
     pub max_db_connections: u32,
+    /// Where `/metrics` and `/healthz` are served (`<PREFIX>_ADMIN_ADDR`;
+    /// `off` for nowhere).
+    pub admin_addr: Option<String>,
 }
 
 impl ServiceSettings {
@@ -106,7 +109,29 @@ impl ServiceSettings {
             database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
             listen_addr: string(addr_var, default_addr),
             max_db_connections: parsed(pool_var, 10)?,
+            admin_addr: None,
         })
+    }
+
+    /// Serves the admin endpoints where `var` says (`default` when unset,
+    /// none when `off`).
+    pub fn with_admin(mut self, var: &'static str, default: &str) -> Self {
+        self.admin_addr = Some(string(var, default)).filter(|addr| addr != "off");
+        self
+    }
+
+    /// Binds the admin listener and serves `scrape` on it, if there is one.
+    pub async fn serve_admin(
+        &self,
+        scrape: crate::admin::Scrape,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<()> {
+        if let Some(addr) = &self.admin_addr {
+            let listener = crate::listener::bind("the admin address", addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+            crate::admin::spawn(listener, scrape, shutdown);
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Serving a service's gRPC router on an already-bound listener, with the
 //! standard health and reflection services alongside, until shutdown.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -12,17 +12,24 @@ use tonic::{
     transport::{Server, server::Router},
 };
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
+
+use crate::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
 
 /// A router pre-loaded with gRPC health and reflection (over the shared
-/// descriptor set), plus the health reporter to mark services SERVING.
-pub fn base_router() -> (Router, HealthReporter) {
+/// descriptor set), every call counted in `metrics`, plus the health
+/// reporter to mark services SERVING.
+pub fn base_router(metrics: &Arc<GrpcMetrics>) -> (Router<Stack<GrpcMetricsLayer, Identity>>, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor set is valid");
-    let router = Server::builder().add_service(health).add_service(reflection);
+    let router = Server::builder()
+        .layer(GrpcMetricsLayer(metrics.clone()))
+        .add_service(health)
+        .add_service(reflection);
     (router, reporter)
 }
 
@@ -36,6 +43,7 @@ pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
 pub async fn serve_one<S>(
     service: S,
     listener: TcpListener,
+    metrics: &Arc<GrpcMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -47,7 +55,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (router, health) = base_router();
+    let (router, health) = base_router(metrics);
     mark_serving::<S>(&health).await;
     serve(router.add_service(service), health, listener, shutdown).await
 }
@@ -56,7 +64,7 @@ where
 /// in-flight calls finish. Health turns NOT_SERVING first so load balancers
 /// stop sending new calls while the server drains.
 pub async fn serve(
-    router: Router,
+    router: Router<Stack<GrpcMetricsLayer, Identity>>,
     reporter: HealthReporter,
     listener: TcpListener,
     shutdown: CancellationToken,

@@ -7,10 +7,13 @@
 //! It holds no domain logic, and nothing only some services use: events
 //! are `event-pipeline`'s, calls out are `outbound-http`'s.
 
+pub mod admin;
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod exposition;
 pub mod field_error;
+pub mod grpc_metrics;
 pub mod grpc_server;
 pub mod listener;
 pub mod pagination;

@@ -47,6 +47,9 @@ pub const MODEL_KEY: &str = "sk-test-0123456789";
 /// Changes to the stack a test needs, before it starts.
 #[derive(Default)]
 pub struct Options {
+    /// Each service serves `/metrics` on an admin address of its own
+    /// (`TestStack::admin_addrs`).
+    pub admin_ports: bool,
     /// Upstreams whose address points at a port nobody listens on.
     pub dead_upstreams: Vec<&'static str>,
     /// Gateway body limit; default 64 KiB.
@@ -161,6 +164,9 @@ pub struct TestStack {
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     db_connections: u32,
+    admin_ports: bool,
+    /// Each service replica's admin address, when `Options::admin_ports`.
+    pub admin_addrs: Vec<(&'static str, String)>,
     shutdown: CancellationToken,
     /// Each service replica's address, known before any starts.
     planned: Vec<(&'static str, String)>,
@@ -196,6 +202,8 @@ impl TestStack {
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             db_connections: options.db_connections.unwrap_or(5),
+            admin_ports: options.admin_ports,
+            admin_addrs: Vec::new(),
             exchange: infra.exchange.clone(),
             chatbot_amqp_url: options
                 .chatbot_amqp_url
@@ -268,8 +276,13 @@ impl TestStack {
 
     fn spawn_service(&mut self, upstream: &'static str, listener: TcpListener, addr: String) {
         let stop = self.shutdown.child_token();
+        let admin_addr = self.admin_ports.then(free_loopback_addr);
+        if let Some(addr) = &admin_addr {
+            self.admin_addrs.push((upstream, addr.clone()));
+        }
         let infra = self.infra();
         let settings = ServiceSettings {
+            admin_addr,
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
             max_db_connections: self.db_connections,
@@ -279,7 +292,7 @@ impl TestStack {
             "chatbot" => {
                 let events = BrokerSettings {
                     amqp_url: self.chatbot_amqp_url.clone(),
-                    exchange: infra.exchange.clone(),
+                    ..BrokerSettings::development(&infra.exchange)
                 };
                 let mut config = chatbot_service::Config::development(settings, events);
                 // Model servers in tests run on loopback; retries come fast.
@@ -422,6 +435,7 @@ impl TestStack {
         // Reports reach analytics within a test's patience; every request
         // counts as slow, so the slowest list always has entries.
         config.usage = gateway::config::UsageSettings {
+            recording: true,
             report_every: Duration::from_millis(200),
             slow_threshold: Duration::ZERO,
         };
@@ -648,4 +662,10 @@ async fn bind() -> (TcpListener, String) {
         .expect("bound listener has an address")
         .to_string();
     (listener, addr)
+}
+
+/// A loopback address nothing listens on just now.
+fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").to_string()
 }

@@ -23,7 +23,7 @@ use crate::{
 
 /// The dispatcher's queue on `exchange`.
 pub fn queue_name(exchange: &str) -> String {
-    format!("webhook-dispatcher.{exchange}")
+    event_pipeline::broker::dispatcher_queue(exchange)
 }
 
 /// Consumes every event of `broker`'s exchange until `shutdown`.

@@ -12,6 +12,7 @@ mod consumer;
 pub mod delivery;
 mod endpoint_rules;
 mod error;
+mod metrics;
 mod secrets;
 mod store;
 
@@ -47,9 +48,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         config.delivery.clone(),
         shutdown.clone(),
     );
+    let grpc = std::sync::Arc::new(service_runtime::grpc_metrics::GrpcMetrics::default());
+    let counts = dispatcher.counts();
+    let scrape = service_runtime::admin::Scrape::new(grpc.clone(), pool.clone(), service.max_db_connections)
+        .with_gauges(move |pool| metrics::render(pool, counts.clone()));
+    service.serve_admin(scrape, shutdown.clone()).await?;
     consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
     let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace));
     tracing::info!(addr = %listener.local_addr()?, exchange = %config.events.exchange, "webhook-dispatcher listening");
-    grpc_server::serve_one(api, listener, shutdown).await?;
+    grpc_server::serve_one(api, listener, &grpc, shutdown).await?;
     Ok(())
 }

@@ -184,6 +184,11 @@ fn upstream_failed<T>(outcome: &Result<T, Status>) -> bool {
 }
 
 impl Upstream {
+    /// Whether the breaker refuses calls just now.
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
     async fn open(
         &self,
         path: &PathAndQuery,

@@ -23,6 +23,9 @@ use tonic::transport::Channel;
 /// How the gateway records usage.
 #[derive(Debug, Clone)]
 pub struct UsageSettings {
+    /// `GATEWAY_USAGE_RECORDING` (`on`, or `off` to record nothing per
+    /// request: for measuring what recording costs).
+    pub recording: bool,
     /// `GATEWAY_USAGE_REPORT_MS`: how often a report goes to analytics.
     pub report_every: Duration,
     /// `GATEWAY_SLOW_REQUEST_MS`: requests slower than this are listed.
@@ -32,6 +35,7 @@ pub struct UsageSettings {
 impl Default for UsageSettings {
     fn default() -> Self {
         Self {
+            recording: true,
             report_every: Duration::from_secs(10),
             slow_threshold: Duration::from_secs(1),
         }

@@ -43,6 +43,7 @@ use hosts::HostSlots;
 use lanes::{Bounds, Lanes, Next};
 pub use leases::Leased;
 use leases::{Held, RENEW_AFTER};
+pub use outcomes::DeliveryCounts;
 use outcomes::Recorder;
 pub use request::Target;
 
@@ -75,6 +76,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// How attempts have ended so far.
+    pub fn counts(&self) -> Arc<DeliveryCounts> {
+        self.sender.recorder.counts.clone()
+    }
+
     /// How long a lease the consumer should take on a delivery it will hand
     /// off.
     pub fn lease(&self) -> Duration {

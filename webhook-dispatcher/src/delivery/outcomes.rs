@@ -12,7 +12,13 @@
 //! claimed again after its lease lapsed), an outcome recorded late must not
 //! overwrite it. The attempt itself is still recorded.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use event_pipeline::{Envelope, Outbox, catalog};
@@ -33,7 +39,26 @@ const SUCCESS_QUEUE: usize = 4096;
 /// it only means those deliveries are sent again.
 const SUCCESS_LINGER: Duration = Duration::from_millis(20);
 
+/// How attempts have ended since the process started, for `/metrics`.
+#[derive(Default)]
+pub struct DeliveryCounts {
+    pub succeeded: AtomicU64,
+    /// Failed for good: every attempt used, 410 Gone, or the endpoint
+    /// disabled meanwhile.
+    pub failed: AtomicU64,
+    /// Failed and scheduled again.
+    pub retried: AtomicU64,
+    pub endpoints_disabled: AtomicU64,
+}
+
+impl DeliveryCounts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 pub struct Recorder {
+    pub counts: Arc<DeliveryCounts>,
     pool: PgPool,
     outbox: Outbox,
     schedule: RetrySchedule,
@@ -58,6 +83,7 @@ impl Recorder {
         let (successes, finished) = mpsc::channel(SUCCESS_QUEUE);
         tokio::spawn(record_successes(pool.clone(), finished));
         Self {
+            counts: Arc::default(),
             pool,
             outbox,
             schedule,
@@ -91,6 +117,7 @@ impl Recorder {
                     .bind(&delivery.endpoint_id)
                     .execute(&mut *tx)
                     .await?;
+                DeliveryCounts::add(&self.counts.endpoints_disabled);
                 ("failed", None)
             }
             _ => match self.schedule.next_delay(attempts as usize, outcome.retry_after) {
@@ -111,6 +138,10 @@ impl Recorder {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        DeliveryCounts::add(match status {
+            "failed" => &self.counts.failed,
+            _ => &self.counts.retried,
+        });
         Ok(())
     }
 
@@ -128,7 +159,9 @@ impl Recorder {
         self.successes
             .send(success)
             .await
-            .map_err(|_| anyhow::anyhow!("the success writer has stopped"))
+            .map_err(|_| anyhow::anyhow!("the success writer has stopped"))?;
+        DeliveryCounts::add(&self.counts.succeeded);
+        Ok(())
     }
 
     /// Starts the endpoint's failing streak (successes end it, see
@@ -165,6 +198,7 @@ impl Recorder {
             .execute(&mut **tx)
             .await?;
         tracing::warn!(endpoint = %endpoint_id, reason, "endpoint disabled");
+        DeliveryCounts::add(&self.counts.endpoints_disabled);
         let event = Envelope::new(
             catalog::WEBHOOK_ENDPOINT_DISABLED,
             &workspace_id,
@@ -198,6 +232,7 @@ impl Recorder {
         .bind(delivery.lease)
         .execute(&self.pool)
         .await?;
+        DeliveryCounts::add(&self.counts.failed);
         Ok(())
     }
 }
