@@ -32,7 +32,9 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_d
 database=bench_recording_$$
 psql -h "$PG_HOST" -U postgres -d postgres -qc "CREATE DATABASE $database" >/dev/null
 export DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$database"
-export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f" EVENTS_EXCHANGE="bench.$$.events"
+# One fixed exchange: reruns reuse its consumers' queues instead of leaving
+# new ones behind in RabbitMQ.
+export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f" EVENTS_EXCHANGE="bench.usage-recording.events"
 export CHATBOT_GRPC_ADDR=127.0.0.1:51151 INTEGRATION_GRPC_ADDR=127.0.0.1:51152
 export ANALYTICS_GRPC_ADDR=127.0.0.1:51153 WEBHOOKS_GRPC_ADDR=127.0.0.1:51154
 export GATEWAY_UPSTREAM_CHATBOT=http://$CHATBOT_GRPC_ADDR GATEWAY_UPSTREAM_INTEGRATION=http://$INTEGRATION_GRPC_ADDR

@@ -1,7 +1,10 @@
 //! Every gRPC call a service answers, by method and status code, with its
 //! latency: a tower layer around the whole server. Methods are the
 //! service's own (the map stops growing at a bound, so random paths
-//! cannot make series without end).
+//! cannot make series without end). The call runs in a span carrying its
+//! method and the gateway's request id, so every log line it writes (one
+//! JSON object per line with `LOG_FORMAT=json`) says which request it
+//! served.
 
 use std::{
     collections::HashMap,
@@ -17,6 +20,7 @@ use std::{
 
 use tonic::codegen::http;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::exposition::{Exposition, Kind, LatencyHistogram};
 
@@ -137,24 +141,36 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let series = self.metrics.series(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc",
+            method = request.uri().path(),
+            request_id = request
+                .headers()
+                .get(crate::principal::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        );
         let started = Instant::now();
         let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await;
-            if let Ok(response) = &response {
-                // Errors come as trailers-only answers, with the status in
-                // the headers; a call without one answered OK.
-                let code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .filter(|c| *c < CODES)
-                    .unwrap_or(0);
-                series.codes[code].fetch_add(1, Ordering::Relaxed);
-                series.latency.observe(started.elapsed());
+        Box::pin(
+            async move {
+                let response = answer.await;
+                if let Ok(response) = &response {
+                    // Errors come as trailers-only answers, with the status in
+                    // the headers; a call without one answered OK.
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .filter(|c| *c < CODES)
+                        .unwrap_or(0);
+                    series.codes[code].fetch_add(1, Ordering::Relaxed);
+                    series.latency.observe(started.elapsed());
+                }
+                response
             }
-            response
-        })
+            .instrument(span),
+        )
     }
 }

@@ -91,25 +91,48 @@ async fn read_in(
 /// Request rows of the scope in the window; `$1` is the workspace or NULL.
 const SCOPE: &str = "($1::text IS NULL OR workspace_id = $1) AND minute >= $2 AND minute < $3";
 
+type Query<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds [`SCOPE`]'s `$1` to `$3`.
+fn in_scope<'q, O>(query: Query<'q, O>, workspace_id: Option<&'q str>, window: Window) -> Query<'q, O> {
+    query.bind(workspace_id).bind(window.since).bind(window.until)
+}
+
+/// Binds [`SCOPE`] and the route page's `$4` to `$6`.
+fn in_page<'q, O>(
+    query: Query<'q, O>,
+    workspace_id: Option<&'q str>,
+    window: Window,
+    page: &RoutePage,
+) -> Query<'q, O> {
+    let (after_route, after_method) = page.after.clone().unzip();
+    in_scope(query, workspace_id, window)
+        .bind(after_route)
+        .bind(after_method)
+        .bind(page.limit + 1)
+}
+
 async fn total(
     db: &mut PgConnection,
     workspace_id: Option<&str>,
     window: Window,
 ) -> Result<proto::analytics::v1::RequestSummary, sqlx::Error> {
-    let statuses: Vec<(i16, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT status, sum(requests)::bigint, sum(slow)::bigint FROM api_requests WHERE {SCOPE} GROUP BY status"
-    ))
-    .bind(workspace_id)
-    .bind(window.since)
-    .bind(window.until)
+    let statuses: Vec<(i16, i64, i64)> = in_scope(
+        sqlx::query_as(&format!(
+            "SELECT status, sum(requests)::bigint, sum(slow)::bigint FROM api_requests WHERE {SCOPE} GROUP BY status"
+        )),
+        workspace_id,
+        window,
+    )
     .fetch_all(&mut *db)
     .await?;
-    let mut buckets: Vec<(f64, i64)> = sqlx::query_as(&format!(
-        "SELECT le_ms, sum(count)::bigint FROM api_latency WHERE {SCOPE} GROUP BY le_ms"
-    ))
-    .bind(workspace_id)
-    .bind(window.since)
-    .bind(window.until)
+    let mut buckets: Vec<(f64, i64)> = in_scope(
+        sqlx::query_as(&format!(
+            "SELECT le_ms, sum(count)::bigint FROM api_latency WHERE {SCOPE} GROUP BY le_ms"
+        )),
+        workspace_id,
+        window,
+    )
     .fetch_all(&mut *db)
     .await?;
     Ok(summarise(&statuses, &mut buckets))
@@ -123,7 +146,6 @@ async fn routes(
     window: Window,
     page: &RoutePage,
 ) -> Result<(Vec<RouteUsage>, String), sqlx::Error> {
-    let (after_route, after_method) = page.after.clone().unzip();
     // The page's routes (one more, to know whether another page follows).
     let with_page = format!(
         "WITH page AS (
@@ -131,32 +153,30 @@ async fn routes(
              WHERE {SCOPE} AND ($4::text IS NULL OR (route, method) > ($4, $5))
              ORDER BY route, method LIMIT $6)"
     );
-    let statuses: Vec<(String, String, i16, i64, i64)> = sqlx::query_as(&format!(
-        "{with_page}
+    let statuses: Vec<(String, String, i16, i64, i64)> = in_page(
+        sqlx::query_as(&format!(
+            "{with_page}
          SELECT r.route, r.method, r.status, sum(r.requests)::bigint, sum(r.slow)::bigint
          FROM api_requests r JOIN page USING (route, method)
          WHERE {SCOPE} GROUP BY 1, 2, 3"
-    ))
-    .bind(workspace_id)
-    .bind(window.since)
-    .bind(window.until)
-    .bind(&after_route)
-    .bind(&after_method)
-    .bind(page.limit + 1)
+        )),
+        workspace_id,
+        window,
+        page,
+    )
     .fetch_all(&mut *db)
     .await?;
-    let buckets: Vec<(String, String, f64, i64)> = sqlx::query_as(&format!(
-        "{with_page}
+    let buckets: Vec<(String, String, f64, i64)> = in_page(
+        sqlx::query_as(&format!(
+            "{with_page}
          SELECT l.route, l.method, l.le_ms, sum(l.count)::bigint
          FROM api_latency l JOIN page USING (route, method)
          WHERE {SCOPE} GROUP BY 1, 2, 3"
-    ))
-    .bind(workspace_id)
-    .bind(window.since)
-    .bind(window.until)
-    .bind(&after_route)
-    .bind(&after_method)
-    .bind(page.limit + 1)
+        )),
+        workspace_id,
+        window,
+        page,
+    )
     .fetch_all(&mut *db)
     .await?;
     let mut by_route: BTreeMap<RouteKey, (Vec<StatusRow>, Vec<Bucket>)> = BTreeMap::new();
