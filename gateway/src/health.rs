@@ -83,6 +83,17 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             u8::from(upstream.circuit_open()),
         );
     }
+    out.family(
+        "gateway_upstream_call_duration_seconds",
+        Kind::Histogram,
+        "Time of the gateway's calls to an upstream, a retry included.",
+    );
+    for upstream in state.upstreams.all() {
+        let labels = [("upstream", upstream.name.as_str())];
+        upstream
+            .latency
+            .write(&mut out, "gateway_upstream_call_duration_seconds", &labels);
+    }
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out.into_string(),

@@ -20,6 +20,8 @@ impl Counter {
 
 #[derive(Default)]
 pub struct Metrics {
+    /// Requests a rate limit let through.
+    pub rate_allowed: Counter,
     /// Requests refused with 429.
     pub rate_limited: Counter,
     /// Rate limit decisions taken without Redis because it failed.
@@ -28,6 +30,21 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn render(&self, out: &mut Exposition) {
+        out.family(
+            "gateway_rate_limit_decisions_total",
+            Kind::Counter,
+            "Rate limit decisions, allowed or limited.",
+        );
+        out.sample(
+            "gateway_rate_limit_decisions_total",
+            &[("decision", "allowed")],
+            self.rate_allowed.get(),
+        );
+        out.sample(
+            "gateway_rate_limit_decisions_total",
+            &[("decision", "limited")],
+            self.rate_limited.get(),
+        );
         out.single(
             "gateway_rate_limited_total",
             Kind::Counter,

@@ -84,6 +84,14 @@ async fn every_metrics_endpoint_parses_and_has_what_alerts_and_dashboards_use() 
     };
     check_metrics("the gateway", &text);
     assert!(
+        text.contains("gateway_rate_limit_decisions_total{decision=\"allowed\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway_upstream_call_duration_seconds_count{upstream=\"chatbot\"} 2"),
+        "the create and the get went to chatbot-service: {text}"
+    );
+    assert!(
         text.contains("gateway_http_requests_total{method=\"POST\",route=\"/api/v1/conversations\",code=\"200\"} 1")
     );
     declared.extend(families(&text));

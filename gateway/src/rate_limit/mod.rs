@@ -198,7 +198,9 @@ async fn apply(limits: &RateLimits, key: &str, quota: Quota, request: Request, n
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
         .render(&ProblemContext::of_request(&request));
     };
-    if !decision.allowed {
+    if decision.allowed {
+        limits.metrics.rate_allowed.inc();
+    } else {
         limits.metrics.rate_limited.inc();
         let retry = seconds(decision.retry_after).max(1);
         let mut response = Problem::new(

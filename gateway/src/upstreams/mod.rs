@@ -7,7 +7,7 @@
 mod config;
 pub mod replicas;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
@@ -16,7 +16,7 @@ use tonic::{Code, Status, metadata::MetadataMap, transport::Endpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use outbound_http::breaker::{Breaker, BreakerSettings};
-use service_runtime::error::is_dependency_failure;
+use service_runtime::{error::is_dependency_failure, exposition::LatencyHistogram};
 
 use crate::transcode::codec::DynamicCodec;
 pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
@@ -43,6 +43,9 @@ pub struct Upstream {
     breaker: Breaker,
     budget: TpsBudget,
     timeout: Duration,
+    /// Every call's time, retry included (to the stream's opening for a
+    /// streamed call).
+    pub latency: LatencyHistogram,
 }
 
 pub struct Upstreams {
@@ -82,6 +85,7 @@ impl Upstreams {
                     // floor of 10 a second so a quiet upstream can retry too.
                     budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
                     timeout: config.timeout.unwrap_or(default_timeout),
+                    latency: LatencyHistogram::default(),
                 })
             })
             .collect::<Result<Vec<_>, UpstreamError>>()?;
@@ -130,6 +134,7 @@ impl Upstreams {
     ) -> Result<DynamicMessage, CallError> {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        let started = Instant::now();
         upstream.budget.deposit();
         // Only a call that may be retried needs a copy kept back.
         let retry_copy = idempotent.then(|| (message.clone(), metadata.clone()));
@@ -141,6 +146,7 @@ impl Upstreams {
             outcome = upstream.attempt(path, message, metadata, response_type).await;
         }
         upstream.breaker.record(permit, upstream_failed(&outcome));
+        upstream.latency.observe(started.elapsed());
         outcome.map_err(CallError::Status)
     }
 
@@ -157,8 +163,10 @@ impl Upstreams {
     ) -> Result<tonic::Streaming<DynamicMessage>, CallError> {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        let started = Instant::now();
         let outcome = upstream.open(path, message, metadata, response_type, deadline).await;
         upstream.breaker.record(permit, upstream_failed(&outcome));
+        upstream.latency.observe(started.elapsed());
         outcome.map_err(CallError::Status)
     }
 
