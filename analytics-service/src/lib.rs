@@ -4,7 +4,7 @@
 mod api_usage;
 mod bot_stats;
 mod calendar;
-pub mod event_feed;
+mod event_feed;
 mod metric;
 mod retention;
 mod series;

@@ -29,6 +29,7 @@ struct DeliveryCounts {
     pending: i64,
     attempts: i64,
     delivery_p95: Option<f64>,
+    attempt_p95: Option<f64>,
 }
 
 impl Stats {
@@ -61,14 +62,13 @@ impl Stats {
         }
         let ids: Vec<&str> = endpoints.iter().map(|(id, _)| id.as_str()).collect();
         let deliveries = self.deliveries(&principal.workspace_id, &ids, window).await?;
-        let attempts = self.attempt_latency(&principal.workspace_id, &ids, window).await?;
         let endpoints = endpoints
             .into_iter()
             .map(|(id, url)| {
                 let counts = deliveries.get(&id).cloned().unwrap_or_default();
                 let (succeeded, failed) = (counts.succeeded, counts.failed);
                 EndpointStats {
-                    attempt_latency_p95_ms: attempts.get(&id).copied().flatten().unwrap_or_default(),
+                    attempt_latency_p95_ms: counts.attempt_p95.unwrap_or_default(),
                     endpoint_id: id,
                     url,
                     deliveries: counts.deliveries,
@@ -93,6 +93,8 @@ impl Stats {
         }))
     }
 
+    /// Each endpoint's deliveries in the window, with the latency of their
+    /// attempts, in one statement.
     async fn deliveries(
         &self,
         workspace_id: &str,
@@ -100,16 +102,24 @@ impl Stats {
         window: Window,
     ) -> Result<HashMap<String, DeliveryCounts>, Error> {
         let rows: Vec<DeliveryCounts> = sqlx::query_as(
-            "SELECT endpoint_id, count(*) AS deliveries,
-                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-                    count(*) FILTER (WHERE status = 'failed') AS failed,
-                    count(*) FILTER (WHERE status = 'pending') AS pending,
-                    COALESCE(sum(attempts), 0)::bigint AS attempts,
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at) * 1000)
-                        FILTER (WHERE status = 'succeeded') AS delivery_p95
-             FROM deliveries
-             WHERE endpoint_id = ANY($2) AND workspace_id = $1 AND created_at >= $3 AND created_at < $4
-             GROUP BY endpoint_id",
+            "WITH in_window AS (
+                 SELECT id, endpoint_id, status, attempts, created_at, updated_at FROM deliveries
+                 WHERE endpoint_id = ANY($2) AND workspace_id = $1 AND created_at >= $3 AND created_at < $4
+             ), attempt_latency AS (
+                 SELECT w.endpoint_id, percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms) AS p95
+                 FROM in_window w JOIN attempts a ON a.delivery_id = w.id
+                 GROUP BY w.endpoint_id
+             )
+             SELECT w.endpoint_id, count(*) AS deliveries,
+                    count(*) FILTER (WHERE w.status = 'succeeded') AS succeeded,
+                    count(*) FILTER (WHERE w.status = 'failed') AS failed,
+                    count(*) FILTER (WHERE w.status = 'pending') AS pending,
+                    COALESCE(sum(w.attempts), 0)::bigint AS attempts,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM w.updated_at - w.created_at) * 1000)
+                        FILTER (WHERE w.status = 'succeeded') AS delivery_p95,
+                    max(l.p95) AS attempt_p95
+             FROM in_window w LEFT JOIN attempt_latency l USING (endpoint_id)
+             GROUP BY w.endpoint_id",
         )
         .bind(workspace_id)
         .bind(ids)
@@ -118,26 +128,5 @@ impl Stats {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|row| (row.endpoint_id.clone(), row)).collect())
-    }
-
-    async fn attempt_latency(
-        &self,
-        workspace_id: &str,
-        ids: &[&str],
-        window: Window,
-    ) -> Result<HashMap<String, Option<f64>>, Error> {
-        let rows: Vec<(String, Option<f64>)> = sqlx::query_as(
-            "SELECT d.endpoint_id, percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms)
-             FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
-             WHERE d.endpoint_id = ANY($2) AND d.workspace_id = $1 AND d.created_at >= $3 AND d.created_at < $4
-             GROUP BY d.endpoint_id",
-        )
-        .bind(workspace_id)
-        .bind(ids)
-        .bind(window.since)
-        .bind(window.until)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
     }
 }
