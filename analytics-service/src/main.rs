@@ -1,6 +1,12 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("analytics-service");
+    let telemetry = service_runtime::telemetry::init("analytics-service");
+    let outcome = run().await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = analytics_service::config_from_env()?;
     let listener = service_runtime::listener::bind("ANALYTICS_GRPC_ADDR", &config.service.listen_addr).await?;
     analytics_service::serve(config, listener, service_runtime::shutdown::on_signal()).await

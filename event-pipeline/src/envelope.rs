@@ -17,6 +17,9 @@ pub struct Envelope {
     pub event_type: String,
     pub workspace_id: String,
     pub body: Vec<u8>,
+    /// The span the change was made in, when traces are exported: the
+    /// event's publication and processing join the same trace.
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -35,6 +38,7 @@ impl Envelope {
             event_type: event_type.to_owned(),
             workspace_id: workspace_id.to_owned(),
             body: serde_json::to_vec(&body).expect("a JSON value always serialises"),
+            traceparent: service_runtime::telemetry::propagation::current(),
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Received {
     pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Its position, when it was read from a stream.
     pub offset: Option<u64>,
+    /// The publishing span, from the message's `traceparent` header.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +87,7 @@ impl Received {
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.to_utc()),
             offset: None,
+            traceparent: None,
         })
     }
 

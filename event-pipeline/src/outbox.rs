@@ -11,7 +11,7 @@
 //! ```sql
 //! CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE,
 //!     workspace_id text NOT NULL, event_type text NOT NULL, body bytea NOT NULL,
-//!     created_at timestamptz NOT NULL DEFAULT now());
+//!     created_at timestamptz NOT NULL DEFAULT now(), traceparent text);
 //! ```
 //! (Older migrations also added a `published_at` column, which the relay no
 //! longer sets: each service's `outbox_as_queue` migration removed the rows
@@ -45,14 +45,15 @@ impl Outbox {
     /// is transactional), so events leave within milliseconds.
     pub async fn record(&self, tx: &mut Transaction<'_, Postgres>, envelope: &Envelope) -> Result<(), sqlx::Error> {
         // One round trip for both: this runs inside every state change.
-        const RECORD: &str = "INSERT INTO outbox (event_id, workspace_id, event_type, body)
-             VALUES ($1, $2, $3, $4) RETURNING pg_notify($5, '')";
+        const RECORD: &str = "INSERT INTO outbox (event_id, workspace_id, event_type, body, traceparent)
+             VALUES ($1, $2, $3, $4, $6) RETURNING pg_notify($5, '')";
         sqlx::query(RECORD)
             .bind(&envelope.id)
             .bind(&envelope.workspace_id)
             .bind(&envelope.event_type)
             .bind(&envelope.body)
             .bind(&self.notify_channel)
+            .bind(&envelope.traceparent)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -84,14 +85,15 @@ impl Outbox {
         envelope: &'a Envelope,
     ) {
         query.push(format_args!(
-            ", {name} AS (INSERT INTO outbox (event_id, workspace_id, event_type, body) SELECT "
+            ", {name} AS (INSERT INTO outbox (event_id, workspace_id, event_type, body, traceparent) SELECT "
         ));
         query
             .separated(", ")
             .push_bind(&envelope.id)
             .push_bind(envelope.workspace_id.as_str())
             .push_bind(envelope.event_type.as_str())
-            .push_bind(envelope.body.as_slice());
+            .push_bind(envelope.body.as_slice())
+            .push_bind(envelope.traceparent.as_deref());
         query.push(format_args!(" FROM {source} RETURNING pg_notify("));
         query.push_bind(self.notify_channel.as_str());
         query.push(", ''))");
@@ -151,7 +153,7 @@ mod tests {
         query.push(" SELECT 1 FROM changed");
         let sql = query.sql();
         assert!(
-            sql.contains("SELECT $2, $3, $4, $5 FROM changed RETURNING pg_notify($6, '')"),
+            sql.contains("SELECT $2, $3, $4, $5, $6 FROM changed RETURNING pg_notify($7, '')"),
             "{sql}"
         );
         assert!(sql.starts_with("WITH changed AS (UPDATE t SET n = $1 RETURNING 1), recorded AS (INSERT INTO outbox"));

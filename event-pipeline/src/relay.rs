@@ -12,9 +12,12 @@ use std::time::Duration;
 use lapin::{
     BasicProperties, Channel, Confirmation,
     options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
-use service_runtime::shutdown::slept;
+use service_runtime::{
+    shutdown::slept,
+    telemetry::{propagation, spans},
+};
 use sqlx::{PgPool, Postgres, pool::PoolConnection, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
@@ -225,6 +228,7 @@ struct Pending {
     event_id: String,
     event_type: String,
     body: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 /// Publishes the oldest events still in the outbox, in order, as
@@ -244,7 +248,7 @@ async fn drain(
     let removing = std::mem::take(sent);
     let pending: Vec<Pending> = sqlx::query_as(
         "WITH removed AS (DELETE FROM outbox WHERE id = ANY($2))
-         SELECT id, event_id, event_type, body FROM outbox
+         SELECT id, event_id, event_type, body, traceparent FROM outbox
          WHERE id <> ALL($2) ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
@@ -270,11 +274,24 @@ async fn drain(
         }
     }
     let mut confirms = Vec::with_capacity(pending.len());
+    // Each event's publish span lasts until the broker confirms it.
+    let mut publishing = Vec::with_capacity(pending.len());
     for event in &pending {
-        let properties = BasicProperties::default()
+        let span = spans::publish(exchange, &event.event_type, &event.event_id);
+        propagation::adopt(&span, event.traceparent.as_deref());
+        // The consumer's parent: this span, or (when this replica exports
+        // no traces) the producer's own.
+        let traceparent = propagation::traceparent_of(&span).or_else(|| event.traceparent.clone());
+        publishing.push(span);
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_message_id(event.event_id.as_str().into());
+        if let Some(traceparent) = traceparent {
+            let mut headers = FieldTable::default();
+            headers.insert(propagation::HEADER.into(), AMQPValue::LongString(traceparent.into()));
+            properties = properties.with_headers(headers);
+        }
         let confirm = channel
             .basic_publish(
                 exchange.into(),
@@ -310,6 +327,7 @@ async fn drain(
             _ => failure = failure.or(Some(RelayError::Refused(event.event_id.clone()))),
         }
     }
+    drop(publishing);
     match failure {
         Some(error) => Err(error),
         None => Ok(confirmed),

@@ -20,7 +20,7 @@ use lapin::{
     },
     types::{AMQPValue, FieldTable},
 };
-use service_runtime::shutdown::slept;
+use service_runtime::{shutdown::slept, telemetry::propagation};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -167,6 +167,7 @@ fn parse(batch: Vec<Delivery>) -> Vec<Received> {
         .filter_map(|message| match Received::parse(message.data) {
             Ok(mut event) => {
                 event.offset = stream_offset(&message.properties);
+                event.traceparent = traceparent(&message.properties);
                 Some(event)
             }
             Err(reason) => {
@@ -175,6 +176,14 @@ fn parse(batch: Vec<Delivery>) -> Vec<Received> {
             }
         })
         .collect()
+}
+
+/// The span that published a message (its `traceparent` header).
+fn traceparent(properties: &lapin::BasicProperties) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(propagation::HEADER)? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 /// Where a message sits in a stream (RabbitMQ's `x-stream-offset` header).

@@ -17,7 +17,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use crate::{
     AppState,
     auth::Principal,
-    body_limit, event_stream,
+    body_limit, event_stream, http_trace,
     problem::{Problem, ProblemContext},
     request_id,
     routes::{Resolution, Route},
@@ -56,6 +56,7 @@ async fn transcode(
     let (route, bindings) = match state.routes.resolve(&parts.method, path) {
         Resolution::Found(route, bindings) => {
             *label = Some(RouteLabel(route.label.clone()));
+            http_trace::name_route(&parts.method, &route.label);
             (route, bindings)
         }
         Resolution::MethodNotAllowed { allow } => return Err(Problem::method_not_allowed(&parts.method, &allow)),

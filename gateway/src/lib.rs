@@ -13,6 +13,7 @@ mod body_limit;
 pub mod config;
 mod event_stream;
 mod health;
+mod http_trace;
 mod inbound_webhooks;
 mod json_body;
 mod key_management;

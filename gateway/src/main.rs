@@ -7,7 +7,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("gateway");
+    let telemetry = service_runtime::telemetry::init("gateway");
+    let outcome = run().await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("GATEWAY_ADDR", &config.listen_addr).await?;
     gateway::serve(config, listener, service_runtime::shutdown::on_signal()).await

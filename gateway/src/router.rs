@@ -17,7 +17,7 @@ use tower_http::{
 use crate::{
     AppState, admin, admin_usage, api, api_version, auth,
     body_limit::{self, BodyLimit},
-    health, inbound_webhooks, key_management, oauth,
+    health, http_trace, inbound_webhooks, key_management, oauth,
     problem::{Problem, ProblemContext},
     rate_limit, request_id, security_headers, usage,
 };
@@ -103,7 +103,11 @@ pub fn build(state: Arc<AppState>) -> Router {
     // handler, and is copied onto every response.
     router
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(http_trace::ServerSpan)
+                .on_response(http_trace::ServerResponse),
+        )
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeId))
         .layer(tower::util::MapRequestLayer::new(request_id::drop_invalid))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(

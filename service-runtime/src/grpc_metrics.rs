@@ -22,7 +22,10 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::exposition::{Exposition, Kind, LatencyHistogram};
+use crate::{
+    exposition::{Exposition, Kind, LatencyHistogram},
+    telemetry::{self, propagation, spans},
+};
 
 /// Distinct method paths kept; later ones count as `(other)`.
 const MAX_METHODS: usize = 256;
@@ -101,6 +104,24 @@ impl GrpcMetrics {
     }
 }
 
+/// The span a call runs in: the RPC server span, child of the caller's
+/// `traceparent`, when traces are exported; otherwise a plain span that
+/// gives its log lines the method and request id.
+fn call_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(crate::principal::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !telemetry::exporting() {
+        return tracing::info_span!("grpc", method = request.uri().path(), request_id);
+    }
+    let span = spans::rpc("server", request.uri().path());
+    span.record("request_id", request_id);
+    propagation::adopt(&span, propagation::from_headers(request.headers()));
+    span
+}
+
 /// `/package.Service/Method` as (service, method).
 fn split(path: &str) -> (&str, &str) {
     path.trim_start_matches('/').split_once('/').unwrap_or((path, ""))
@@ -141,15 +162,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let series = self.metrics.series(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc",
-            method = request.uri().path(),
-            request_id = request
-                .headers()
-                .get(crate::principal::REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default(),
-        );
+        let span = call_span(&request);
         let started = Instant::now();
         let answer = self.inner.call(request);
         Box::pin(
@@ -167,6 +180,7 @@ where
                         .unwrap_or(0);
                     series.codes[code].fetch_add(1, Ordering::Relaxed);
                     series.latency.observe(started.elapsed());
+                    spans::record_grpc_status(&tracing::Span::current(), code as i32, true);
                 }
                 response
             }

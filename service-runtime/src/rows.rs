@@ -1,7 +1,9 @@
 //! Reading a workspace's rows the way every service's store does: each
 //! query takes the workspace id, so no tenant ever reads another's.
 
+use crate::telemetry::spans;
 use sqlx::{FromRow, PgExecutor, postgres::PgRow};
+use tracing::Instrument;
 
 /// The workspace's row `id` of `table`, as `columns`.
 pub async fn by_id<'e, T>(
@@ -20,6 +22,7 @@ where
     .bind(workspace_id)
     .bind(id)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", table))
     .await
 }
 
@@ -34,6 +37,7 @@ pub async fn delete_by_id<'e>(
         .bind(workspace_id)
         .bind(id)
         .execute(db)
+        .instrument(spans::sql("DELETE", table))
         .await?
         .rows_affected();
     Ok(deleted > 0)

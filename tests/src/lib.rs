@@ -16,6 +16,7 @@ mod infra;
 pub mod jwt_issuer;
 pub mod local_server;
 pub mod model_server;
+pub mod otlp_collector;
 pub mod redis_server;
 pub mod salesforce_server;
 pub mod shopify_server;
@@ -183,7 +184,7 @@ impl TestStack {
     pub async fn start_with(options: Options) -> Self {
         // E2E_LOG=1 shows the services' logs (RUST_LOG filters them).
         if std::env::var_os("E2E_LOG").is_some() {
-            service_runtime::telemetry::init("e2e");
+            let _ = service_runtime::telemetry::init("e2e");
         }
         preload_embedding_model().await;
         let infra = Infra::create().await;

@@ -8,6 +8,7 @@ use event_pipeline::{
     BrokerSettings, Received,
     subscriber::{self, Handler, Queue, QueueKind},
 };
+use service_runtime::telemetry::{propagation, spans};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -36,12 +37,18 @@ pub fn spawn(pool: PgPool, dispatcher: Dispatcher, broker: BrokerSettings, shutd
         batch: 500,
         kind: QueueKind::Quorum,
     };
-    subscriber::spawn(broker, queue, Recorder { pool, dispatcher }, shutdown);
+    let recorder = Recorder {
+        pool,
+        dispatcher,
+        queue: queue.name.clone(),
+    };
+    subscriber::spawn(broker, queue, recorder, shutdown);
 }
 
 struct Recorder {
     pool: PgPool,
     dispatcher: Dispatcher,
+    queue: String,
 }
 
 impl Handler for Recorder {
@@ -54,6 +61,18 @@ impl Handler for Recorder {
     /// deliveries' foreign key), and the batch is redelivered and read
     /// afresh.
     async fn handle(&self, events: Vec<Received>) -> Result<(), Error> {
+        // One span per event, child of its publication; its id is stored
+        // with the event, so every delivery attempt, retries included,
+        // hangs under it.
+        let processing: Vec<tracing::Span> = events
+            .iter()
+            .map(|event| {
+                let span = spans::process(&self.queue, event.id.as_str());
+                propagation::adopt(&span, event.traceparent.as_deref());
+                span
+            })
+            .collect();
+        let traceparents: Vec<Option<String>> = processing.iter().map(propagation::traceparent_of).collect();
         let workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
         let subscribers = endpoints::subscribers(&self.pool, &workspaces).await?;
         let mut rows = NewDeliveries::default();
@@ -65,7 +84,9 @@ impl Handler for Recorder {
                 wanted.push((n, subscriber));
             }
         }
-        let inserted = rows.insert(&self.pool, &events, self.dispatcher.lease()).await?;
+        let inserted = rows
+            .insert(&self.pool, &events, &traceparents, self.dispatcher.lease())
+            .await?;
         let left_for_claims = inserted.iter().any(|row| !row.leased);
         let handed: Vec<Leased> = inserted
             .into_iter()
@@ -78,6 +99,7 @@ impl Handler for Recorder {
                     event_id: events[n].id.clone(),
                     attempts: 0,
                     lease: row.next_attempt_at,
+                    traceparent: traceparents[n].clone(),
                     target: target(subscriber, &events[n].body),
                 }
             })

@@ -2,7 +2,13 @@ use webhook_dispatcher::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("webhook-dispatcher");
+    let telemetry = service_runtime::telemetry::init("webhook-dispatcher");
+    let outcome = run().await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("WEBHOOKS_GRPC_ADDR", &config.service.listen_addr).await?;
     webhook_dispatcher::serve(config, listener, service_runtime::shutdown::on_signal()).await

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use ids::BotId;
 use prost::Message as _;
 use proto::chatbot::v1::{Bot, BotConfig};
+use service_runtime::telemetry::spans;
 use service_runtime::{pagination::NewestFirst, rows};
 use sqlx::{PgConnection, PgExecutor};
+use tracing::Instrument;
 
 use crate::{
     error::{Error, Result},
@@ -72,12 +74,14 @@ pub async fn insert<'e>(
     .bind(description)
     .bind(config.encode_to_vec())
     .fetch_one(db)
+    .instrument(spans::sql("INSERT", "bots"))
     .await?)
 }
 
 pub async fn list<'e>(db: impl PgExecutor<'e>, workspace_id: &str, page: &NewestFirst) -> Result<Vec<BotRow>> {
     Ok(page
         .fetch(db, &format!("SELECT {COLUMNS} FROM bots"), workspace_id)
+        .instrument(spans::sql("INSERT", "bots"))
         .await?)
 }
 
@@ -130,6 +134,7 @@ pub async fn next_version(conn: &mut PgConnection, workspace_id: &str, id: &BotI
     .bind(workspace_id)
     .bind(id)
     .fetch_optional(conn)
+    .instrument(spans::sql("UPDATE", "bots"))
     .await?
     .ok_or_else(|| Error::not_found(BotId::KIND, id.as_str()))
 }
@@ -141,6 +146,7 @@ pub async fn lock_deployed_version(conn: &mut PgConnection, workspace_id: &str, 
         .bind(workspace_id)
         .bind(id)
         .fetch_optional(conn)
+        .instrument(spans::sql("SELECT", "bots"))
         .await?
         .ok_or_else(|| Error::not_found(BotId::KIND, id.as_str()))
 }
@@ -161,6 +167,7 @@ pub async fn set_deployed_version(
     .bind(id)
     .bind(version)
     .fetch_one(conn)
+    .instrument(spans::sql("UPDATE", "bots"))
     .await?)
 }
 
@@ -186,6 +193,7 @@ where
         .bind(sqlx::query_as(&query).bind(workspace_id))
         .bind(bot_id)
         .fetch_all(&mut *tx)
+        .instrument(spans::sql("UPDATE", "bots"))
         .await?;
     tx.commit().await?;
     Ok(rows)

@@ -5,8 +5,10 @@ use ids::{BotId, ConversationId};
 use proto::chatbot::v1::Conversation;
 use serde::Serialize;
 use serde_json::Value;
+use service_runtime::telemetry::spans;
 use service_runtime::{pagination::NewestFirst, rows};
 use sqlx::{PgConnection, PgExecutor};
+use tracing::Instrument;
 
 use crate::{
     error::{Error, Result},
@@ -74,6 +76,7 @@ pub async fn insert(conn: &mut PgConnection, workspace_id: &str, new: NewConvers
     .bind(new.metadata)
     .bind(new.bot_id)
     .fetch_one(conn)
+    .instrument(spans::sql("INSERT", "conversations"))
     .await?)
 }
 
@@ -96,6 +99,7 @@ pub async fn list<'e>(
         )
         .bind(status.map(ConversationStatus::as_str))
         .fetch_all(db)
+        .instrument(spans::sql("SELECT", "conversations"))
         .await?)
 }
 
@@ -130,6 +134,7 @@ pub async fn open_for_customer<'e>(
     .bind(customer.email)
     .bind(customer.shopify_customer_id)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", "conversations"))
     .await?)
 }
 
@@ -142,6 +147,7 @@ pub async fn lock(conn: &mut PgConnection, workspace_id: &str, id: &Conversation
     .bind(workspace_id)
     .bind(id)
     .fetch_optional(conn)
+    .instrument(spans::sql("SELECT", "conversations"))
     .await?
     .ok_or_else(|| Error::not_found(ConversationId::KIND, id.as_str()))
 }
@@ -184,6 +190,7 @@ pub async fn update(
     .bind(changes.channel)
     .bind(changes.metadata)
     .fetch_one(conn)
+    .instrument(spans::sql("UPDATE", "conversations"))
     .await?)
 }
 
@@ -205,6 +212,7 @@ pub async fn hand_off(
     .bind(id)
     .bind(why)
     .fetch_one(conn)
+    .instrument(spans::sql("UPDATE", "conversations"))
     .await?)
 }
 

@@ -6,7 +6,9 @@ use ids::{BotId, KnowledgeItemId};
 use proto::chatbot::v1::{Document, FaqPair, KnowledgeItem, knowledge_item::Content};
 use serde_json::Value;
 use service_runtime::pagination::NewestFirst;
+use service_runtime::telemetry::spans;
 use sqlx::{PgConnection, PgExecutor, PgPool};
+use tracing::Instrument;
 
 use super::bots;
 use crate::{
@@ -139,6 +141,7 @@ pub async fn sync_source(
         .bind(source)
         .bind(removal)
         .execute(&mut *conn)
+        .instrument(spans::sql("DELETE", "knowledge_items"))
         .await?
         .rows_affected() as i64;
     }
@@ -171,6 +174,7 @@ pub async fn sync_source(
     .bind(items.iter().map(|(_, i)| &i.metadata).collect::<Vec<_>>())
     .bind(items.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
     .fetch_all(conn)
+    .instrument(spans::sql("INSERT", "knowledge_items"))
     .await?;
     synced.created = created.iter().filter(|c| **c).count() as i64;
     synced.updated = created.len() as i64 - synced.created;
@@ -251,6 +255,7 @@ pub async fn delete<'e>(
         .bind(bot_id)
         .bind(id)
         .execute(db)
+        .instrument(spans::sql("DELETE", "knowledge_items"))
         .await?
         .rows_affected();
     if deleted == 0 {
@@ -291,5 +296,6 @@ pub async fn page_for_training<'e>(
     .bind(after.map(|a| &a.1))
     .bind(limit)
     .fetch_all(db)
+    .instrument(spans::sql("SELECT", "knowledge_items"))
     .await?)
 }

@@ -7,7 +7,9 @@ use ids::{ConversationId, MessageId};
 use proto::chatbot::v1::Message;
 use serde::Serialize;
 use serde_json::Value;
+use service_runtime::telemetry::spans;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use tracing::Instrument;
 
 use super::conversations::ConversationRow;
 use crate::{
@@ -88,7 +90,13 @@ pub async fn append<'e>(
         outbox.push_cte(&mut statement, "recorded", "stored", event);
     }
     statement.push(" SELECT 1 FROM stored");
-    Ok(statement.build().execute(db).await?.rows_affected() == 1)
+    Ok(statement
+        .build()
+        .execute(db)
+        .instrument(spans::sql("INSERT", "messages"))
+        .await?
+        .rows_affected()
+        == 1)
 }
 
 fn append_statement<'a>(
@@ -158,6 +166,7 @@ async fn find_by<'e>(
     .bind(conversation_id)
     .bind(value)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", "messages"))
     .await?)
 }
 
@@ -180,6 +189,7 @@ pub async fn list<'e>(
     .bind(after)
     .bind(limit)
     .fetch_all(db)
+    .instrument(spans::sql("SELECT", "messages"))
     .await?)
 }
 
@@ -196,6 +206,7 @@ pub async fn get<'e>(
     .bind(conversation_id)
     .bind(id)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", "messages"))
     .await?
     .ok_or_else(|| Error::not_found(MessageId::KIND, id.as_str()))
 }
@@ -218,6 +229,7 @@ pub async fn recent<'e>(
     .bind(conversation_id)
     .bind(limit)
     .fetch_all(db)
+    .instrument(spans::sql("SELECT", "messages"))
     .await?;
     rows.reverse();
     Ok(rows)

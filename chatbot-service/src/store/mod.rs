@@ -11,7 +11,9 @@ pub mod messages;
 pub mod passages;
 pub mod training_jobs;
 
+use service_runtime::telemetry::spans;
 use sqlx::PgExecutor;
+use tracing::Instrument;
 
 use crate::error::Result;
 
@@ -21,6 +23,7 @@ async fn exists<'e>(db: impl PgExecutor<'e>, table: &'static str, workspace_id: 
         .bind(workspace_id)
         .bind(id)
         .fetch_optional(db)
+        .instrument(spans::sql("SELECT", table))
         .await?;
     Ok(found.is_some())
 }

@@ -3,7 +3,9 @@
 //! a version's passages; replicas load them into their indexes.
 
 use ids::BotId;
+use service_runtime::telemetry::spans;
 use sqlx::{PgExecutor, PgPool};
+use tracing::Instrument;
 
 use super::training_jobs::{self, Claimed};
 use crate::error::Result;
@@ -29,6 +31,7 @@ pub async fn clear_version(pool: &PgPool, job: &Claimed) -> Result<()> {
         .bind(&job.bot_id)
         .bind(job.version)
         .execute(pool)
+        .instrument(spans::sql("DELETE", "passages"))
         .await?;
     Ok(())
 }
@@ -71,6 +74,7 @@ pub async fn write_batch(pool: &PgPool, job: &Claimed, first_ordinal: usize, bat
     .bind(&questions)
     .bind(&pairs)
     .execute(&mut *tx)
+    .instrument(spans::sql("INSERT", "passages"))
     .await?;
     training_jobs::progress(&mut tx, job, (first_ordinal + batch.len()) as i64).await?;
     tx.commit().await?;
@@ -117,5 +121,6 @@ pub async fn embedded_faqs<'e>(
     .bind(embedding_model)
     .bind(job.version)
     .fetch_all(db)
+    .instrument(spans::sql("SELECT", "passages"))
     .await?)
 }

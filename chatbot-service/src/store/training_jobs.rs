@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use ids::{BotId, TrainingJobId};
 use proto::chatbot::v1::TrainingJob;
 use service_runtime::pagination::NewestFirst;
+use service_runtime::telemetry::spans;
 use sqlx::{PgConnection, PgExecutor, PgPool};
+use tracing::Instrument;
 
 use super::bots;
 use crate::{
@@ -85,6 +87,7 @@ pub async fn queue(
     .bind(version)
     .bind(deploy_when_trained)
     .fetch_one(conn)
+    .instrument(spans::sql("INSERT", "training_jobs"))
     .await?)
 }
 
@@ -112,6 +115,7 @@ pub async fn get<'e>(
     .bind(bot_id)
     .bind(id)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", "training_jobs"))
     .await?
     .ok_or_else(|| Error::not_found(TrainingJobId::KIND, id.as_str()))
 }
@@ -132,6 +136,7 @@ pub async fn trained_version(
     .bind(bot_id)
     .bind(requested)
     .fetch_one(conn)
+    .instrument(spans::sql("SELECT", "training_jobs"))
     .await?)
 }
 
@@ -150,6 +155,7 @@ pub async fn embedding_model<'e>(
     .bind(bot_id)
     .bind(version)
     .fetch_optional(db)
+    .instrument(spans::sql("SELECT", "training_jobs"))
     .await?
     .flatten())
 }
@@ -170,6 +176,7 @@ pub async fn claim(pool: &PgPool) -> Result<Option<Claimed>> {
          RETURNING j.workspace_id, j.id, j.bot_id, j.version, j.attempts, j.deploy_when_trained"
     ))
     .fetch_optional(pool)
+    .instrument(spans::sql("UPDATE", "training_jobs"))
     .await?)
 }
 
@@ -187,6 +194,7 @@ pub async fn estimate_total(pool: &PgPool, job: &Claimed) -> Result<()> {
     .bind(&job.bot_id)
     .bind(&job.id)
     .execute(pool)
+    .instrument(spans::sql("UPDATE", "training_jobs"))
     .await?;
     Ok(())
 }
@@ -205,6 +213,7 @@ pub async fn progress(conn: &mut PgConnection, job: &Claimed, indexed: i64) -> R
     .bind(job.attempts)
     .bind(indexed)
     .execute(conn)
+    .instrument(spans::sql("UPDATE", "training_jobs"))
     .await?
     .rows_affected();
     if owned == 0 {
@@ -247,6 +256,7 @@ pub async fn finish(conn: &mut PgConnection, job: &Claimed, outcome: &Outcome<'_
     .bind(reason)
     .bind(model)
     .execute(conn)
+    .instrument(spans::sql("UPDATE", "training_jobs"))
     .await?
     .rows_affected();
     Ok(owned == 1)

@@ -16,7 +16,12 @@ use tonic::{Code, Status, metadata::MetadataMap, transport::Endpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use outbound_http::breaker::{Breaker, BreakerSettings};
-use service_runtime::{error::is_dependency_failure, exposition::LatencyHistogram};
+use service_runtime::{
+    error::is_dependency_failure,
+    exposition::LatencyHistogram,
+    telemetry::{propagation, spans},
+};
+use tracing::Instrument;
 
 use crate::transcode::codec::DynamicCodec;
 pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
@@ -134,19 +139,27 @@ impl Upstreams {
     ) -> Result<DynamicMessage, CallError> {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        let (span, metadata) = client_span(upstream, path, metadata);
         let started = Instant::now();
         upstream.budget.deposit();
         // Only a call that may be retried needs a copy kept back.
         let retry_copy = idempotent.then(|| (message.clone(), metadata.clone()));
-        let mut outcome = upstream.attempt(path, message, metadata, response_type).await;
-        if let Some((message, metadata)) = retry_copy
-            && matches!(&outcome, Err(status) if status.code() == Code::Unavailable && !is_dependency_failure(status))
-            && upstream.budget.withdraw()
-        {
-            outcome = upstream.attempt(path, message, metadata, response_type).await;
-        }
+        let attempts = async {
+            let outcome = upstream.attempt(path, message, metadata, response_type).await;
+            match retry_copy {
+                Some((message, metadata))
+                    if matches!(&outcome, Err(status) if status.code() == Code::Unavailable && !is_dependency_failure(status))
+                        && upstream.budget.withdraw() =>
+                {
+                    upstream.attempt(path, message, metadata, response_type).await
+                }
+                _ => outcome,
+            }
+        };
+        let outcome = attempts.instrument(span.clone()).await;
         upstream.breaker.record(permit, upstream_failed(&outcome));
         upstream.latency.observe(started.elapsed());
+        record_status(&span, &outcome);
         outcome.map_err(CallError::Status)
     }
 
@@ -163,10 +176,15 @@ impl Upstreams {
     ) -> Result<tonic::Streaming<DynamicMessage>, CallError> {
         let upstream = &self.list[upstream];
         let permit = upstream.breaker.acquire().map_err(CallError::CircuitOpen)?;
+        let (span, metadata) = client_span(upstream, path, metadata);
         let started = Instant::now();
-        let outcome = upstream.open(path, message, metadata, response_type, deadline).await;
+        let outcome = upstream
+            .open(path, message, metadata, response_type, deadline)
+            .instrument(span.clone())
+            .await;
         upstream.breaker.record(permit, upstream_failed(&outcome));
         upstream.latency.observe(started.elapsed());
+        record_status(&span, &outcome);
         outcome.map_err(CallError::Status)
     }
 
@@ -174,6 +192,24 @@ impl Upstreams {
     pub async fn is_serving(&self, upstream: usize) -> bool {
         let upstream = &self.list[upstream];
         upstream.replicas.healthy() > 0 && replicas::is_serving(upstream.replicas.channel.clone()).await
+    }
+}
+
+/// The RPC client span of a call to `upstream`, and the call's metadata
+/// carrying it as the parent of the service's span.
+fn client_span(upstream: &Upstream, path: &PathAndQuery, mut metadata: MetadataMap) -> (tracing::Span, MetadataMap) {
+    let span = spans::rpc("client", path.path());
+    if !span.is_none() {
+        span.record("server.address", upstream.name.as_str());
+        propagation::inject_metadata(&span, &mut metadata);
+    }
+    (span, metadata)
+}
+
+fn record_status<T>(span: &tracing::Span, outcome: &Result<T, Status>) {
+    if !span.is_none() {
+        let code = outcome.as_ref().err().map_or(Code::Ok, Status::code);
+        spans::record_grpc_status(span, code as i32, false);
     }
 }
 

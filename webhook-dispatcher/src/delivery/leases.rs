@@ -27,6 +27,8 @@ pub struct Leased {
     pub attempts: i32,
     /// The row's `next_attempt_at` as this lease set it.
     pub lease: DateTime<Utc>,
+    /// The span that processed the event, when traces were exported.
+    pub traceparent: Option<String>,
     #[sqlx(flatten)]
     pub target: Target,
 }
@@ -75,7 +77,7 @@ pub async fn claim(pool: &PgPool, lease: Duration, limit: i64, skipped: &[String
          RETURNING id, endpoint_id, event_id, attempts, next_attempt_at AS lease)
          SELECT c.id, c.endpoint_id, c.event_id, c.attempts, c.lease,
                 e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
-                e.rate_limit_per_second, ev.body
+                e.rate_limit_per_second, ev.body, ev.traceparent
          FROM claimed c JOIN endpoints e ON e.id = c.endpoint_id JOIN events ev ON ev.id = c.event_id",
     )
     .bind(lease.as_secs_f64())

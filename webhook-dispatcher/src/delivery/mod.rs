@@ -309,6 +309,7 @@ impl Sender {
             delivery_id: delivery.id.as_str(),
             event_id: delivery.event_id.as_str(),
             number: delivery.attempts + 1,
+            traceparent: delivery.traceparent.as_deref(),
         };
         let outcome = request::send(&self.http, &self.settings.guard, &self.secrets, attempt, target).await?;
         self.recorder.record(delivery, &outcome).await

@@ -8,6 +8,8 @@ use outbound_http::{Failure, TargetGuard, body::read_excerpt, retry::retry_after
 use reqwest::StatusCode;
 
 use sealing::webhook_signature as signing;
+use service_runtime::telemetry::{self, propagation, spans};
+use tracing::Instrument;
 
 use crate::secrets::SecretBox;
 
@@ -43,6 +45,50 @@ impl Target {
     }
 }
 
+/// The HTTP client span of one attempt (`Span::none()` unless traces are
+/// exported).
+fn attempt_span(url: &str, attempt: &Attempt<'_>) -> tracing::Span {
+    if !telemetry::exporting() {
+        return tracing::Span::none();
+    }
+    let url = reqwest::Url::parse(url).ok();
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let port = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or(0);
+    let resend = u32::try_from(attempt.number - 1).unwrap_or(0);
+    let span = spans::http_client("POST", &host, port, resend);
+    propagation::adopt(&span, attempt.traceparent);
+    span
+}
+
+fn record(span: &tracing::Span, sent: &Result<reqwest::Response, reqwest::Error>) {
+    if span.is_none() {
+        return;
+    }
+    match sent {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if !response.status().is_success() {
+                span.record("error.type", response.status().as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(error) => {
+            let kind = if error.is_timeout() {
+                "timeout"
+            } else if error.is_connect() {
+                "connect"
+            } else {
+                "request"
+            };
+            span.record("error.type", kind);
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
 fn key(secret: &str) -> anyhow::Result<Vec<u8>> {
     signing::key_bytes(secret).ok_or_else(|| anyhow::anyhow!("a stored secret is not a whsec_ secret"))
 }
@@ -53,6 +99,8 @@ pub struct Attempt<'a> {
     pub event_id: &'a str,
     /// 1 for the first attempt.
     pub number: i32,
+    /// The span that processed the event, parent of the attempt's.
+    pub traceparent: Option<&'a str>,
 }
 
 pub struct Outcome {
@@ -105,6 +153,7 @@ pub async fn send(
         .iter()
         .map(|k| signing::standard_signature(k, attempt.event_id, timestamp, &target.body))
         .collect();
+    let span = attempt_span(&target.url, &attempt);
     let started = Instant::now();
     let sent = http
         .post(&target.url)
@@ -117,7 +166,9 @@ pub async fn send(
         .header("x-attempt", attempt.number.to_string())
         .body(target.body.clone())
         .send()
+        .instrument(span.clone())
         .await;
+    record(&span, &sent);
     Ok(match sent {
         Ok(response) => {
             let status = response.status();

@@ -124,6 +124,7 @@ impl NewDeliveries {
         &self,
         db: impl PgExecutor<'e>,
         events: &[Received],
+        traceparents: &[Option<String>],
         lease: Duration,
     ) -> Result<Vec<Inserted>> {
         let event_ids: Vec<&EventId> = events.iter().map(|e| &e.id).collect();
@@ -132,8 +133,8 @@ impl NewDeliveries {
         let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
         Ok(sqlx::query_as(
             "WITH stored AS (
-                 INSERT INTO events (id, workspace_id, event_type, body)
-                 SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::bytea[])
+                 INSERT INTO events (id, workspace_id, event_type, body, traceparent)
+                 SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::bytea[], $13::text[])
                  ON CONFLICT (id) DO NOTHING
              ), incoming AS (
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
@@ -161,6 +162,7 @@ impl NewDeliveries {
         .bind(&workspaces)
         .bind(&types)
         .bind(&bodies)
+        .bind(traceparents)
         .fetch_all(db)
         .await?)
     }
