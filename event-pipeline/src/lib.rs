@@ -15,6 +15,7 @@ pub mod broker;
 pub mod catalog;
 pub mod envelope;
 pub mod outbox;
+pub mod queue_depth;
 pub mod relay;
 pub mod subscriber;
 

@@ -110,6 +110,17 @@ async fn every_metrics_endpoint_parses_and_has_what_alerts_and_dashboards_use() 
             );
             assert!(text.contains("outbox_oldest_event_age_seconds "), "{text}");
         }
+        if *service == "webhooks" {
+            let queue = format!("queue=\"webhook-dispatcher.{}\"", stack.exchange);
+            assert!(
+                text.contains(&format!("events_queue_consumers{{{queue}}} 1")),
+                "the dispatcher reports its own consumer: {text}"
+            );
+            assert!(
+                text.contains(&format!("events_queue_messages_ready{{{queue}}} ")),
+                "{text}"
+            );
+        }
         assert_eq!(
             reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status(),
             200
@@ -131,9 +142,16 @@ async fn every_metrics_endpoint_parses_and_has_what_alerts_and_dashboards_use() 
     for query in &queries {
         for word in query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
             let family = word.strip_suffix("_bucket").unwrap_or(word);
-            let metric_like = ["gateway_", "grpc_server_", "outbox_", "webhook_", "db_pool_"]
-                .iter()
-                .any(|p| family.starts_with(p));
+            let metric_like = [
+                "gateway_",
+                "grpc_server_",
+                "outbox_",
+                "webhook_",
+                "db_pool_",
+                "events_queue_",
+            ]
+            .iter()
+            .any(|p| family.starts_with(p));
             if metric_like {
                 assert!(
                     declared.contains(family),

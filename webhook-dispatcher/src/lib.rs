@@ -16,7 +16,7 @@ mod metrics;
 mod secrets;
 mod store;
 
-use event_pipeline::{Outbox, relay};
+use event_pipeline::{Outbox, queue_depth::QueueDepth, relay};
 use proto::webhooks::v1::webhook_service_server::WebhookServiceServer;
 use service_runtime::{database, grpc_server};
 use sqlx::migrate::Migrator;
@@ -50,8 +50,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     );
     let grpc = std::sync::Arc::new(service_runtime::grpc_metrics::GrpcMetrics::default());
     let counts = dispatcher.counts();
+    let queue = std::sync::Arc::new(QueueDepth::new(
+        &config.events.amqp_url,
+        &consumer::queue_name(&config.events.exchange),
+    ));
     let scrape = service_runtime::admin::Scrape::new(grpc.clone(), pool.clone(), service.max_db_connections)
-        .with_gauges(move |pool| metrics::render(pool, counts.clone()));
+        .with_gauges(move |pool| metrics::render(pool, counts.clone(), queue.clone()));
     service.serve_admin(scrape, shutdown.clone()).await?;
     consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
     let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace));

@@ -1,15 +1,17 @@
 //! The dispatcher's own `/metrics` series: attempts by outcome and
 //! endpoints disabled (counted as they happen), the backlog and the
-//! outbox (read from the tables at scrape time).
+//! outbox (read from the tables at scrape time), and the events waiting in
+//! its RabbitMQ queue.
 
 use std::sync::{Arc, atomic::Ordering};
 
+use event_pipeline::queue_depth::QueueDepth;
 use service_runtime::exposition::{Exposition, Kind};
 use sqlx::PgPool;
 
 use crate::delivery::DeliveryCounts;
 
-pub async fn render(pool: PgPool, counts: Arc<DeliveryCounts>) -> String {
+pub async fn render(pool: PgPool, counts: Arc<DeliveryCounts>, queue: Arc<QueueDepth>) -> String {
     let mut out = Exposition::default();
     out.family(
         "webhook_deliveries_total",
@@ -58,5 +60,6 @@ pub async fn render(pool: PgPool, counts: Arc<DeliveryCounts>) -> String {
     if let Err(error) = event_pipeline::outbox::write_lag(&pool, &mut out).await {
         tracing::warn!(%error, "reading the outbox for /metrics");
     }
+    queue.write(&mut out).await;
     out.into_string()
 }
