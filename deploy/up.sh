@@ -14,7 +14,7 @@ ensure_stack_prerequisites
 
 gateway_port=${GATEWAY_PORT:-8080}
 database=${DATABASE_NAME:-chatbot_platform}
-for port in "$gateway_port" 50051 50052 50053 50054 9101 9102 9103 9104; do
+for port in "$gateway_port" 50051 50052 50053 50054 9100 9101 9102 9103 9104; do
   port_open 127.0.0.1 "$port" && die "port $port is already in use (is the stack already running?). Stop it, or set GATEWAY_PORT for the gateway."
 done
 
@@ -97,7 +97,7 @@ cat <<INFO
   API key         $api_key
   Admin token     $admin_token
   Logs            $logs/
-  Metrics         http://127.0.0.1:$gateway_port/metrics, and each service's on 127.0.0.1:9101 … 9104/metrics
+  Metrics         http://127.0.0.1:9100/metrics (gateway), and each service's on 127.0.0.1:9101 … 9104/metrics
 
   Try it:
     curl -s -X POST http://127.0.0.1:$gateway_port/api/v1/conversations \\

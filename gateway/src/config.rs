@@ -19,6 +19,9 @@ pub use crate::{
 pub struct Config {
     /// `GATEWAY_ADDR`
     pub listen_addr: String,
+    /// `GATEWAY_ADMIN_ADDR` (`127.0.0.1:9100`, `off` for none): `/metrics`
+    /// and `/healthz` apart from the public API, for Prometheus and probes.
+    pub admin_addr: Option<String>,
     /// `DATABASE_URL` (schema `gateway`: workspaces and API keys).
     pub database_url: String,
     /// `GATEWAY_ADMIN_TOKEN`: the platform operator's token for `/admin/v1`.
@@ -50,6 +53,7 @@ pub struct Config {
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9100";
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -66,6 +70,7 @@ impl Config {
         let breaker = BreakerSettings::default();
         Ok(Self {
             listen_addr: config::string("GATEWAY_ADDR", DEFAULT_ADDR),
+            admin_addr: Some(config::string("GATEWAY_ADMIN_ADDR", DEFAULT_ADMIN_ADDR)).filter(|a| a != "off"),
             database_url: config::string("DATABASE_URL", config::DEFAULT_DATABASE_URL),
             admin_token,
             upstreams: UpstreamConfig::all_from_env()?,
@@ -101,11 +106,12 @@ impl Config {
     }
 
     /// Settings for tests and local runs: the database as given, every
-    /// upstream on its local port, no admin API, no external JWTs, every
+    /// upstream on its local port, no admin API or listener, no external JWTs, every
     /// other setting at its default.
     pub fn development(database_url: &str) -> Self {
         Self {
             listen_addr: DEFAULT_ADDR.into(),
+            admin_addr: None,
             database_url: database_url.into(),
             admin_token: None,
             upstreams: UpstreamConfig::all_local(),

@@ -1,14 +1,31 @@
 //! `/healthz` (the process answers) and `/readyz` (every upstream reports
-//! SERVING over gRPC health and the database answers), for Kubernetes probes.
+//! SERVING over gRPC health and the database answers), for Kubernetes
+//! probes; and the admin listener's `/metrics`, kept off the public port
+//! (route names, upstreams and their state are operators' business).
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State, response::IntoResponse};
+use axum::{Json, Router, extract::State, response::IntoResponse, routing::get};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 use service_runtime::exposition::{Exposition, Kind};
+use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
+pub fn spawn_admin(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state);
+    tokio::spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(error) = serving.await {
+            tracing::warn!(%error, "the admin listener stopped");
+        }
+    });
+}
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))

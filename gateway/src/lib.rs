@@ -80,6 +80,11 @@ pub struct AppState {
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = Arc::new(AppState::build(config, &shutdown).await?);
     usage::spawn_sampler(state.clone(), shutdown.clone());
+    if let Some(addr) = &state.config.admin_addr {
+        let admin = service_runtime::listener::bind("GATEWAY_ADMIN_ADDR", addr).await?;
+        tracing::info!(addr = %admin.local_addr()?, "serving /metrics");
+        health::spawn_admin(admin, state.clone(), shutdown.clone());
+    }
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     let app = router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Answers go out as soon as they are written: with Nagle's algorithm a

@@ -74,7 +74,6 @@ pub fn build(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata::authorization_server),

@@ -148,6 +148,9 @@ pub struct TestStack {
     pub exchange: String,
     /// Every gateway replica's URL; the first is `base_url`.
     pub gateway_urls: Vec<String>,
+    /// Each gateway replica's admin listener (`/metrics`), in the same
+    /// order.
+    pub gateway_admin_urls: Vec<String>,
     /// Each upstream's name (as the gateway calls it) and gRPC address.
     pub grpc_addrs: Vec<(&'static str, String)>,
     /// A client authenticated as a fresh workspace.
@@ -212,6 +215,7 @@ impl TestStack {
                 .unwrap_or_else(|| infra::AMQP_URL.into()),
             base_url: String::new(),
             gateway_urls: Vec::new(),
+            gateway_admin_urls: Vec::new(),
             grpc_addrs: Vec::new(),
             client: Client::anonymous(""),
             workspace_id: String::new(),
@@ -250,7 +254,13 @@ impl TestStack {
         stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
         let gateway_config = stack.gateway_config(&options);
         for listener in listeners {
-            let replica = gateway::serve(gateway_config.clone(), listener, stack.shutdown.clone());
+            let admin_addr = free_loopback_addr();
+            stack.gateway_admin_urls.push(format!("http://{admin_addr}"));
+            let config = gateway::Config {
+                admin_addr: Some(admin_addr),
+                ..gateway_config.clone()
+            };
+            let replica = gateway::serve(config, listener, stack.shutdown.clone());
             stack.gateways.push(tokio::spawn(replica));
         }
         stack.base_url = stack.gateway_urls[0].clone();
@@ -510,6 +520,14 @@ impl TestStack {
 
     /// The stack's own PostgreSQL database, for tests that set up a state
     /// the API cannot produce (a worker that died mid-job, say).
+    /// The first gateway's Prometheus scrape.
+    pub async fn gateway_metrics(&self) -> String {
+        Client::anonymous(&self.gateway_admin_urls[0])
+            .get("/metrics")
+            .await
+            .text
+    }
+
     pub fn database_url(&self) -> &str {
         &self.infra().database_url
     }

@@ -69,12 +69,11 @@ async fn every_metrics_endpoint_parses_and_has_what_alerts_and_dashboards_use() 
         .assert_problem(404, "not-found");
 
     let mut declared = BTreeSet::new();
-    let gateway = Client::anonymous(&stack.base_url);
     // Recording folds samples in every few milliseconds.
     let text = {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let text = gateway.get("/metrics").await.text;
+            let text = stack.gateway_metrics().await;
             if text.contains("route=\"/api/v1/conversations/{conversation_id}\",code=\"404\"") {
                 break text;
             }
@@ -83,6 +82,8 @@ async fn every_metrics_endpoint_parses_and_has_what_alerts_and_dashboards_use() 
         }
     };
     check_metrics("the gateway", &text);
+    let public = Client::anonymous(&stack.base_url).get("/metrics").await;
+    assert_eq!(public.status, 404, "metrics stay off the public port");
     assert!(
         text.contains("gateway_rate_limit_decisions_total{decision=\"allowed\"} "),
         "{text}"

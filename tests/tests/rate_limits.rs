@@ -106,7 +106,7 @@ async fn two_gateways_sharing_redis_enforce_one_budget() {
         .iter()
         .map(|url| Client::with_key(url, &key))
         .collect();
-    wait_for_redis(&clients[0]).await;
+    wait_for_redis(&clients[0], &stack.gateway_admin_urls[0]).await;
 
     let requests = (0..14).map(|i| clients[i % 2].get("/api/v1/conversations"));
     let replies = futures_util::future::join_all(requests).await;
@@ -123,8 +123,8 @@ async fn two_gateways_sharing_redis_enforce_one_budget() {
 /// Redis connects in the background: waits until a request is decided by
 /// Redis (the fallback counter does not move). Spends one Redis token, and
 /// returns how many local tokens the requests before it spent.
-async fn wait_for_redis(client: &Client) -> usize {
-    let metrics = Client::anonymous(&base(client));
+async fn wait_for_redis(client: &Client, admin_url: &str) -> usize {
+    let metrics = Client::anonymous(admin_url);
     let fallbacks = || async {
         let text = metrics.get("/metrics").await.text;
         text.lines()
@@ -147,10 +147,6 @@ async fn wait_for_redis(client: &Client) -> usize {
     }
 }
 
-fn base(client: &Client) -> String {
-    client.base_url().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_mid_run_never_hangs_requests() {
     let mut redis = RedisServer::start().await;
@@ -160,7 +156,7 @@ async fn redis_going_away_mid_run_never_hangs_requests() {
     })
     .await;
     let api = &stack.client;
-    let local_spent = wait_for_redis(api).await;
+    let local_spent = wait_for_redis(api, &stack.gateway_admin_urls[0]).await;
     redis.stop();
 
     let mut statuses = Vec::new();
@@ -179,7 +175,7 @@ async fn redis_going_away_mid_run_never_hangs_requests() {
     let mut expected = vec![200; admitted];
     expected.resize(6, 429);
     assert_eq!(statuses, expected);
-    let metrics = Client::anonymous(&stack.base_url).get("/metrics").await.text;
+    let metrics = stack.gateway_metrics().await;
     assert!(
         !metrics.contains("gateway_rate_limit_redis_fallbacks_total 0"),
         "{metrics}"
