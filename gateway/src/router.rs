@@ -90,7 +90,7 @@ pub fn build(state: Arc<AppState>) -> Router {
     if recording {
         // After routing (axum runs router layers per route), so the matched
         // route is known; around authentication, so 401s and 429s count.
-        router = router.layer(middleware::from_fn_with_state(state.usage.clone(), usage::record));
+        router = router.layer(usage::RecordLayer(Arc::new(state.usage.clone())));
     }
     for layer in security_headers::layers() {
         router = router.layer(layer);

@@ -13,7 +13,7 @@ mod reporter;
 
 pub use aggregate::Prometheus;
 pub use readiness::spawn_sampler;
-pub use recorder::{RouteLabel, UsageRecorder, WorkspaceLabel, record};
+pub use recorder::{RecordLayer, RouteLabel, UsageRecorder, WorkspaceLabel};
 
 use std::{sync::Arc, time::Duration};
 

@@ -3,20 +3,23 @@
 //! in `/metrics`) rather than make a request wait.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
+    extract::{MatchedPath, Request},
     response::Response,
 };
 use http::{HeaderValue, Method};
 use tokio::sync::mpsc;
+use tower::{Layer, Service};
 
 /// Samples waiting for the aggregator, at most.
 const CAPACITY: usize = 65_536;
@@ -93,29 +96,72 @@ impl UsageRecorder {
     }
 }
 
-/// Middleware: records every request's method, route, status and time.
-pub async fn record(State(recorder): State<UsageRecorder>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let request_id = request.headers().get("x-request-id").cloned();
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let route = match (response.extensions().get::<RouteLabel>(), matched) {
-        (Some(label), _) => RouteName::Template(label.0.clone()),
-        (None, Some(path)) => RouteName::Matched(path),
-        (None, None) => RouteName::Unmatched,
-    };
-    let sample = Sample {
-        workspace: response.extensions().get::<WorkspaceLabel>().map(|w| w.0.clone()),
-        method,
-        route,
-        status: response.status().as_u16(),
-        elapsed,
-        request_id,
-    };
-    if recorder.samples.try_send(sample).is_err() {
-        recorder.dropped.fetch_add(1, Ordering::Relaxed);
+/// The layer that records every request's method, route, status and
+/// time. A plain tower service rather than an axum `from_fn` middleware:
+/// this runs on every request, and `from_fn` clones its state and boxes
+/// the rest of the stack per call.
+#[derive(Clone)]
+pub struct RecordLayer(pub Arc<UsageRecorder>);
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = Recorded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Recorded {
+            inner,
+            recorder: self.0.clone(),
+        }
     }
-    response
+}
+
+#[derive(Clone)]
+pub struct Recorded<S> {
+    inner: S,
+    recorder: Arc<UsageRecorder>,
+}
+
+impl<S> Service<Request> for Recorded<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let matched = request.extensions().get::<MatchedPath>().cloned();
+        let request_id = request.headers().get("x-request-id").cloned();
+        let answer = self.inner.call(request);
+        let recorder = self.recorder.clone();
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let elapsed = started.elapsed();
+            // Taken, not copied: nothing outside this layer reads them.
+            let extensions = response.extensions_mut();
+            let route = match (extensions.remove::<RouteLabel>(), matched) {
+                (Some(label), _) => RouteName::Template(label.0),
+                (None, Some(path)) => RouteName::Matched(path),
+                (None, None) => RouteName::Unmatched,
+            };
+            let sample = Sample {
+                workspace: extensions.remove::<WorkspaceLabel>().map(|w| w.0),
+                method,
+                route,
+                status: response.status().as_u16(),
+                elapsed,
+                request_id,
+            };
+            if recorder.samples.try_send(sample).is_err() {
+                recorder.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(response)
+        })
+    }
 }
