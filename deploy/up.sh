@@ -70,7 +70,7 @@ done
 
 say "waiting for the gateway to be ready"
 deadline=$((SECONDS + 60))
-until curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null 2>&1; do
+until curl -fsS "http://127.0.0.1:9100/readyz" >/dev/null 2>&1; do
   for i in "${!pids[@]}"; do
     if ! kill -0 "${pids[$i]}" 2>/dev/null; then
       names=(chatbot-service integration-service analytics-service webhook-dispatcher gateway)

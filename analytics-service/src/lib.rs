@@ -3,6 +3,7 @@
 
 mod api_usage;
 mod bot_stats;
+mod bots;
 mod calendar;
 mod event_feed;
 mod metric;
@@ -36,7 +37,12 @@ pub struct Config {
     pub stream_max_age: String,
     /// `ANALYTICS_RETENTION_DAYS`: statistics older than this are deleted.
     pub retention_days: u32,
+    /// `ANALYTICS_CHATBOT_URL` (`http://127.0.0.1:50051`): chatbot-service,
+    /// which says whether a bot asked about is the caller's.
+    pub chatbot_url: String,
 }
+
+const DEFAULT_CHATBOT_URL: &str = "http://127.0.0.1:50051";
 
 impl Config {
     pub fn development(service: ServiceSettings, events: BrokerSettings) -> Self {
@@ -45,13 +51,14 @@ impl Config {
             events,
             stream_max_age: "90D".into(),
             retention_days: 400,
+            chatbot_url: DEFAULT_CHATBOT_URL.into(),
         }
     }
 }
 
 /// `ANALYTICS_GRPC_ADDR`, `ANALYTICS_DB_MAX_CONNECTIONS`, `DATABASE_URL`,
 /// `AMQP_URL`, `EVENTS_EXCHANGE`, `ANALYTICS_STREAM_MAX_AGE`,
-/// `ANALYTICS_RETENTION_DAYS`.
+/// `ANALYTICS_RETENTION_DAYS`, `ANALYTICS_CHATBOT_URL`.
 pub fn config_from_env() -> Result<Config, ConfigError> {
     let service = ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")?
         .with_admin("ANALYTICS_ADMIN_ADDR", "127.0.0.1:9103");
@@ -68,6 +75,7 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
         events: BrokerSettings::from_env()?,
         stream_max_age,
         retention_days: config::parsed("ANALYTICS_RETENTION_DAYS", 400)?,
+        chatbot_url: config::string("ANALYTICS_CHATBOT_URL", DEFAULT_CHATBOT_URL),
     })
 }
 
@@ -93,7 +101,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let scrape = Scrape::new(grpc.clone(), pool.clone(), config.service.max_db_connections);
     config.service.serve_admin(scrape, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
-    let service = AnalyticsServiceServer::new(service::Analytics::new(pool));
+    let bots = bots::Bots::new(&config.chatbot_url)?;
+    let service = AnalyticsServiceServer::new(service::Analytics::new(pool, bots));
     grpc_server::serve_one(service, listener, &grpc, shutdown).await?;
     Ok(())
 }

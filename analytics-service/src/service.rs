@@ -20,6 +20,7 @@ use crate::{
         report::{self, RoutePage},
     },
     bot_stats,
+    bots::Bots,
     calendar::Calendar,
     metric,
     series::{self, Counts, Page, Query, Series},
@@ -27,11 +28,12 @@ use crate::{
 
 pub struct Analytics {
     pool: PgPool,
+    bots: Bots,
 }
 
 impl Analytics {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, bots: Bots) -> Self {
+        Self { pool, bots }
     }
 
     async fn series(
@@ -181,6 +183,7 @@ impl AnalyticsService for Analytics {
             0 => 10,
             n => page_limit(n)?,
         };
+        self.bots.ensure(&principal.workspace_id, bot_id.as_str()).await?;
         let stats = bot_stats::read(&self.pool, &principal.workspace_id, bot_id.as_str(), window, top)
             .await
             .map_err(internal_error)?;

@@ -12,6 +12,7 @@
 # TARGET=/healthz loads the gateway alone (no upstream, no database), where
 # its CPU per request is smallest and the recording's share largest.
 #
+# Each gateway answers /readyz on its admin port, 1000 above its own.
 # Needs wrk (apt-get install wrk), PostgreSQL and RabbitMQ as for the stack.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,7 +42,7 @@ export GATEWAY_UPSTREAM_CHATBOT=http://$CHATBOT_GRPC_ADDR GATEWAY_UPSTREAM_INTEG
 export GATEWAY_UPSTREAM_ANALYTICS=http://$ANALYTICS_GRPC_ADDR GATEWAY_UPSTREAM_WEBHOOKS=http://$WEBHOOKS_GRPC_ADDR
 export GATEWAY_ADMIN_TOKEN=bench-admin-token RUST_LOG=warn
 # Two gateways side by side, and nothing in the way of a running stack.
-export GATEWAY_ADMIN_ADDR=off CHATBOT_ADMIN_ADDR=off INTEGRATION_ADMIN_ADDR=off
+export CHATBOT_ADMIN_ADDR=off INTEGRATION_ADMIN_ADDR=off
 export ANALYTICS_ADMIN_ADDR=off WEBHOOKS_ADMIN_ADDR=off
 export GATEWAY_RATE_LIMIT_PLANS=default:1000000000:1000000000 GATEWAY_RATE_LIMIT_PER_IP=1000000000:1000000000
 pids=()
@@ -58,13 +59,14 @@ done
 declare -A gateway_pid
 for mode in on off; do
   port=$([[ $mode == on ]] && echo 18081 || echo 18082)
-  GATEWAY_ADDR=127.0.0.1:$port GATEWAY_USAGE_RECORDING=$mode taskset -c 0 "$target_dir/release/gateway" >/dev/null 2>&1 &
+  GATEWAY_ADDR=127.0.0.1:$port GATEWAY_ADMIN_ADDR=127.0.0.1:$((port + 1000)) GATEWAY_USAGE_RECORDING=$mode \
+    taskset -c 0 "$target_dir/release/gateway" >/dev/null 2>&1 &
   pids+=($!)
   gateway_pid[$mode]=$!
 done
 for port in 18081 18082; do
   deadline=$((SECONDS + 60))
-  until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+  until curl -fsS "http://127.0.0.1:$((port + 1000))/readyz" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || die "the gateway on $port was not ready within 60 s"
     sleep 0.5
   done

@@ -19,8 +19,9 @@ pub use crate::{
 pub struct Config {
     /// `GATEWAY_ADDR`
     pub listen_addr: String,
-    /// `GATEWAY_ADMIN_ADDR` (`127.0.0.1:9100`, `off` for none): `/metrics`
-    /// and `/healthz` apart from the public API, for Prometheus and probes.
+    /// `GATEWAY_ADMIN_ADDR` (`127.0.0.1:9100`, `off` for none): `/metrics`,
+    /// `/readyz` and `/healthz` apart from the public API, for Prometheus
+    /// and Kubernetes probes.
     pub admin_addr: Option<String>,
     /// `DATABASE_URL` (schema `gateway`: workspaces and API keys).
     pub database_url: String,
@@ -36,6 +37,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// `GATEWAY_MAX_BODY_BYTES`
     pub max_body_bytes: usize,
+    /// `GATEWAY_HEADER_READ_TIMEOUT_MS` (10000): how long a client may take
+    /// to send a request's headers.
+    pub header_read_timeout: Duration,
     /// `GATEWAY_CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may
     /// call from; empty allows none.
     pub cors_allowed_origins: Vec<String>,
@@ -56,6 +60,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9100";
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -77,6 +82,7 @@ impl Config {
             routes: parse_routes(&config::string("GATEWAY_ROUTES", DEFAULT_ROUTES))?,
             upstream_timeout: config::millis("GATEWAY_UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT)?,
             max_body_bytes: config::parsed("GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+            header_read_timeout: config::millis("GATEWAY_HEADER_READ_TIMEOUT_MS", DEFAULT_HEADER_READ_TIMEOUT)?,
             cors_allowed_origins: config::list(&config::string("GATEWAY_CORS_ALLOWED_ORIGINS", "")),
             jwt: JwtConfig::from_env()?,
             rate_limits: RateLimitConfig::from_env()?,
@@ -118,6 +124,7 @@ impl Config {
             routes: parse_routes(DEFAULT_ROUTES).expect("the default routes parse"),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             cors_allowed_origins: Vec::new(),
             jwt: None,
             rate_limits: RateLimitConfig::default(),

@@ -1,7 +1,8 @@
 //! `/healthz` (the process answers) and `/readyz` (every upstream reports
 //! SERVING over gRPC health and the database answers), for Kubernetes
-//! probes; and the admin listener's `/metrics`, kept off the public port
-//! (route names, upstreams and their state are operators' business).
+//! probes. `/readyz` and `/metrics` are served on the admin listener only
+//! (route names, upstreams and their state are operators' business);
+//! `/healthz` on both.
 
 use std::sync::Arc;
 
@@ -13,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until
+/// `shutdown`.
 pub fn spawn_admin(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state);
     tokio::spawn(async move {
         let serving = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });

@@ -21,6 +21,7 @@ mod list_params;
 mod metrics;
 pub mod oauth;
 mod problem;
+mod public_listener;
 pub mod rate_limit;
 mod request_id;
 mod router;
@@ -86,15 +87,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         health::spawn_admin(admin, state.clone(), shutdown.clone());
     }
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    let app = router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Answers go out as soon as they are written: with Nagle's algorithm a
-    // reply written in two pieces waits for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let header_read_timeout = state.config.header_read_timeout;
+    public_listener::serve(listener, router::build(state), header_read_timeout, shutdown).await?;
     Ok(())
 }
 

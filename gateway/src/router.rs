@@ -73,7 +73,6 @@ pub fn build(state: Arc<AppState>) -> Router {
     let recording = state.config.usage.recording;
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata::authorization_server),

@@ -55,6 +55,8 @@ pub struct Options {
     pub dead_upstreams: Vec<&'static str>,
     /// Gateway body limit; default 64 KiB.
     pub max_body_bytes: Option<usize>,
+    /// How long a client may take over a request's headers; default 10 s.
+    pub header_read_timeout: Option<Duration>,
     /// External JWT verification for the gateway.
     pub jwt: Option<gateway::config::JwtConfig>,
     /// Rate limits; default generous enough never to get in a test's way.
@@ -342,7 +344,8 @@ impl TestStack {
             }
             "analytics" => {
                 let events = BrokerSettings::development(&infra.exchange);
-                let config = analytics_service::Config::development(settings, events);
+                let mut config = analytics_service::Config::development(settings, events);
+                config.chatbot_url = format!("http://{}", self.planned_addr("chatbot"));
                 tokio::spawn(analytics_service::serve(config, listener, token))
             }
             _ => {
@@ -429,6 +432,9 @@ impl TestStack {
         config.upstreams = upstreams;
         config.upstream_timeout = Duration::from_secs(5);
         config.max_body_bytes = options.max_body_bytes.unwrap_or(64 * 1024);
+        if let Some(timeout) = options.header_read_timeout {
+            config.header_read_timeout = timeout;
+        }
         config.cors_allowed_origins = vec![CORS_ORIGIN.into()];
         config.jwt = options.jwt.clone();
         config.rate_limits = options.rate_limits.clone().unwrap_or_else(|| RateLimitConfig {
@@ -518,8 +524,11 @@ impl TestStack {
             .unwrap_or_else(|| panic!("no replica {index} of {upstream}"))
     }
 
-    /// The stack's own PostgreSQL database, for tests that set up a state
-    /// the API cannot produce (a worker that died mid-job, say).
+    /// The first gateway's admin listener (`/readyz`, `/metrics`).
+    pub fn gateway_admin(&self) -> Client {
+        Client::anonymous(&self.gateway_admin_urls[0])
+    }
+
     /// The first gateway's Prometheus scrape.
     pub async fn gateway_metrics(&self) -> String {
         Client::anonymous(&self.gateway_admin_urls[0])
@@ -528,6 +537,8 @@ impl TestStack {
             .text
     }
 
+    /// The stack's own PostgreSQL database, for tests that set up a state
+    /// the API cannot produce (a worker that died mid-job, say).
     pub fn database_url(&self) -> &str {
         &self.infra().database_url
     }
@@ -587,7 +598,7 @@ impl TestStack {
     /// upstream reports SERVING.
     async fn wait_until_ready(&mut self, dead: &[&str]) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let anonymous = Client::anonymous(&self.base_url);
+        let anonymous = Client::anonymous(&self.gateway_admin_urls[0]);
         loop {
             for service in &mut self.services {
                 if let Some(task) = service.task.as_mut().filter(|t| t.is_finished()) {

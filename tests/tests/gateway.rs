@@ -1,9 +1,15 @@
 //! What the gateway itself answers: authentication, the admin API, routing
 //! errors, body limits, formats, request ids, health and dead upstreams.
 
+use std::time::{Duration, Instant};
+
 use e2e::{Client, Options, TestStack};
 use reqwest::Method;
 use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_a_valid_api_key_are_refused() {
@@ -242,7 +248,12 @@ async fn health_and_readiness_report_every_upstream() {
     let stack = TestStack::start().await;
     let anonymous = Client::anonymous(&stack.base_url);
     assert_eq!(anonymous.get("/healthz").await.status, 200);
-    let ready = anonymous.get("/readyz").await;
+    assert_eq!(
+        anonymous.get("/readyz").await.status,
+        404,
+        "readiness, which names the upstreams, is for probes on the admin listener"
+    );
+    let ready = stack.gateway_admin().get("/readyz").await;
     assert_eq!(ready.status, 200);
     assert_eq!(
         ready.json["upstreams"],
@@ -272,7 +283,7 @@ async fn an_upstream_that_is_down_gives_503_and_not_ready() {
     assert!(down.header("retry-after").is_some());
     assert!(!down.text.contains("127.0.0.1"), "internal addresses are not leaked");
 
-    let ready = Client::anonymous(&stack.base_url).get("/readyz").await;
+    let ready = stack.gateway_admin().get("/readyz").await;
     assert_eq!(ready.status, 503);
     assert_eq!(ready.json["upstreams"]["analytics"], "NOT_SERVING");
     assert_eq!(ready.json["upstreams"]["chatbot"], "SERVING");
@@ -335,5 +346,60 @@ async fn responses_carry_security_headers_and_cors_only_for_allowed_origins() {
     assert!(allowed.header("access-control-allow-methods").unwrap().contains("POST"));
     let foreign = Client::send(preflight("https://evil.example")).await;
     assert_eq!(foreign.header("access-control-allow-origin"), None);
+    stack.stop().await;
+}
+
+/// How long the gateway keeps a connection that `trickle` feeds, until it
+/// closes it (`None`: still open after 5 s).
+async fn held_open(addr: &str, first: &[u8], trickle: &[u8]) -> Option<Duration> {
+    let mut connection = TcpStream::connect(addr).await.expect("the gateway accepts");
+    let started = Instant::now();
+    connection.write_all(first).await.expect("a first write");
+    let mut answer = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(5) {
+        if !trickle.is_empty() && connection.write_all(trickle).await.is_err() {
+            return Some(started.elapsed());
+        }
+        match tokio::time::timeout(Duration::from_millis(200), connection.read(&mut answer)).await {
+            // Closed, after whatever it said (hyper may answer 408 first).
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_trickle_or_withhold_their_headers_are_cut_off() {
+    let stack = TestStack::start_with(Options {
+        header_read_timeout: Some(Duration::from_millis(500)),
+        ..Options::default()
+    })
+    .await;
+    let addr = stack.base_url.trim_start_matches("http://");
+    // A slowloris client: a header line every 200 ms, never the blank line.
+    let trickled = held_open(addr, b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n", b"X-Slow: 1\r\n").await;
+    // A client that connects and says nothing.
+    let silent = held_open(addr, b"", b"").await;
+    for (what, held) in [("trickling its headers", trickled), ("silent", silent)] {
+        let held = held.unwrap_or_else(|| panic!("a client {what} still held its connection after 5 s"));
+        assert!(
+            held >= Duration::from_millis(400),
+            "{what}: cut at {held:?}, before the timeout"
+        );
+    }
+    // A client that sends its request and keeps the connection is served.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert_eq!(Client::anonymous(&stack.base_url).get("/healthz").await.status, 200);
     stack.stop().await;
 }

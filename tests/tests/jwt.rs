@@ -201,3 +201,71 @@ async fn unknown_key_ids_cannot_make_the_gateway_hammer_the_jwks() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_of_every_known_kind_are_refused() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let real = SigningKey::ed25519("real-key");
+    let jwks = JwksServer::start(&[&real]).await;
+    let stack = stack_with_jwks(&jwks, Duration::ZERO).await;
+    let good = claims(&stack.workspace_id, "read:conversations");
+    let genuine = bearer(&stack, &real.sign(&good)).get("/api/v1/conversations").await;
+    assert_eq!(genuine.status, 200, "the real key's token works: {}", genuine.text);
+
+    let part = |value: serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    // A verifier that takes the header's word for the algorithm would check
+    // these HMACs with the public key as the secret.
+    let confused = |secret: &[u8]| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("real-key".into());
+        encode(&header, &good, &EncodingKey::from_secret(secret)).unwrap()
+    };
+    let public_key = URL_SAFE_NO_PAD.decode(real.jwk["x"].as_str().unwrap()).unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!("{}.{}.", part(json!({"alg": "none", "typ": "JWT"})), part(good.clone())),
+        ),
+        (
+            "alg none naming the real key",
+            format!(
+                "{}.{}.",
+                part(json!({"alg": "none", "kid": "real-key"})),
+                part(good.clone())
+            ),
+        ),
+        ("HS256 keyed with the public key", confused(&public_key)),
+        (
+            "HS256 keyed with the JWK's text",
+            confused(real.jwk.to_string().as_bytes()),
+        ),
+        (
+            "a kid that is a path",
+            SigningKey::ed25519("../../../../etc/passwd").sign(&good),
+        ),
+        ("a kid with SQL", SigningKey::ed25519("x' OR '1'='1' --").sign(&good)),
+        ("the real key's signature on other claims", {
+            let token = real.sign(&good);
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            let mut other = good.clone();
+            other["scope"] = json!("write:conversations admin");
+            parts[1] = part(other);
+            parts.join(".")
+        }),
+        ("three empty segments", "..".into()),
+        ("not base64", "a!.b!.c!".into()),
+        (
+            "a header that is not JSON",
+            format!("{}.{}.sig", URL_SAFE_NO_PAD.encode("alg"), part(good.clone())),
+        ),
+    ];
+    for (what, token) in &cases {
+        let reply = bearer(&stack, token).get("/api/v1/conversations").await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.text);
+        reply.assert_problem(401, "unauthenticated");
+    }
+    println!("{} forged tokens refused", cases.len());
+    stack.stop().await;
+}

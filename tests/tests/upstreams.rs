@@ -84,7 +84,7 @@ async fn a_failed_replica_leaves_the_rotation_while_the_others_serve() {
             .await;
         assert_eq!(write.status, 200, "write {i}: {}", write.text);
     }
-    let ready = e2e::Client::anonymous(&stack.base_url).get("/readyz").await;
+    let ready = stack.gateway_admin().get("/readyz").await;
     assert_eq!(ready.status, 200, "one healthy replica keeps the upstream ready");
     stack.stop().await;
 }

@@ -548,3 +548,68 @@ async fn a_dispatcher_killed_mid_burst_loses_nothing_and_duplicates_are_recognis
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_retention_is_pruned_and_recent_history_stays() {
+    let stack = TestStack::start().await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = subscribe(&stack.client, &receiver.url, json!([])).await;
+    for _ in 0..2 {
+        let test = stack
+            .client
+            .post(&format!("/api/v1/webhooks/endpoints/{endpoint}/test"), json!({}))
+            .await;
+        assert_eq!(test.status, 200, "{}", test.text);
+    }
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let path = format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries");
+    let page = stack
+        .client
+        .get_until(&path, Duration::from_secs(10), |page| {
+            page["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["status"] == "succeeded"))
+        })
+        .await;
+    let old = page["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let recent = page["deliveries"][1]["id"].as_str().unwrap().to_owned();
+
+    let options: sqlx::postgres::PgConnectOptions = stack.database_url().parse().unwrap();
+    let pool = sqlx::PgPool::connect_with(options.options([("search_path", webhook_dispatcher::SCHEMA)]))
+        .await
+        .unwrap();
+    // Forty days pass for one delivery and its event.
+    sqlx::query(
+        "WITH aged AS (UPDATE deliveries SET updated_at = now() - interval '40 days' WHERE id = $1 RETURNING event_id)
+         UPDATE events SET received_at = now() - interval '40 days' WHERE id IN (SELECT event_id FROM aged)",
+    )
+    .bind(&old)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let thirty_days = Duration::from_secs(30 * 86_400);
+    let removed = webhook_dispatcher::retention::prune(&pool, thirty_days, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        webhook_dispatcher::retention::Removed {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    stack
+        .client
+        .get(&format!("{path}/{old}"))
+        .await
+        .assert_problem(404, "not-found");
+    let kept = stack.client.get(&format!("{path}/{recent}")).await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    assert_eq!(kept.json["attempt_log"].as_array().map(Vec::len), Some(1));
+    let again = webhook_dispatcher::retention::prune(&pool, thirty_days, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default(), "nothing recent goes");
+    pool.close().await;
+    stack.stop().await;
+}

@@ -31,6 +31,9 @@ pub struct Config {
     /// `WEBHOOKS_DISABLE_AFTER_SECONDS`: failing this long disables an
     /// endpoint (default five days).
     pub delivery: DeliverySettings,
+    /// `WEBHOOKS_RETENTION_DAYS` (30): finished deliveries, their attempts
+    /// and the events they carried are removed after this long.
+    pub retention: Duration,
 }
 
 /// Used only outside production, so local runs need no setup; production
@@ -39,6 +42,7 @@ const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-webhooks-key-00";
 /// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 const DEFAULT_SCHEDULE: [u64; 8] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000];
 const DEFAULT_GRACE: Duration = Duration::from_secs(86_400);
+const DEFAULT_RETENTION_DAYS: u64 = 30;
 
 impl Default for DeliverySettings {
     fn default() -> Self {
@@ -63,6 +67,7 @@ impl Config {
             secret_key: secret_key()?,
             secret_grace: config::seconds("WEBHOOKS_SECRET_GRACE_SECONDS", DEFAULT_GRACE)?,
             delivery: delivery_from_env()?,
+            retention: Duration::from_secs(86_400 * config::parsed("WEBHOOKS_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?),
         })
     }
 
@@ -75,6 +80,7 @@ impl Config {
             secret_key: DEVELOPMENT_KEY,
             secret_grace: DEFAULT_GRACE,
             delivery: DeliverySettings::default(),
+            retention: Duration::from_secs(86_400 * DEFAULT_RETENTION_DAYS),
         }
     }
 }

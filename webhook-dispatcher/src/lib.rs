@@ -13,6 +13,7 @@ pub mod delivery;
 mod endpoint_rules;
 mod error;
 mod metrics;
+pub mod retention;
 mod secrets;
 mod store;
 
@@ -35,6 +36,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let secrets = secrets::SecretBox::new(&config.secret_key);
     let outbox = Outbox::new(SCHEMA);
     relay::spawn(pool.clone(), outbox.clone(), config.events.clone(), shutdown.clone());
+    retention::spawn(pool.clone(), config.retention, shutdown.clone());
     // Sending's own bookkeeping (leases, attempts, outcomes) may be lost in
     // a database crash without losing a webhook: it is redone and the
     // delivery sent again. Recording deliveries before the broker ack stays

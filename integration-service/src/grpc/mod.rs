@@ -191,6 +191,9 @@ impl IntegrationService for Integrations {
     async fn list_orders(&self, request: Request<ListSyncedRequest>) -> Answer<ListOrdersResponse> {
         let (workspace_id, req) = synced_request(request)?;
         let (id, after, limit) = by_id_page(&req)?;
+        // Another workspace's integration, or none, is NOT_FOUND, not an
+        // empty page.
+        integrations::get(&self.pool, &workspace_id, &id).await?;
         let rows = shopify_orders::list(&self.pool, &workspace_id, id.as_str(), after, limit + 1).await?;
         let (rows, next_cursor) = finish_page(rows, limit, |o| o.order_id.to_string());
         Ok(Response::new(ListOrdersResponse {

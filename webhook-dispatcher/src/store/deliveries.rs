@@ -256,13 +256,21 @@ pub async fn get<'e>(
     .ok_or_else(|| not_found(id))
 }
 
-/// Every attempt at a delivery, oldest first.
+/// Most attempts a delivery's detail lists: the schedule makes 8, but
+/// manual retries and replays add more without end.
+pub const ATTEMPTS_SHOWN: i64 = 100;
+
+/// The latest [`ATTEMPTS_SHOWN`] attempts at a delivery, oldest first (the
+/// delivery's `attempts` counts them all).
 pub async fn attempts<'e>(db: impl PgExecutor<'e>, id: &DeliveryId) -> Result<Vec<AttemptRow>> {
     Ok(sqlx::query_as(
-        "SELECT attempted_at, http_status, error, latency_ms, response_excerpt FROM attempts
-         WHERE delivery_id = $1 ORDER BY id",
+        "SELECT attempted_at, http_status, error, latency_ms, response_excerpt FROM (
+             SELECT id, attempted_at, http_status, error, latency_ms, response_excerpt FROM attempts
+             WHERE delivery_id = $1 ORDER BY id DESC LIMIT $2
+         ) latest ORDER BY id",
     )
     .bind(id)
+    .bind(ATTEMPTS_SHOWN)
     .fetch_all(db)
     .await?)
 }
