@@ -36,6 +36,8 @@ export DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$database"
 export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 export GATEWAY_ADDR="127.0.0.1:$gateway_port" GATEWAY_ADMIN_TOKEN="$admin_token"
 export RUST_LOG=${RUST_LOG:-info}
+# grpcurl can list and call the services locally; production leaves it off.
+export GRPC_REFLECTION=${GRPC_REFLECTION:-on}
 # Local receivers (the quickstart's) live on loopback, which production refuses.
 export WEBHOOKS_ALLOWED_CIDRS=${WEBHOOKS_ALLOWED_CIDRS:-127.0.0.0/8}
 # A workspace's own database may be on this machine too.

@@ -18,10 +18,7 @@ pub struct Bots {
 impl Bots {
     /// Connects on first use; `url` is chatbot-service's `http://host:port`.
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())?
-            .connect_timeout(TIMEOUT)
-            .timeout(TIMEOUT)
-            .connect_lazy();
+        let channel = service_runtime::grpc_client::lazy_channel(url, TIMEOUT)?;
         Ok(Self { channel })
     }
 

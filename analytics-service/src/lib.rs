@@ -103,7 +103,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
     let bots = bots::Bots::new(&config.chatbot_url)?;
     let service = AnalyticsServiceServer::new(service::Analytics::new(pool, bots));
-    grpc_server::serve_one(service, listener, &grpc, shutdown).await?;
+    grpc_server::serve_one(service, listener, &grpc, config.service.reflection, shutdown).await?;
     Ok(())
 }
 

@@ -71,6 +71,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         trainer,
         drafter,
         secrets: config.secrets,
+        reflection: config.service.reflection,
     };
     serve_parts(parts, listener, shutdown).await
 }
@@ -108,6 +109,8 @@ struct Parts {
     trainer: Trainer,
     drafter: Drafter,
     secrets: Secrets,
+    /// Serve gRPC server reflection (`GRPC_REFLECTION`).
+    reflection: bool,
 }
 
 async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -119,8 +122,9 @@ async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: Cancellation
         trainer,
         drafter,
         secrets,
+        reflection,
     } = parts;
-    let (router, health) = grpc_server::base_router(&grpc);
+    let (router, health) = grpc_server::base_router(&grpc, reflection);
     let sending = Sending::new(pool.clone(), outbox.clone());
     let replying = Replying::new(pool.clone(), outbox.clone(), drafter);
     let conversations = ConversationServiceServer::new(Conversations::new(pool.clone(), outbox.clone()));

@@ -53,6 +53,8 @@ enum RelayError {
     Unroutable(String),
     #[error("queue {0} does not exist; events wait in the outbox until its consumer declares it")]
     MissingQueue(String),
+    #[error("nothing consumes queue {0} yet; events wait in the outbox until its consumer starts")]
+    Unconsumed(String),
     #[error("RabbitMQ did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -167,7 +169,7 @@ impl Relay {
                 Err(RelayError::Database(error)) => return Err(RelayError::Database(error)),
                 // The session is fine; what is missing is a consumer's
                 // queue, which its service declares when it starts.
-                Err(error @ RelayError::Unroutable(_)) => {
+                Err(error @ (RelayError::Unroutable(_) | RelayError::Unconsumed(_))) => {
                     // Once per wait, not every retry.
                     if !waiting_for_queue {
                         tracing::warn!(%error, "outbox relay waiting for a queue");
@@ -259,18 +261,22 @@ async fn drain(
         return Ok(0);
     }
     // One passive declare per batch: a queue deleted a moment ago is seen
-    // before this batch is routed past it.
+    // before this batch is routed past it. A consumer is required as well:
+    // consumers declare, then bind, then consume, so a queue just declared
+    // may not be bound yet, and an event published then would reach every
+    // consumer but that one.
     for queue in &broker.required_queues {
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        if channel
+        match channel
             .queue_declare(queue.as_str().into(), passive, FieldTable::default())
             .await
-            .is_err()
         {
-            return Err(RelayError::MissingQueue(queue.clone()));
+            Ok(declared) if declared.consumer_count() > 0 => {}
+            Ok(_) => return Err(RelayError::Unconsumed(queue.clone())),
+            Err(_) => return Err(RelayError::MissingQueue(queue.clone())),
         }
     }
     let mut confirms = Vec::with_capacity(pending.len());

@@ -1,4 +1,6 @@
-//! The request body limit, as a layer of its own: a body declared larger
+//! The request size limits, as a layer of their own. Headers over
+//! [`MAX_HEADER_BYTES`] together are refused with a 431 problem (hyper's
+//! own limit, far higher, answers without one). A body declared larger
 //! than the limit is refused with 413 at once; any other body is capped, so
 //! a handler reading it with [`read`] gets 413 as soon as it passes the
 //! limit, whether or not the client declared its length. Nothing is read
@@ -28,8 +30,23 @@ pub struct BodyLimit(pub usize);
 const DRAIN_FRAMES: usize = 256;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// Middleware enforcing `limit` on every request below it.
+/// The most a request's header names and values may hold together: what
+/// real clients send is a few KiB; nginx refuses lines over 8 KiB.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Middleware enforcing the header limit and `limit` on every request
+/// below it.
 pub async fn cap(State(BodyLimit(limit)): State<BodyLimit>, mut request: Request, next: Next) -> Response {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let context = ProblemContext::of_request(&request);
+        drain(request.into_body()).await;
+        return Problem::headers_too_large(MAX_HEADER_BYTES).render(&context);
+    }
     if request.body().is_end_stream() {
         return next.run(request).await;
     }

@@ -132,6 +132,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         reconciler,
         customers,
     };
-    grpc_server::serve_one(IntegrationServiceServer::new(integrations), listener, &grpc, shutdown).await?;
+    let service = IntegrationServiceServer::new(integrations);
+    grpc_server::serve_one(service, listener, &grpc, config.service.reflection, shutdown).await?;
     Ok(())
 }

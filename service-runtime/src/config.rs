@@ -58,6 +58,16 @@ pub fn required(name: &'static str, hint: &str) -> Result<String, ConfigError> {
 }
 
 /// The variable parsed as `T`, or `default` when unset.
+/// An `on`/`off` setting.
+pub fn switch(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match optional(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError::invalid(name, other, "must be on or off")),
+    }
+}
+
 pub fn parsed<T>(name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T: FromStr,
@@ -101,6 +111,9 @@ pub struct ServiceSettings {
     /// Where `/metrics` and `/healthz` are served (`<PREFIX>_ADMIN_ADDR`;
     /// `off` for nowhere).
     pub admin_addr: Option<String>,
+    /// `GRPC_REFLECTION` (`off`; `on` to serve gRPC server reflection, for
+    /// grpcurl and the like): off, a caller must know the API to call it.
+    pub reflection: bool,
 }
 
 impl ServiceSettings {
@@ -110,6 +123,7 @@ impl ServiceSettings {
             listen_addr: string(addr_var, default_addr),
             max_db_connections: parsed(pool_var, 10)?,
             admin_addr: None,
+            reflection: switch("GRPC_REFLECTION", false)?,
         })
     }
 

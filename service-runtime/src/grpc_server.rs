@@ -16,20 +16,25 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
 
-/// A router pre-loaded with gRPC health and reflection (over the shared
-/// descriptor set), every call counted in `metrics`, plus the health
-/// reporter to mark services SERVING.
-pub fn base_router(metrics: &Arc<GrpcMetrics>) -> (Router<Stack<GrpcMetricsLayer, Identity>>, HealthReporter) {
+/// A router pre-loaded with gRPC health and, when `reflection`, server
+/// reflection (over the shared descriptor set), every call counted in
+/// `metrics`, plus the health reporter to mark services SERVING.
+pub fn base_router(
+    metrics: &Arc<GrpcMetrics>,
+    reflection: bool,
+) -> (Router<Stack<GrpcMetricsLayer, Identity>>, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the compiled descriptor set is valid");
+    let reflection = reflection.then(|| {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("the compiled descriptor set is valid")
+    });
     let router = Server::builder()
         .layer(GrpcMetricsLayer(metrics.clone()))
         .add_service(health)
-        .add_service(reflection);
+        .add_optional_service(reflection);
     (router, reporter)
 }
 
@@ -39,11 +44,13 @@ pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
 }
 
 /// Serves `service`, the one gRPC service of its binary, marked SERVING
-/// beside health and reflection, on `listener` until `shutdown`.
+/// beside health (and reflection, when `reflection`), on `listener` until
+/// `shutdown`.
 pub async fn serve_one<S>(
     service: S,
     listener: TcpListener,
     metrics: &Arc<GrpcMetrics>,
+    reflection: bool,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -55,7 +62,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (router, health) = base_router(metrics);
+    let (router, health) = base_router(metrics, reflection);
     mark_serving::<S>(&health).await;
     serve(router.add_service(service), health, listener, shutdown).await
 }

@@ -13,6 +13,7 @@ pub mod database;
 pub mod error;
 pub mod exposition;
 pub mod field_error;
+pub mod grpc_client;
 pub mod grpc_metrics;
 pub mod grpc_server;
 pub mod listener;

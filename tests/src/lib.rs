@@ -78,6 +78,9 @@ pub struct Options {
     pub forbid_internal_webhook_targets: bool,
     /// Refuse customer databases on loopback, as production does.
     pub forbid_internal_integration_targets: bool,
+    /// Serve no gRPC reflection, as production does by default; tests
+    /// otherwise turn it on.
+    pub without_reflection: bool,
     /// How long an endpoint may fail before it is disabled (default 5 days).
     pub webhook_disable_after: Option<Duration>,
     /// Webhook requests in flight to one endpoint (default 16).
@@ -163,6 +166,7 @@ pub struct TestStack {
     embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
     forbid_internal_integration_targets: bool,
+    reflection: bool,
     shopify_url: Option<String>,
     sync: integration_service::SyncSchedule,
     integration_redis_url: Option<String>,
@@ -198,6 +202,7 @@ impl TestStack {
             embedding_model_dir: std::env::var_os(EMBEDDING_MODEL_VAR).map(Into::into),
             forbid_internal_webhook_targets: options.forbid_internal_webhook_targets,
             forbid_internal_integration_targets: options.forbid_internal_integration_targets,
+            reflection: !options.without_reflection,
             shopify_url: options.shopify_url.clone(),
             sync: options.sync.clone().unwrap_or(integration_service::SyncSchedule {
                 every: None,
@@ -299,6 +304,8 @@ impl TestStack {
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
             max_db_connections: self.db_connections,
+            // tests/services.rs lists each service's API through it.
+            reflection: self.reflection,
         };
         let token = stop.clone();
         let task = match upstream {

@@ -102,3 +102,29 @@ async fn proto_client(
         .await
         .expect("connecting to chatbot-service")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_is_off_unless_configured() {
+    let stack = TestStack::start_with(e2e::Options {
+        without_reflection: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    for (name, addr) in &stack.grpc_addrs {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let refused = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect_err("no reflection service");
+        assert_eq!(refused.code(), tonic::Code::Unimplemented, "{name}: {refused:?}");
+    }
+    stack.stop().await;
+}

@@ -14,6 +14,18 @@ use prost_reflect::DescriptorPool;
 use reqwest::Method;
 use serde_json::json;
 
+/// Every kind of resource a public route names, by its path variable.
+const KINDS: [&str; 8] = [
+    "bot_id",
+    "item_id",
+    "job_id",
+    "conversation_id",
+    "message_id",
+    "endpoint_id",
+    "delivery_id",
+    "integration_id",
+];
+
 /// A route as the gateway serves it.
 struct Probe {
     method: Method,
@@ -199,17 +211,7 @@ async fn no_route_lets_one_workspace_reach_anothers_resources() {
 
 #[test]
 fn every_resource_kind_a_route_names_is_created_by_the_probe() {
-    let kinds = [
-        "bot_id",
-        "item_id",
-        "job_id",
-        "conversation_id",
-        "message_id",
-        "endpoint_id",
-        "delivery_id",
-        "integration_id",
-    ];
-    let ids: HashMap<&'static str, String> = kinds.iter().map(|k| (*k, "x".to_owned())).collect();
+    let ids: HashMap<&'static str, String> = KINDS.iter().map(|k| (*k, "x".to_owned())).collect();
     for route in public_routes() {
         assert!(
             path_for(&route.template, &ids).is_some(),
@@ -217,4 +219,87 @@ fn every_resource_kind_a_route_names_is_created_by_the_probe() {
             route.template
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_or_oversized_requests_are_4xx_problems_on_every_route() {
+    let stack = TestStack::start().await;
+    let api = &stack.client;
+    // Well-formed ids naming nothing: every route must still refuse bad
+    // input with a problem, whether or not it would find the resource.
+    let ids: HashMap<&'static str, String> = KINDS
+        .iter()
+        .map(|kind| (*kind, format!("{}_zzzzzzzzzzzzzzzzzzzz", &kind[..kind.len() - 3])))
+        .collect();
+    let oversized = "x".repeat(200 * 1024);
+    let mut tried = 0;
+    for route in public_routes() {
+        let path = path_for(&route.template, &ids).unwrap();
+        let mut variants: Vec<(&str, reqwest::RequestBuilder)> = vec![
+            (
+                "a malformed query",
+                api.request(
+                    route.method.clone(),
+                    &format!("{path}?limit=abc&cursor=%ZZ&since=yesterday&x[]="),
+                ),
+            ),
+            (
+                "a huge query",
+                api.request(
+                    route.method.clone(),
+                    &format!("{path}?cursor={}", "y".repeat(16 * 1024)),
+                ),
+            ),
+            (
+                "an API version that never was",
+                api.request(route.method.clone(), &path)
+                    .header("x-api-version", "1999-13"),
+            ),
+            (
+                "a header of 64 KiB",
+                api.request(route.method.clone(), &path)
+                    .header("x-junk", "z".repeat(64 * 1024)),
+            ),
+        ];
+        if matches!(route.method, Method::POST | Method::PUT | Method::PATCH) {
+            let body = |b: String| {
+                api.request(route.method.clone(), &path)
+                    .header("content-type", "application/json")
+                    .body(b)
+            };
+            variants.push(("a truncated JSON body", body("{\"name\": ".into())));
+            variants.push(("a JSON array body", body("[1, 2, 3]".into())));
+            variants.push((
+                "fields of the wrong type",
+                body("{\"limit\": {\"a\": [true]}, \"name\": 7}".into()),
+            ));
+            variants.push(("a body over the limit", body(format!("{{\"name\": \"{oversized}\"}}"))));
+            variants.push((
+                "not JSON at all",
+                api.request(route.method.clone(), &path)
+                    .header("content-type", "text/plain")
+                    .body("hello"),
+            ));
+        }
+        for (what, request) in variants {
+            let reply = Client::send(request).await;
+            tried += 1;
+            assert!(
+                (400..500).contains(&reply.status),
+                "{} {path} with {what}: {} {}",
+                route.method,
+                reply.status,
+                reply.text
+            );
+            assert!(
+                reply.header("content-type") == Some("application/problem+json"),
+                "{} {path} with {what}: {} is not a problem: {:?}",
+                route.method,
+                reply.status,
+                reply.header("content-type")
+            );
+        }
+    }
+    println!("{tried} malformed or oversized requests, every one a 4xx problem");
+    stack.stop().await;
 }

@@ -72,10 +72,7 @@ impl OrderDesk {
     /// integration-service at `url` (`http://host:port`), connected on
     /// first use.
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())?
-            .connect_timeout(TIMEOUT)
-            .timeout(TIMEOUT)
-            .connect_lazy();
+        let channel = service_runtime::grpc_client::lazy_channel(url, TIMEOUT)?;
         Ok(Self { channel })
     }
 
