@@ -50,7 +50,10 @@ export CHATBOT_LLM_ALLOWED_CIDRS=${CHATBOT_LLM_ALLOWED_CIDRS:-127.0.0.0/8}
 
 pids=()
 stop_all() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C (or a TERM forwarded twice) must not cut the clean-up
+  # short and leave the services running.
+  trap '' INT TERM
+  trap - EXIT
   # Output may go to a pipe that Ctrl-C already closed: stop the services
   # first, and never let a failed write abort the clean-up.
   trap '' PIPE
