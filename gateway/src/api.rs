@@ -17,9 +17,9 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use crate::{
     AppState,
     auth::Principal,
-    body_limit, event_stream, http_trace,
+    event_stream, http_trace,
     problem::{Problem, ProblemContext},
-    request_id,
+    request_id, request_limits,
     routes::{Resolution, Route},
     transcode::{
         request::{self, RequestError},
@@ -69,7 +69,7 @@ async fn transcode(
     if !principal.has_scope(&route.required_scope) {
         return Err(Problem::insufficient_scope(&route.required_scope));
     }
-    let body = body_limit::read(parts, body).await?;
+    let body = request_limits::read(parts, body).await?;
     let message = request::build(route, bindings, parts.uri.query(), &body).map_err(request_problem)?;
 
     let mut metadata = MetadataMap::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use service_runtime::telemetry::{self, propagation, spans};
 use tower_http::trace::{MakeSpan, OnResponse};
-use tracing::{Span, field::Empty};
+use tracing::Span;
 
 use crate::request_id;
 
@@ -18,30 +18,28 @@ pub struct ServerSpan;
 
 impl<B> MakeSpan<B> for ServerSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
-        let request_id = request
-            .headers()
-            .get(request_id::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let path = request.uri().path();
         if !telemetry::exporting() {
-            return tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), request_id);
+            // Its fields are read only when debug logging is on.
+            return tracing::debug_span!(
+                "request",
+                method = %request.method(),
+                path,
+                request_id = request_id_of(request)
+            );
         }
-        let method = request.method().as_str();
-        let span = tracing::info_span!(
-            "request",
-            otel.name = method,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = method,
-            http.route = Empty,
-            http.response.status_code = Empty,
-            url.path = request.uri().path(),
-            url.scheme = "http",
-            request_id,
-        );
+        let span = spans::http_server(request.method().as_str(), path, request_id_of(request));
         propagation::adopt(&span, propagation::from_headers(request.headers()));
         span
     }
+}
+
+fn request_id_of<B>(request: &Request<B>) -> &str {
+    request
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Copy, Default)]

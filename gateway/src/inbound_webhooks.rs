@@ -16,8 +16,8 @@ use tonic::metadata::MetadataMap;
 use crate::{
     AppState,
     api::{call_problem, fill_request_metadata, request_problem, respond},
-    body_limit,
     problem::{Problem, ProblemContext},
+    request_limits,
     routes::Resolution,
     transcode::{request, response::Format},
 };
@@ -38,7 +38,7 @@ async fn forward(state: &AppState, parts: &http::request::Parts, body: Body) -> 
         Resolution::MethodNotAllowed { allow } => return Err(Problem::method_not_allowed(&parts.method, &allow)),
         _ => return Err(Problem::not_found_route(path)),
     };
-    let body = body_limit::read(parts, body).await?;
+    let body = request_limits::read(parts, body).await?;
     let message = request::build_inbound(route, bindings, body, &parts.headers).map_err(request_problem)?;
     let mut metadata = MetadataMap::new();
     fill_request_metadata(&mut metadata, &parts.headers);

@@ -6,14 +6,14 @@ use axum::extract::Request;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    body_limit,
     problem::{Problem, ProblemContext, ProblemResponse},
+    request_limits,
 };
 
 /// The body as `T`; an empty body is `T::default()`.
 pub async fn read<T: DeserializeOwned + Default>(request: Request, ctx: &ProblemContext) -> Result<T, ProblemResponse> {
     let (parts, body) = request.into_parts();
-    let bytes = body_limit::read(&parts, body)
+    let bytes = request_limits::read(&parts, body)
         .await
         .map_err(|p| ProblemResponse::new(p, ctx.clone()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {

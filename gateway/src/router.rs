@@ -15,11 +15,11 @@ use tower_http::{
 };
 
 use crate::{
-    AppState, admin, admin_usage, api, api_version, auth,
-    body_limit::{self, BodyLimit},
-    health, http_trace, inbound_webhooks, key_management, oauth,
+    AppState, admin, admin_usage, api, api_version, auth, health, http_trace, inbound_webhooks, key_management, oauth,
     problem::{Problem, ProblemContext},
-    rate_limit, request_id, security_headers, usage,
+    rate_limit, request_id,
+    request_limits::{self, BodyLimit},
+    security_headers, usage,
 };
 
 pub fn build(state: Arc<AppState>) -> Router {
@@ -85,7 +85,7 @@ pub fn build(state: Arc<AppState>) -> Router {
         .merge(inbound)
         .fallback(not_found)
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(body_limit, body_limit::cap));
+        .layer(middleware::from_fn_with_state(body_limit, request_limits::cap));
     if recording {
         // After routing (axum runs router layers per route), so the matched
         // route is known; around authentication, so 401s and 429s count.

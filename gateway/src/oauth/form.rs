@@ -8,7 +8,7 @@ use axum::extract::Request;
 use http::header;
 
 use super::errors::OAuthError;
-use crate::body_limit;
+use crate::request_limits;
 
 /// Largest token request body accepted.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -60,7 +60,7 @@ pub async fn read_form(request: Request) -> Result<(http::request::Parts, Form),
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let bytes = body_limit::read_within(body, MAX_FORM_BYTES)
+    let bytes = request_limits::read_within(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| OAuthError::invalid_request("the request body is too large or unreadable"))?;
     Ok((parts, Form::parse(&bytes)?))

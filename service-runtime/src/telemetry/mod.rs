@@ -81,16 +81,17 @@ pub enum Logs {
 /// exporter.
 pub fn init_with(traces: TraceSettings, logs: Logs, service: &'static str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let provider = traces
-        .otlp_endpoint
-        .as_deref()
-        .and_then(|endpoint| match provider(endpoint, &traces) {
-            Ok(provider) => Some(provider),
-            Err(error) => {
-                eprintln!("{service}: traces are off: {error}");
-                None
-            }
-        });
+    let provider =
+        traces
+            .otlp_endpoint
+            .as_deref()
+            .and_then(|endpoint| match provider(endpoint, traces.service_name.clone()) {
+                Ok(provider) => Some(provider),
+                Err(error) => {
+                    eprintln!("{service}: traces are off: {error}");
+                    None
+                }
+            });
     // Each its own filter: RUST_LOG=warn quiets the logs, not the traces.
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
@@ -129,15 +130,15 @@ pub fn init_with(traces: TraceSettings, logs: Logs, service: &'static str) -> Te
 
 fn provider(
     endpoint: &str,
-    settings: &TraceSettings,
+    service_name: Option<String>,
 ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .build()?;
     let mut resource = Resource::builder();
-    if let Some(name) = &settings.service_name {
-        resource = resource.with_service_name(name.clone());
+    if let Some(name) = service_name {
+        resource = resource.with_service_name(name);
     }
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)

@@ -93,6 +93,28 @@ pub fn process(queue: &str, message_id: &str) -> Span {
     )
 }
 
+/// One HTTP request served (the gateway's): named by its method until
+/// routing finds its template ([`rename`]). Record
+/// `http.response.status_code` (and `otel.status_code` for a 5xx) when it
+/// ends, `http.route` once known.
+pub fn http_server(method: &str, path: &str, request_id: &str) -> Span {
+    if !super::exporting() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        "request",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        url.path = path,
+        url.scheme = "http",
+        request_id,
+    )
+}
+
 /// One outbound HTTP request: `resend` is 0 for the first attempt. Record
 /// `http.response.status_code` or `error.type` when it ends.
 pub fn http_client(method: &'static str, host: &str, port: u16, resend: u32) -> Span {
