@@ -20,6 +20,34 @@ wait_port() { # host port seconds
   done
 }
 
+# PLATFORM_CALL_KEYS for a local run: a fresh random key for every call the
+# platform makes, as caller>callee:base64 entries.
+generate_call_keys() {
+  local pair keys=""
+  for pair in gateway'>'chatbot gateway'>'integration gateway'>'analytics gateway'>'webhooks \
+    integration'>'chatbot chatbot'>'integration analytics'>'chatbot; do
+    keys+="${keys:+,}$pair:$(head -c 32 /dev/urandom | base64 -w0)"
+  done
+  printf '%s' "$keys"
+}
+
+# The entries of $1 (a PLATFORM_CALL_KEYS value) naming party $2: all a
+# component should hold.
+call_keys_for() {
+  tr ',' '\n' <<<"$1" | grep -E "^$2>|>$2:" | paste -sd, -
+}
+
+# The party a binary is in calls between components.
+party_of() {
+  case $1 in
+    gateway) echo gateway ;;
+    chatbot-service) echo chatbot ;;
+    integration-service) echo integration ;;
+    analytics-service) echo analytics ;;
+    webhook-dispatcher) echo webhooks ;;
+  esac
+}
+
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
 apt_install() {

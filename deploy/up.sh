@@ -66,10 +66,14 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# Calls between components carry tokens signed with a key per (caller,
+# callee), fresh for each run; each process holds only the keys naming it.
+call_keys=$(generate_call_keys)
 # Each service runs in a session of its own: Ctrl-C reaches only this
 # script, which then stops the services with SIGTERM, as Kubernetes would.
 for service in chatbot-service integration-service analytics-service webhook-dispatcher gateway; do
-  setsid "$bin/$service" >"$logs/$service.log" 2>&1 &
+  PLATFORM_CALL_KEYS=$(call_keys_for "$call_keys" "$(party_of "$service")") \
+    setsid "$bin/$service" >"$logs/$service.log" 2>&1 &
   pids+=($!)
 done
 

@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "chatbot/v1/messages.proto",
     "chatbot/v1/bots.proto",
     "chatbot/v1/knowledge.proto",
+    "chatbot/v1/secrets.proto",
     "integration/v1/integrations.proto",
     "analytics/v1/analytics.proto",
     "webhooks/v1/webhooks.proto",

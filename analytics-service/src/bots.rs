@@ -5,36 +5,37 @@
 use std::time::Duration;
 
 use proto::chatbot::v1::{GetBotRequest, bot_service_client::BotServiceClient};
-use service_runtime::principal;
-use tonic::{Code, Request, Status, transport::Channel};
+use service_runtime::{
+    calls::{CallKeys, Party},
+    grpc_client::{self, CallChannel},
+};
+use tonic::{Code, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Bots {
-    channel: Channel,
+    channel: CallChannel,
+    keys: CallKeys,
 }
 
 impl Bots {
     /// Connects on first use; `url` is chatbot-service's `http://host:port`.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = service_runtime::grpc_client::lazy_channel(url, TIMEOUT)?;
-        Ok(Self { channel })
+    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Chatbot)?;
+        Ok(Self {
+            channel,
+            keys: keys.clone(),
+        })
     }
 
     /// NOT_FOUND unless `bot_id` is a bot of `workspace_id`, as for an id
     /// that names nothing.
     pub async fn ensure(&self, workspace_id: &str, bot_id: &str) -> Result<(), Status> {
-        let mut request = Request::new(GetBotRequest {
+        let get = GetBotRequest {
             bot_id: bot_id.to_owned(),
-        });
-        let metadata = request.metadata_mut();
-        let workspace = workspace_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("the workspace id is not valid metadata"))?;
-        metadata.insert(principal::WORKSPACE_ID, workspace);
-        metadata.insert(principal::PRINCIPAL_ID, "analytics-service".parse().expect("ascii"));
-        metadata.insert(principal::SCOPES, "read:bots".parse().expect("ascii"));
+        };
+        let request = grpc_client::acting_for(&self.keys, workspace_id, "read:bots", get)?;
         match BotServiceClient::new(self.channel.clone()).get_bot(request).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => Err(Status::not_found(format!("bot {bot_id} not found"))),

@@ -60,8 +60,13 @@ impl Config {
 /// `AMQP_URL`, `EVENTS_EXCHANGE`, `ANALYTICS_STREAM_MAX_AGE`,
 /// `ANALYTICS_RETENTION_DAYS`, `ANALYTICS_CHATBOT_URL`.
 pub fn config_from_env() -> Result<Config, ConfigError> {
-    let service = ServiceSettings::from_env("ANALYTICS_GRPC_ADDR", "127.0.0.1:50053", "ANALYTICS_DB_MAX_CONNECTIONS")?
-        .with_admin("ANALYTICS_ADMIN_ADDR", "127.0.0.1:9103");
+    let service = ServiceSettings::from_env(
+        service_runtime::calls::Party::Analytics,
+        "ANALYTICS_GRPC_ADDR",
+        "127.0.0.1:50053",
+        "ANALYTICS_DB_MAX_CONNECTIONS",
+    )?
+    .with_admin("ANALYTICS_ADMIN_ADDR", "127.0.0.1:9103");
     let stream_max_age = config::string("ANALYTICS_STREAM_MAX_AGE", "90D");
     if !valid_max_age(&stream_max_age) {
         return Err(ConfigError::invalid(
@@ -101,9 +106,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let scrape = Scrape::new(grpc.clone(), pool.clone(), config.service.max_db_connections);
     config.service.serve_admin(scrape, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
-    let bots = bots::Bots::new(&config.chatbot_url)?;
+    let bots = bots::Bots::new(&config.chatbot_url, &config.service.call_keys)?;
     let service = AnalyticsServiceServer::new(service::Analytics::new(pool, bots));
-    grpc_server::serve_one(service, listener, &grpc, config.service.reflection, shutdown).await?;
+    grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
     Ok(())
 }
 

@@ -81,7 +81,7 @@ impl AnalyticsService for Analytics {
         &self,
         request: Request<GetRequestMetricsRequest>,
     ) -> Result<Response<RequestMetrics>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let window = Window::of(req.since.as_ref(), req.until.as_ref())?;
         let (total, errors): (i64, i64) = sqlx::query_as(
@@ -106,7 +106,7 @@ impl AnalyticsService for Analytics {
         &self,
         request: Request<GetStatsRequest>,
     ) -> Result<Response<ConversationStats>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let (window, calendar, series) = self
             .series(&principal.workspace_id, metric::CONVERSATION_METRICS, &req)
@@ -139,7 +139,7 @@ impl AnalyticsService for Analytics {
     }
 
     async fn get_message_stats(&self, request: Request<GetStatsRequest>) -> Result<Response<MessageStats>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let (window, calendar, series) = self
             .series(&principal.workspace_id, metric::MESSAGE_METRICS, &req)
@@ -172,7 +172,7 @@ impl AnalyticsService for Analytics {
     }
 
     async fn get_bot_stats(&self, request: Request<GetBotStatsRequest>) -> Result<Response<BotStats>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = ids::BotId::parse("bot_id", &req.bot_id).map_err(|e| match e {
             ids::IdError::Missing { .. } => invalid_argument("bot_id", "is required"),
@@ -191,7 +191,7 @@ impl AnalyticsService for Analytics {
     }
 
     async fn get_api_usage(&self, request: Request<GetApiUsageRequest>) -> Result<Response<ApiUsage>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         self.api_usage(Some(&principal.workspace_id), &request.into_inner())
             .await
     }

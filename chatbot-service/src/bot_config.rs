@@ -70,7 +70,7 @@ fn normalise_llm(mut llm: LlmConfig) -> Result<LlmConfig> {
     }
     llm.model = bounded_text("config.llm.model", llm.model.trim(), 200)?;
     llm.api_key_ref = llm.api_key_ref.trim().to_owned();
-    if !llm.api_key_ref.is_empty() && !crate::secrets::Secrets::is_valid_reference(&llm.api_key_ref) {
+    if !llm.api_key_ref.is_empty() && !crate::secrets::is_valid_name(&llm.api_key_ref) {
         return Err(Error::invalid(
             "config.llm.api_key_ref",
             "must be a secret's name: letters, digits, '-', '_' or '.'",

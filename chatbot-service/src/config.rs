@@ -6,7 +6,11 @@ use event_pipeline::BrokerSettings;
 use outbound_http::TargetGuard;
 use service_runtime::config::{self, ConfigError, ServiceSettings};
 
-use crate::{drafting::model_server::ModelSettings, secrets::Secrets};
+use sealing::Keyring;
+
+use crate::{drafting::model_server::ModelSettings, secrets::operator::Secrets};
+
+const DEVELOPMENT_KEY: [u8; 32] = *b"development-only-chatbot-secrets";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,8 +22,13 @@ pub struct Config {
     /// `CHATBOT_LLM_BACKOFF_MS` (500), `CHATBOT_LLM_ALLOWED_CIDRS` (none:
     /// model servers must be public unless their range is listed).
     pub model: ModelSettings,
-    /// `CHATBOT_SECRETS_DIR` and `CHATBOT_SECRET_<REF>`: model API keys.
+    /// `CHATBOT_SECRETS_DIR` and `CHATBOT_SECRET_<REF>`: model API keys the
+    /// operator provides, usable by the workspaces
+    /// `CHATBOT_SECRET_GRANTS_FILE` grants them to.
     pub secrets: Secrets,
+    /// `CHATBOT_SECRET_KEYS` (`id:base64,…`, the first seals): the keys
+    /// workspaces' own secrets are sealed with.
+    pub secret_keys: Keyring,
     /// `CHATBOT_EMBEDDING_MODEL_DIR`: a sentence-transformers MPNet model
     /// (config.json, model.safetensors, vocab.txt, tokenizer_config.json)
     /// for matching questions by meaning. Unset: questions are matched by
@@ -36,11 +45,17 @@ const DEFAULT_INTEGRATION_URL: &str = "http://127.0.0.1:50052";
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            service: ServiceSettings::from_env("CHATBOT_GRPC_ADDR", "127.0.0.1:50051", "CHATBOT_DB_MAX_CONNECTIONS")?
-                .with_admin("CHATBOT_ADMIN_ADDR", "127.0.0.1:9101"),
+            service: ServiceSettings::from_env(
+                service_runtime::calls::Party::Chatbot,
+                "CHATBOT_GRPC_ADDR",
+                "127.0.0.1:50051",
+                "CHATBOT_DB_MAX_CONNECTIONS",
+            )?
+            .with_admin("CHATBOT_ADMIN_ADDR", "127.0.0.1:9101"),
             events: BrokerSettings::from_env()?,
             model: model_settings()?,
             secrets: Secrets::from_env(),
+            secret_keys: config::keyring("CHATBOT_SECRET_KEYS", &DEVELOPMENT_KEY)?,
             embedding_model_dir: Some(config::string("CHATBOT_EMBEDDING_MODEL_DIR", ""))
                 .filter(|dir| !dir.is_empty())
                 .map(PathBuf::from),
@@ -57,6 +72,7 @@ impl Config {
             events,
             model: ModelSettings::default(),
             secrets: Secrets::default(),
+            secret_keys: Keyring::single("development", &DEVELOPMENT_KEY),
             embedding_model_dir: None,
             integration_url: DEFAULT_INTEGRATION_URL.into(),
         }

@@ -24,6 +24,7 @@ use event_pipeline::{Outbox, relay};
 use proto::chatbot::v1::{
     bot_service_server::BotServiceServer, conversation_service_server::ConversationServiceServer,
     knowledge_service_server::KnowledgeServiceServer, message_service_server::MessageServiceServer,
+    secret_service_server::SecretServiceServer,
 };
 use service_runtime::grpc_metrics::GrpcMetrics;
 use service_runtime::grpc_server;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use drafting::{Drafter, model_server::ModelClient, orders::OrderDesk};
-use grpc::{bots::Bots, conversations::Conversations, knowledge::Knowledge, messages::Messages};
+use grpc::{bots::Bots, conversations::Conversations, knowledge::Knowledge, messages::Messages, secrets::SecretsApi};
 use replying::Replying;
 use retrieval::Indexes;
 use secrets::Secrets;
@@ -56,22 +57,22 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let indexes = Indexes::new(pool.clone(), load_embedder(config.embedding_model_dir).await?);
     let trainer = Trainer::new(pool.clone(), outbox.clone(), indexes.clone());
     trainer.spawn(shutdown.clone());
+    let secrets = Secrets::new(pool.clone(), config.secret_keys, config.secrets);
     let drafter = Drafter::new(
         pool.clone(),
         indexes.clone(),
         ModelClient::new(config.model),
-        config.secrets.clone(),
-        OrderDesk::new(&config.integration_url)?,
+        secrets.clone(),
+        OrderDesk::new(&config.integration_url, &config.service.call_keys)?,
     );
     let parts = Parts {
-        grpc,
+        serving: config.service.grpc_serving(&grpc),
         pool,
         outbox,
         indexes,
         trainer,
         drafter,
-        secrets: config.secrets,
-        reflection: config.service.reflection,
+        secrets,
     };
     serve_parts(parts, listener, shutdown).await
 }
@@ -102,44 +103,45 @@ async fn load_embedder(dir: Option<std::path::PathBuf>) -> anyhow::Result<Option
 
 /// What the gRPC services share.
 struct Parts {
-    grpc: Arc<GrpcMetrics>,
+    /// Metrics, call keys and reflection.
+    serving: grpc_server::GrpcServing,
     pool: PgPool,
     outbox: Outbox,
     indexes: Indexes,
     trainer: Trainer,
     drafter: Drafter,
     secrets: Secrets,
-    /// Serve gRPC server reflection (`GRPC_REFLECTION`).
-    reflection: bool,
 }
 
 async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Parts {
-        grpc,
+        serving,
         pool,
         outbox,
         indexes,
         trainer,
         drafter,
         secrets,
-        reflection,
     } = parts;
-    let (router, health) = grpc_server::base_router(&grpc, reflection);
+    let (router, health) = grpc_server::base_router(&serving);
     let sending = Sending::new(pool.clone(), outbox.clone());
     let replying = Replying::new(pool.clone(), outbox.clone(), drafter);
     let conversations = ConversationServiceServer::new(Conversations::new(pool.clone(), outbox.clone()));
     let messages = MessageServiceServer::new(Messages::new(pool.clone(), sending, replying));
-    let bots = BotServiceServer::new(Bots::new(pool.clone(), outbox, trainer, indexes, secrets));
+    let bots = BotServiceServer::new(Bots::new(pool.clone(), outbox, trainer, indexes, secrets.clone()));
+    let secrets = SecretServiceServer::new(SecretsApi::new(pool.clone(), secrets));
     let knowledge = KnowledgeServiceServer::new(Knowledge::new(pool));
     grpc_server::mark_serving::<ConversationServiceServer<Conversations>>(&health).await;
     grpc_server::mark_serving::<MessageServiceServer<Messages>>(&health).await;
     grpc_server::mark_serving::<BotServiceServer<Bots>>(&health).await;
     grpc_server::mark_serving::<KnowledgeServiceServer<Knowledge>>(&health).await;
+    grpc_server::mark_serving::<SecretServiceServer<SecretsApi>>(&health).await;
     let router = router
         .add_service(conversations)
         .add_service(messages)
         .add_service(bots)
-        .add_service(knowledge);
+        .add_service(knowledge)
+        .add_service(secrets);
     tracing::info!(addr = %listener.local_addr()?, "chatbot-service listening");
     grpc_server::serve(router, health, listener, shutdown).await?;
     Ok(())

@@ -52,6 +52,9 @@ cleanup() {
   psql -h "$PG_HOST" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
 }
 trap cleanup EXIT
+# Every component is handed the whole list here; a cluster gives each only
+# its own entries.
+export PLATFORM_CALL_KEYS=$(generate_call_keys)
 for service in chatbot-service integration-service analytics-service webhook-dispatcher; do
   "$target_dir/debug/$service" >/dev/null 2>&1 &
   pids+=($!)

@@ -54,6 +54,9 @@ pub struct Config {
     /// and `GATEWAY_SLOW_REQUEST_MS` (1000): whether requests are recorded,
     /// how often usage goes to analytics, and what counts as slow.
     pub usage: UsageSettings,
+    /// `PLATFORM_CALL_KEYS`: the keys the gateway signs its calls to each
+    /// service with.
+    pub call_keys: service_runtime::calls::CallKeys,
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -93,6 +96,7 @@ impl Config {
                 ..breaker
             },
             oauth: OAuthConfig::from_env()?,
+            call_keys: config::call_keys(service_runtime::calls::Party::Gateway)?,
             usage: UsageSettings {
                 recording: match config::string("GATEWAY_USAGE_RECORDING", "on").as_str() {
                     "on" => true,
@@ -113,8 +117,8 @@ impl Config {
 
     /// Settings for tests and local runs: the database as given, every
     /// upstream on its local port, no admin API or listener, no external JWTs, every
-    /// other setting at its default.
-    pub fn development(database_url: &str) -> Self {
+    /// other setting at its default; calls signed with `call_keys`.
+    pub fn development(database_url: &str, call_keys: service_runtime::calls::CallKeys) -> Self {
         Self {
             listen_addr: DEFAULT_ADDR.into(),
             admin_addr: None,
@@ -131,6 +135,7 @@ impl Config {
             breaker: BreakerSettings::default(),
             oauth: OAuthConfig::default(),
             usage: UsageSettings::default(),
+            call_keys,
         }
     }
 }

@@ -72,7 +72,7 @@ pub struct AppState {
     usage: usage::UsageRecorder,
     usage_series: Arc<usage::Prometheus>,
     /// analytics-service, for the platform usage report.
-    analytics: Option<tonic::transport::Channel>,
+    analytics: Option<service_runtime::grpc_client::CallChannel>,
     descriptors: DescriptorPool,
 }
 
@@ -116,6 +116,7 @@ impl AppState {
             &config.routes,
             config.upstream_timeout,
             config.breaker,
+            &config.call_keys,
             shutdown,
         )?;
         let analytics = upstreams.channel_named(ANALYTICS);

@@ -11,8 +11,11 @@ use proto::chatbot::v1::{
     conversation_service_client::ConversationServiceClient, knowledge_service_client::KnowledgeServiceClient,
     message_service_client::MessageServiceClient,
 };
-use service_runtime::principal;
-use tonic::{Code, Request, transport::Channel};
+use service_runtime::{
+    calls::{CallKeys, Party},
+    grpc_client::{self, CallChannel},
+};
+use tonic::{Code, Request};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,23 +32,38 @@ pub enum ChatbotError {
 
 #[derive(Clone)]
 pub struct Chatbot {
-    channel: Channel,
+    channel: CallChannel,
+    keys: CallKeys,
 }
 
 impl Chatbot {
     /// Connects on first use; `url` is `http://host:port`.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = service_runtime::grpc_client::lazy_channel(url, TIMEOUT)?;
-        Ok(Self { channel })
+    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Chatbot)?;
+        Ok(Self {
+            channel,
+            keys: keys.clone(),
+        })
+    }
+
+    /// `message` for chatbot-service on behalf of `workspace_id`.
+    fn acting_for<T>(&self, workspace_id: &str, message: T) -> Result<Request<T>, ChatbotError> {
+        grpc_client::acting_for(
+            &self.keys,
+            workspace_id,
+            "read:bots write:bots write:messages read:conversations",
+            message,
+        )
+        .map_err(|status| ChatbotError::Refused(status.message().to_owned()))
     }
 
     pub async fn bot_exists(&self, workspace_id: &str, bot_id: &str) -> Result<bool, ChatbotError> {
-        let request = acting_for(
+        let request = self.acting_for(
             workspace_id,
             GetBotRequest {
                 bot_id: bot_id.to_owned(),
             },
-        );
+        )?;
         match BotServiceClient::new(self.channel.clone()).get_bot(request).await {
             Ok(_) => Ok(true),
             Err(status) => match failure(status) {
@@ -60,7 +78,7 @@ impl Chatbot {
         workspace_id: &str,
         change: SyncKnowledgeSourceRequest,
     ) -> Result<SyncKnowledgeSourceResponse, ChatbotError> {
-        let request = acting_for(workspace_id, change);
+        let request = self.acting_for(workspace_id, change)?;
         KnowledgeServiceClient::new(self.channel.clone())
             .sync_knowledge_source(request)
             .await
@@ -75,7 +93,7 @@ impl Chatbot {
             deploy_when_trained: true,
         };
         BotServiceClient::new(self.channel.clone())
-            .train_bot(acting_for(workspace_id, train))
+            .train_bot(self.acting_for(workspace_id, train)?)
             .await
             .map(|_| ())
             .map_err(failure)
@@ -89,7 +107,7 @@ impl Chatbot {
             conversation_id: id.to_owned(),
         };
         match ConversationServiceClient::new(self.channel.clone())
-            .get_conversation(acting_for(workspace_id, request))
+            .get_conversation(self.acting_for(workspace_id, request)?)
             .await
         {
             Ok(answer) => Ok(Some(answer.into_inner())),
@@ -106,7 +124,7 @@ impl Chatbot {
         notice: NotifyCustomerRequest,
     ) -> Result<bool, ChatbotError> {
         MessageServiceClient::new(self.channel.clone())
-            .notify_customer(acting_for(workspace_id, notice))
+            .notify_customer(self.acting_for(workspace_id, notice)?)
             .await
             .map(|answer| answer.into_inner().delivered)
             .map_err(failure)
@@ -114,22 +132,6 @@ impl Chatbot {
 }
 
 /// A request made for the workspace, as this service.
-fn acting_for<T>(workspace_id: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let metadata = request.metadata_mut();
-    if let Ok(workspace) = workspace_id.parse() {
-        metadata.insert(principal::WORKSPACE_ID, workspace);
-    }
-    metadata.insert(principal::PRINCIPAL_ID, "integration-service".parse().expect("ascii"));
-    metadata.insert(
-        principal::SCOPES,
-        "read:bots write:bots write:messages read:conversations"
-            .parse()
-            .expect("ascii"),
-    );
-    request
-}
-
 fn failure(status: tonic::Status) -> ChatbotError {
     match status.code() {
         Code::NotFound => ChatbotError::BotGone,

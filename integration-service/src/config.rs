@@ -89,6 +89,7 @@ impl Config {
         let cidrs = config::string("INTEGRATION_ALLOWED_CIDRS", "");
         Ok(Self {
             service: ServiceSettings::from_env(
+                service_runtime::calls::Party::Integration,
                 "INTEGRATION_GRPC_ADDR",
                 "127.0.0.1:50052",
                 "INTEGRATION_DB_MAX_CONNECTIONS",
@@ -156,18 +157,5 @@ fn public_url() -> Result<String, ConfigError> {
 }
 
 fn secret_keys() -> Result<Keyring, ConfigError> {
-    let hint = "list keys as id:base64, e.g. k1:$(openssl rand -base64 32)";
-    let text = if config::is_production() {
-        config::required("INTEGRATION_SECRET_KEYS", hint)?
-    } else {
-        match config::optional("INTEGRATION_SECRET_KEYS") {
-            Some(text) => text,
-            None => {
-                tracing::warn!("INTEGRATION_SECRET_KEYS is unset: sealing credentials with the development key");
-                return Ok(Keyring::single("development", &DEVELOPMENT_KEY));
-            }
-        }
-    };
-    Keyring::parse(&text)
-        .map_err(|reason| ConfigError::invalid("INTEGRATION_SECRET_KEYS", "(hidden)", reason.to_string()))
+    config::keyring("INTEGRATION_SECRET_KEYS", &DEVELOPMENT_KEY)
 }

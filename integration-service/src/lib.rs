@@ -84,7 +84,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     });
     let vault = vault::Vault::new(config.secret_keys);
     let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());
-    let chatbot = chatbot::Chatbot::new(&config.chatbot_url)?;
+    let chatbot = chatbot::Chatbot::new(&config.chatbot_url, &config.service.call_keys)?;
     let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());
     let polling = db_polling::DbPolling::new(pool.clone(), outbox.clone(), vault.clone(), reach.clone());
     polling.spawn(knowledge.wake(), shutdown.clone());
@@ -133,6 +133,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         customers,
     };
     let service = IntegrationServiceServer::new(integrations);
-    grpc_server::serve_one(service, listener, &grpc, config.service.reflection, shutdown).await?;
+    grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
     Ok(())
 }

@@ -3,6 +3,13 @@
 
 use std::{fmt::Display, str::FromStr, time::Duration};
 
+use crate::{
+    calls::{CallKeys, Party},
+    grpc_server::GrpcServing,
+};
+
+const CALL_KEYS: &str = "PLATFORM_CALL_KEYS";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {name} is required{hint}")]
@@ -13,6 +20,9 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// A variable holding secrets is wrong; its value is not repeated.
+    #[error("environment variable {name} is invalid: {reason}")]
+    InvalidSecret { name: &'static str, reason: String },
 }
 
 impl ConfigError {
@@ -114,11 +124,20 @@ pub struct ServiceSettings {
     /// `GRPC_REFLECTION` (`off`; `on` to serve gRPC server reflection, for
     /// grpcurl and the like): off, a caller must know the API to call it.
     pub reflection: bool,
+    /// `PLATFORM_CALL_KEYS`: whom the service accepts calls from, and how
+    /// it signs the calls it makes.
+    pub call_keys: CallKeys,
 }
 
 impl ServiceSettings {
-    pub fn from_env(addr_var: &'static str, default_addr: &str, pool_var: &'static str) -> Result<Self, ConfigError> {
+    pub fn from_env(
+        me: Party,
+        addr_var: &'static str,
+        default_addr: &str,
+        pool_var: &'static str,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
+            call_keys: call_keys(me)?,
             database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
             listen_addr: string(addr_var, default_addr),
             max_db_connections: parsed(pool_var, 10)?,
@@ -132,6 +151,15 @@ impl ServiceSettings {
     pub fn with_admin(mut self, var: &'static str, default: &str) -> Self {
         self.admin_addr = Some(string(var, default)).filter(|addr| addr != "off");
         self
+    }
+
+    /// How the service serves gRPC, its calls counted in `metrics`.
+    pub fn grpc_serving(&self, metrics: &std::sync::Arc<crate::grpc_metrics::GrpcMetrics>) -> GrpcServing {
+        GrpcServing {
+            metrics: metrics.clone(),
+            keys: self.call_keys.clone(),
+            reflection: self.reflection,
+        }
     }
 
     /// Binds the admin listener and serves `scrape` on it, if there is one.
@@ -151,3 +179,40 @@ impl ServiceSettings {
 
 /// The local development database, as the README's up command creates it.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatbot_platform";
+
+/// `PLATFORM_CALL_KEYS` for `me`, holding a key for every call the platform
+/// makes to or from it.
+pub fn call_keys(me: Party) -> Result<CallKeys, ConfigError> {
+    let text = required(
+        CALL_KEYS,
+        "caller>callee:base64-of-32-bytes entries; see the README's service-to-service section",
+    )?;
+    CallKeys::parse(me, &text)
+        .and_then(CallKeys::require_platform_calls)
+        .map_err(|error| ConfigError::InvalidSecret {
+            name: CALL_KEYS,
+            reason: error.to_string(),
+        })
+}
+
+/// The keys in `var` that seal secrets at rest (`id:base64,…`, the first
+/// seals), required in production; elsewhere `development` when unset, with
+/// a warning.
+pub fn keyring(var: &'static str, development: &[u8; 32]) -> Result<sealing::Keyring, ConfigError> {
+    let hint = "list keys as id:base64, e.g. k1:$(openssl rand -base64 32)";
+    let text = if is_production() {
+        required(var, hint)?
+    } else {
+        match optional(var) {
+            Some(text) => text,
+            None => {
+                tracing::warn!("{var} is unset: sealing secrets with the development key");
+                return Ok(sealing::Keyring::single("development", development));
+            }
+        }
+    };
+    sealing::Keyring::parse(&text).map_err(|reason| ConfigError::InvalidSecret {
+        name: var,
+        reason: reason.to_string(),
+    })
+}

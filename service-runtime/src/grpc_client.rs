@@ -1,8 +1,25 @@
-//! Calling another service of the platform over gRPC.
+//! Calling another service of the platform over gRPC: a channel that signs
+//! every call for its callee, and requests acting for a workspace.
 
 use std::time::Duration;
 
-use tonic::{codegen::http::uri::InvalidUri, transport::Channel};
+use tonic::{Request, Status, codegen::http::uri::InvalidUri, metadata::MetadataValue, transport::Channel};
+
+use crate::{
+    calls::{CallKeys, CallKeysError, Party, Signed},
+    principal,
+};
+
+/// A channel whose calls carry a token the callee can check.
+pub type CallChannel = Signed<Channel>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("invalid service URL: {0}")]
+    Url(#[from] InvalidUri),
+    #[error(transparent)]
+    Keys(#[from] CallKeysError),
+}
 
 /// A channel to `url` (`http://host:port`) that connects on first use, so
 /// services start in any order; each call and each connection attempt
@@ -12,4 +29,27 @@ pub fn lazy_channel(url: &str, timeout: Duration) -> Result<Channel, InvalidUri>
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_lazy())
+}
+
+/// [`lazy_channel`] to `callee`, every call signed with `keys`.
+pub fn call_channel(url: &str, timeout: Duration, keys: &CallKeys, callee: Party) -> Result<CallChannel, ChannelError> {
+    Ok(Signed::new(lazy_channel(url, timeout)?, keys, callee)?)
+}
+
+/// `message` as a call made by `keys`' owner for `workspace_id`, holding
+/// only `scopes` (space-separated).
+pub fn acting_for<T>(
+    keys: &CallKeys,
+    workspace_id: &str,
+    scopes: &'static str,
+    message: T,
+) -> Result<Request<T>, Status> {
+    let workspace = MetadataValue::try_from(workspace_id)
+        .map_err(|_| Status::invalid_argument("the workspace id is not valid metadata"))?;
+    let mut request = Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(principal::WORKSPACE_ID, workspace);
+    metadata.insert(principal::PRINCIPAL_ID, MetadataValue::from_static(keys.me().name()));
+    metadata.insert(principal::SCOPES, MetadataValue::from_static(scopes));
+    Ok(request)
 }

@@ -1,5 +1,6 @@
 //! Serving a service's gRPC router on an already-bound listener, with the
-//! standard health and reflection services alongside, until shutdown.
+//! standard health and reflection services alongside, every other call
+//! admitted only with a valid call token, until shutdown.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -14,17 +15,30 @@ use tonic::{
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
-use crate::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
+use crate::{
+    calls::{CallCheckLayer, CallKeys},
+    grpc_metrics::{GrpcMetrics, GrpcMetricsLayer},
+};
+
+/// A service's router: calls counted, then checked.
+pub type BaseRouter = Router<Stack<CallCheckLayer, Stack<GrpcMetricsLayer, Identity>>>;
+
+/// How a service serves gRPC: who may call it, what is counted, whether
+/// reflection is on.
+#[derive(Clone)]
+pub struct GrpcServing {
+    pub metrics: Arc<GrpcMetrics>,
+    pub keys: CallKeys,
+    pub reflection: bool,
+}
 
 /// A router pre-loaded with gRPC health and, when `reflection`, server
 /// reflection (over the shared descriptor set), every call counted in
-/// `metrics`, plus the health reporter to mark services SERVING.
-pub fn base_router(
-    metrics: &Arc<GrpcMetrics>,
-    reflection: bool,
-) -> (Router<Stack<GrpcMetricsLayer, Identity>>, HealthReporter) {
+/// `metrics` and checked against `keys`, plus the health reporter to mark
+/// services SERVING.
+pub fn base_router(serving: &GrpcServing) -> (BaseRouter, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = reflection.then(|| {
+    let reflection = serving.reflection.then(|| {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -32,7 +46,8 @@ pub fn base_router(
             .expect("the compiled descriptor set is valid")
     });
     let router = Server::builder()
-        .layer(GrpcMetricsLayer(metrics.clone()))
+        .layer(GrpcMetricsLayer(serving.metrics.clone()))
+        .layer(CallCheckLayer::new(serving.keys.clone()))
         .add_service(health)
         .add_optional_service(reflection);
     (router, reporter)
@@ -49,8 +64,7 @@ pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
 pub async fn serve_one<S>(
     service: S,
     listener: TcpListener,
-    metrics: &Arc<GrpcMetrics>,
-    reflection: bool,
+    serving: &GrpcServing,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -62,7 +76,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (router, health) = base_router(metrics, reflection);
+    let (router, health) = base_router(serving);
     mark_serving::<S>(&health).await;
     serve(router.add_service(service), health, listener, shutdown).await
 }
@@ -71,7 +85,7 @@ where
 /// in-flight calls finish. Health turns NOT_SERVING first so load balancers
 /// stop sending new calls while the server drains.
 pub async fn serve(
-    router: Router<Stack<GrpcMetricsLayer, Identity>>,
+    router: BaseRouter,
     reporter: HealthReporter,
     listener: TcpListener,
     shutdown: CancellationToken,

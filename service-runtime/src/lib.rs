@@ -1,13 +1,15 @@
 //! What every service binary needs to run, and none should write twice:
 //! configuration from the environment, telemetry, the shutdown signal, its
 //! own PostgreSQL schema, serving gRPC with health and reflection, the
-//! principal the gateway passes in metadata, and the conventions every
+//! principal the gateway passes in metadata and the
+//! tokens that authenticate calls between components, and the conventions every
 //! gRPC API follows (cursor pagination, field errors, times).
 //!
 //! It holds no domain logic, and nothing only some services use: events
 //! are `event-pipeline`'s, calls out are `outbound-http`'s.
 
 pub mod admin;
+pub mod calls;
 pub mod config;
 pub mod database;
 pub mod error;

@@ -1,10 +1,11 @@
 //! Who is calling, as the gateway tells the services in gRPC metadata.
 //!
 //! The gateway is the only component that sees credentials; it authenticates
-//! once and forwards these keys. Services trust them because only the
-//! gateway can reach them (network policy in Kubernetes).
+//! once and forwards the principal in these keys. Services believe them only
+//! as vouched for by the call's token ([`crate::calls`]), which a layer in
+//! front of every service checks before a handler runs.
 
-use tonic::{Status, metadata::MetadataMap};
+use tonic::{Request, Status, metadata::MetadataMap};
 
 pub const WORKSPACE_ID: &str = "x-workspace-id";
 pub const PRINCIPAL_ID: &str = "x-principal-id";
@@ -21,19 +22,30 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Reads the principal from request metadata; without a workspace the
-    /// call is UNAUTHENTICATED, because every query is scoped by it.
-    pub fn from_metadata(metadata: &MetadataMap) -> Result<Self, Status> {
-        let text = |key: &str| text(metadata, key);
-        let workspace_id =
-            text(WORKSPACE_ID).ok_or_else(|| Status::unauthenticated("missing x-workspace-id metadata"))?;
-        Ok(Self {
-            principal_id: text(PRINCIPAL_ID).unwrap_or_default(),
-            scopes: text(SCOPES)
-                .map(|s| s.split(' ').map(str::to_owned).collect())
-                .unwrap_or_default(),
-            workspace_id,
+    /// The principal of a call whose token checked out (the call check
+    /// puts it in the request's extensions, nothing else does): without a
+    /// workspace the call is UNAUTHENTICATED, because every query is
+    /// scoped by it.
+    pub fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("the call names no workspace"))
+    }
+
+    /// The principal in metadata values a call token covered.
+    pub(crate) fn from_verified(workspace_id: &str, principal_id: &str, scopes: &str) -> Option<Self> {
+        let workspace_id = workspace_id.trim();
+        (!workspace_id.is_empty()).then(|| Self {
+            workspace_id: workspace_id.to_owned(),
+            principal_id: principal_id.trim().to_owned(),
+            scopes: scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
         })
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 }
 

@@ -19,6 +19,7 @@ use e2e::{
 use gateway::config::{JwtConfig, RateLimitConfig, parse_plans};
 use proto::chatbot::v1::{GetConversationRequest, conversation_service_client::ConversationServiceClient};
 use serde_json::json;
+use service_runtime::grpc_client::CallChannel;
 
 struct Outcome {
     name: &'static str,
@@ -115,12 +116,7 @@ async fn main() {
         );
         results.push(http_load(name, &client, &path, concurrency, duration).await);
     }
-    let chatbot = &stack
-        .grpc_addrs
-        .iter()
-        .find(|(n, _)| *n == "chatbot")
-        .expect("chatbot")
-        .1;
+    let chatbot = stack.gateway_channel("chatbot");
     results.push(grpc_load(chatbot, &stack.workspace_id, &conv, concurrency, duration).await);
 
     print_report(&results, concurrency);
@@ -162,14 +158,11 @@ async fn http_load(name: &'static str, client: &Client, path: &str, workers: usi
     .await
 }
 
-async fn grpc_load(addr: &str, workspace: &str, conv: &str, workers: usize, duration: Duration) -> Outcome {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+/// Calls signed as the gateway signs them: the service's share of a
+/// request, without the gateway's.
+async fn grpc_load(channel: CallChannel, workspace: &str, conv: &str, workers: usize, duration: Duration) -> Outcome {
     let (workspace, conv) = (workspace.to_owned(), conv.to_owned());
-    run("direct gRPC (no gateway, no auth)", workers, duration, move || {
+    run("direct gRPC (no gateway, call token)", workers, duration, move || {
         let mut client = ConversationServiceClient::new(channel.clone());
         let (workspace, conv) = (workspace.clone(), conv.clone());
         async move {
@@ -177,6 +170,9 @@ async fn grpc_load(addr: &str, workspace: &str, conv: &str, workers: usize, dura
             request
                 .metadata_mut()
                 .insert("x-workspace-id", workspace.parse().expect("ascii id"));
+            request
+                .metadata_mut()
+                .insert("x-scopes", "read:conversations".parse().expect("ascii"));
             client.get_conversation(request).await.is_ok()
         }
     })

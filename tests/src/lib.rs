@@ -28,7 +28,11 @@ use std::time::Duration;
 use event_pipeline::BrokerSettings;
 use gateway::config::RateLimitConfig;
 use outbound_http::{RetrySchedule, TargetGuard, breaker::BreakerSettings};
-use service_runtime::config::ServiceSettings;
+use service_runtime::{
+    calls::{CallKeys, Party},
+    config::ServiceSettings,
+    grpc_client::CallChannel,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -162,6 +166,11 @@ pub struct TestStack {
     pub client: Client,
     /// That workspace's id.
     pub workspace_id: String,
+    /// The stack's `PLATFORM_CALL_KEYS`, fresh for each stack.
+    pub call_keys: String,
+    /// chatbot-service's `CHATBOT_SECRET_GRANTS_FILE`, where the operator's
+    /// key [`MODEL_KEY_REF`] is granted to workspaces.
+    grants_file: std::path::PathBuf,
     chatbot_amqp_url: String,
     embedding_model_dir: Option<std::path::PathBuf>,
     forbid_internal_webhook_targets: bool,
@@ -226,6 +235,8 @@ impl TestStack {
             grpc_addrs: Vec::new(),
             client: Client::anonymous(""),
             workspace_id: String::new(),
+            call_keys: service_runtime::calls::keys::generate(),
+            grants_file: std::env::temp_dir().join(format!("e2e-grants-{:016x}", rand::random::<u64>())),
             shutdown,
             planned: Vec::new(),
             services: Vec::new(),
@@ -279,6 +290,38 @@ impl TestStack {
         stack
     }
 
+    /// Grants the operator's key [`MODEL_KEY_REF`] to `workspace_id` for
+    /// `origin`, as an operator edits the grants file.
+    pub fn grant_model_key(&self, workspace_id: &str, origin: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.grants_file)
+            .expect("the grants file opens");
+        writeln!(file, "{MODEL_KEY_REF} {workspace_id} {origin}").expect("the grant is written");
+    }
+
+    /// The keys `me` holds in this stack.
+    pub fn keys_of(&self, me: Party) -> CallKeys {
+        CallKeys::parse(me, &self.call_keys).expect("generated keys parse")
+    }
+
+    /// A channel to `upstream`'s first replica whose calls are signed as
+    /// the gateway signs them, for tests that call a service directly.
+    pub fn gateway_channel(&self, upstream: &str) -> CallChannel {
+        let addr = self
+            .grpc_addrs
+            .iter()
+            .find(|(name, _)| *name == upstream)
+            .map(|(_, addr)| addr)
+            .expect("a service of the stack");
+        let url = format!("http://{addr}");
+        let callee = upstream.parse().expect("a service of the platform");
+        service_runtime::grpc_client::call_channel(&url, Duration::from_secs(10), &self.keys_of(Party::Gateway), callee)
+            .expect("a signed channel")
+    }
+
     /// The first replica of `upstream`'s address.
     fn planned_addr(&self, upstream: &str) -> &str {
         self.planned
@@ -299,7 +342,9 @@ impl TestStack {
             self.admin_addrs.push((upstream, addr.clone()));
         }
         let infra = self.infra();
+        let me = upstream.parse().expect("every upstream is a party to calls");
         let settings = ServiceSettings {
+            call_keys: self.keys_of(me),
             admin_addr,
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
@@ -320,8 +365,11 @@ impl TestStack {
                 config.model.backoff = Duration::from_millis(50);
                 config.model.guard = loopback();
                 config.integration_url = format!("http://{}", self.planned_addr("integration"));
-                config.secrets =
-                    chatbot_service::secrets::Secrets::from_values([(MODEL_KEY_REF.to_owned(), MODEL_KEY.to_owned())]);
+                config.secrets = chatbot_service::secrets::operator::Secrets::from_values([(
+                    MODEL_KEY_REF.to_owned(),
+                    MODEL_KEY.to_owned(),
+                )])
+                .with_grants(&self.grants_file);
                 config.embedding_model_dir = self.embedding_model_dir.clone();
                 tokio::spawn(chatbot_service::serve(config, listener, token))
             }
@@ -434,7 +482,7 @@ impl TestStack {
                 }),
             }
         }
-        let mut config = gateway::Config::development(&self.infra().database_url);
+        let mut config = gateway::Config::development(&self.infra().database_url, self.keys_of(Party::Gateway));
         config.admin_token = Some(ADMIN_TOKEN.into());
         config.upstreams = upstreams;
         config.upstream_timeout = Duration::from_secs(5);
@@ -673,6 +721,7 @@ impl TestStack {
 impl Drop for TestStack {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let _ = std::fs::remove_file(&self.grants_file);
         // A test that panicked never reached stop(): clean up from a thread
         // of our own, since this runtime may be shutting down.
         if let Some(infra) = self.infra.take() {

@@ -25,6 +25,20 @@ fn llm_config(base_url: &str) -> Value {
     })
 }
 
+/// A bot on the model server at `base_url`, its API key the workspace's
+/// own secret bound to that server.
+async fn llm_bot(api: &e2e::Client, base_url: &str) -> String {
+    let secret = json!({"name": e2e::MODEL_KEY_REF, "value": e2e::MODEL_KEY, "origin": base_url});
+    let mut created = api.post("/api/v1/secrets", secret.clone()).await;
+    if created.status == 409 {
+        created = api
+            .put(&format!("/api/v1/secrets/{}", e2e::MODEL_KEY_REF), secret)
+            .await;
+    }
+    assert!(matches!(created.status, 200 | 201), "{}", created.text);
+    create_bot(api, "Ava", llm_config(base_url)).await
+}
+
 /// Sends with `Accept: text/event-stream`; the response, body unread.
 async fn send_streaming(api: &e2e::Client, conversation: &str, text: &str) -> reqwest::Response {
     api.request(Method::POST, &format!("/api/v1/conversations/{conversation}/messages"))
@@ -62,7 +76,7 @@ async fn the_prompt_carries_persona_knowledge_and_history_and_the_answer_is_stor
         Answer::Text("Refunds reach your card within 5 to 10 days.".into()),
     ])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let fetched = api.get(&format!("/api/v1/bots/{bot}")).await;
     assert_eq!(fetched.json["config"]["llm"]["api_key_ref"], e2e::MODEL_KEY_REF);
     assert!(!fetched.text.contains(e2e::MODEL_KEY), "the key itself is never shown");
@@ -131,7 +145,7 @@ async fn replies_stream_through_the_gateway_as_server_sent_events() {
         pause: Duration::from_millis(20),
     }])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let conv = conversation_with(api, &bot).await;
 
     let response = send_streaming(api, &conv, "when does my order ship?").await;
@@ -180,7 +194,7 @@ async fn a_client_that_leaves_mid_stream_still_finds_the_whole_reply_stored() {
         pause: Duration::from_millis(60),
     }])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let conv = conversation_with(api, &bot).await;
 
     let mut response = send_streaming(api, &conv, "tell me everything").await;
@@ -221,7 +235,7 @@ async fn rate_limits_server_errors_and_timeouts_are_retried() {
         Answer::Text("Third time lucky.".into()),
     ])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let conv = conversation_with(api, &bot).await;
     let sent = ask(api, &conv, "are you there?").await;
     assert_eq!(sent.json["reply"]["content"], "Third time lucky.");
@@ -239,7 +253,7 @@ async fn when_the_model_keeps_failing_the_bot_sends_the_fallback_and_hands_off()
         retry_after: None,
     }])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let mut tap = EventTap::subscribe(e2e::AMQP_URL, &stack.exchange).await;
     let conv = conversation_with(api, &bot).await;
     // Subscribed first, so its start is seen however late it is relayed.
@@ -281,7 +295,7 @@ async fn when_the_model_keeps_failing_the_bot_sends_the_fallback_and_hands_off()
 async fn model_servers_on_internal_addresses_are_refused_unless_allowed() {
     let stack = TestStack::start().await;
     let api = &stack.client;
-    let bot = create_bot(api, "Ava", llm_config("http://169.254.169.254/v1")).await;
+    let bot = llm_bot(api, "http://169.254.169.254/v1").await;
     let conv = conversation_with(api, &bot).await;
     let sent = ask(api, &conv, "hello?").await;
     assert_eq!(sent.json["reply"]["content"], FALLBACK);
@@ -300,7 +314,7 @@ async fn a_model_server_quoting_the_api_key_in_an_error_never_gets_it_stored() {
         retry_after: None,
     }])
     .await;
-    let bot = create_bot(api, "Ava", llm_config(&model.base_url)).await;
+    let bot = llm_bot(api, &model.base_url).await;
     let conv = conversation_with(api, &bot).await;
     let sent = ask(api, &conv, "hello?").await;
     assert_eq!(sent.json["reply"]["content"], FALLBACK);

@@ -83,27 +83,6 @@ async fn every_service_serves_grpc_health_and_reflection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_refuse_calls_without_a_workspace() {
-    let stack = TestStack::start().await;
-    let addr = &stack.grpc_addrs.iter().find(|(n, _)| *n == "chatbot").unwrap().1;
-    let mut client = proto_client(addr).await;
-    let status = client
-        .list_conversations(proto::chatbot::v1::ListConversationsRequest::default())
-        .await
-        .expect_err("no x-workspace-id metadata");
-    assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    stack.stop().await;
-}
-
-async fn proto_client(
-    addr: &str,
-) -> proto::chatbot::v1::conversation_service_client::ConversationServiceClient<Channel> {
-    proto::chatbot::v1::conversation_service_client::ConversationServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connecting to chatbot-service")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_is_off_unless_configured() {
     let stack = TestStack::start_with(e2e::Options {
         without_reflection: true,

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::json;
 
 /// Every kind of resource a public route names, by its path variable.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "bot_id",
     "item_id",
     "job_id",
@@ -24,6 +24,7 @@ const KINDS: [&str; 8] = [
     "endpoint_id",
     "delivery_id",
     "integration_id",
+    "name",
 ];
 
 /// A route as the gateway serves it.
@@ -77,6 +78,13 @@ async fn resources_of(api: &Client) -> (HashMap<&'static str, String>, CustomerD
     let db = CustomerDb::create(Engine::Postgres).await;
     let integration = api.post("/api/v1/integrations", db.connect_request(&db.password)).await;
     assert_eq!(integration.status, 200, "{}", integration.text);
+    let secret = api
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "secret_model1", "value": "sk-a-only", "origin": "https://llm.example"}),
+        )
+        .await;
+    assert_eq!(secret.status, 201, "{}", secret.text);
 
     ids.insert("bot_id", bot);
     ids.insert("item_id", items[0].clone());
@@ -89,6 +97,7 @@ async fn resources_of(api: &Client) -> (HashMap<&'static str, String>, CustomerD
         delivery["deliveries"][0]["id"].as_str().unwrap().to_owned(),
     );
     ids.insert("integration_id", integration.json["id"].as_str().unwrap().to_owned());
+    ids.insert("name", "secret_model1".to_owned());
     (ids, db)
 }
 

@@ -61,8 +61,13 @@ impl Default for DeliverySettings {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            service: ServiceSettings::from_env("WEBHOOKS_GRPC_ADDR", "127.0.0.1:50054", "WEBHOOKS_DB_MAX_CONNECTIONS")?
-                .with_admin("WEBHOOKS_ADMIN_ADDR", "127.0.0.1:9104"),
+            service: ServiceSettings::from_env(
+                service_runtime::calls::Party::Webhooks,
+                "WEBHOOKS_GRPC_ADDR",
+                "127.0.0.1:50054",
+                "WEBHOOKS_DB_MAX_CONNECTIONS",
+            )?
+            .with_admin("WEBHOOKS_ADMIN_ADDR", "127.0.0.1:9104"),
             events: BrokerSettings::from_env()?,
             secret_key: secret_key()?,
             secret_grace: config::seconds("WEBHOOKS_SECRET_GRACE_SECONDS", DEFAULT_GRACE)?,

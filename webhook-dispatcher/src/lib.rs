@@ -62,6 +62,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
     let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace));
     tracing::info!(addr = %listener.local_addr()?, exchange = %config.events.exchange, "webhook-dispatcher listening");
-    grpc_server::serve_one(api, listener, &grpc, config.service.reflection, shutdown).await?;
+    grpc_server::serve_one(api, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
     Ok(())
 }

@@ -172,7 +172,11 @@ impl Drafter {
         let messages = prompt::assemble(&bot.config, hits, history, llm.max_tokens);
         let api_key = match llm.api_key_ref.as_str() {
             "" => None,
-            reference => self.secrets.get(reference),
+            name => match self.secrets.resolve(asker.workspace_id, name, &llm.base_url).await {
+                Ok(value) => Some(value),
+                // The key is never sent elsewhere: the reply fails instead.
+                Err(refusal) => return Ok(failed(bot, "llm", format!("config.llm.api_key_ref {refusal}"))),
+            },
         };
         let request = ChatRequest {
             model: llm.model.clone(),

@@ -10,8 +10,11 @@ use proto::integration::v1::{
     CustomerOrdersRequest, FindProductsRequest, Order, Product, integration_service_client::IntegrationServiceClient,
 };
 use serde_json::{Value, json};
-use service_runtime::principal;
-use tonic::{Request, transport::Channel};
+use service_runtime::{
+    calls::{CallKeys, Party},
+    grpc_client::{self, CallChannel},
+};
+use tonic::Request;
 
 use super::Draft;
 
@@ -65,20 +68,30 @@ pub fn is_order_question(question: &str) -> bool {
 
 #[derive(Clone)]
 pub struct OrderDesk {
-    channel: Channel,
+    channel: CallChannel,
+    keys: CallKeys,
 }
 
 impl OrderDesk {
     /// integration-service at `url` (`http://host:port`), connected on
     /// first use.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = service_runtime::grpc_client::lazy_channel(url, TIMEOUT)?;
-        Ok(Self { channel })
+    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Integration)?;
+        Ok(Self {
+            channel,
+            keys: keys.clone(),
+        })
+    }
+
+    /// A request to integration-service for the workspace, as this service.
+    fn acting_for<T>(&self, workspace_id: &str, message: T) -> Result<Request<T>, String> {
+        grpc_client::acting_for(&self.keys, workspace_id, "manage:integrations", message)
+            .map_err(|status| status.message().to_owned())
     }
 
     /// The customer's latest `limit` orders over the workspace's stores.
     pub async fn latest(&self, workspace_id: &str, customer: &Customer, limit: i32) -> Result<Vec<Order>, String> {
-        let request = acting_for(
+        let request = self.acting_for(
             workspace_id,
             CustomerOrdersRequest {
                 customer_email: customer.email.clone(),
@@ -95,7 +108,7 @@ impl OrderDesk {
 
     /// Active products of the workspace's stores whose title matches.
     pub async fn find_products(&self, workspace_id: &str, query: &str) -> Result<Vec<Product>, String> {
-        let request = acting_for(
+        let request = self.acting_for(
             workspace_id,
             FindProductsRequest {
                 query: query.to_owned(),
@@ -129,19 +142,6 @@ impl OrderDesk {
             failure: None,
         })
     }
-}
-
-/// A request to integration-service for the workspace, as this service.
-fn acting_for<T>(workspace_id: &str, message: T) -> Result<Request<T>, String> {
-    let mut request = Request::new(message);
-    let metadata = request.metadata_mut();
-    let workspace = workspace_id
-        .parse()
-        .map_err(|_| "the workspace id is not ASCII".to_owned())?;
-    metadata.insert(principal::WORKSPACE_ID, workspace);
-    metadata.insert(principal::PRINCIPAL_ID, "chatbot-service".parse().expect("ascii"));
-    metadata.insert(principal::SCOPES, "manage:integrations".parse().expect("ascii"));
-    Ok(request)
 }
 
 /// An order as a tool answers the model.

@@ -17,7 +17,7 @@ use crate::{
     events,
     model::{bounded_text, required_text},
     retrieval::{Indexes, VersionKey},
-    secrets::Secrets,
+    secrets::{Refusal, Secrets},
     store::{bots, training_jobs},
     training::Trainer,
 };
@@ -42,17 +42,21 @@ impl Bots {
     }
 
     /// A config as given, validated, with defaults; its API key reference
-    /// must name a secret this service holds.
-    fn checked_config(&self, config: BotConfig) -> Result<BotConfig> {
+    /// must name a secret the workspace may send to its model server.
+    async fn checked_config(&self, workspace_id: &str, config: BotConfig) -> Result<BotConfig> {
         let config = bot_config::normalise(config)?;
         if let Some(llm) = &config.llm
             && !llm.api_key_ref.is_empty()
-            && self.secrets.get(&llm.api_key_ref).is_none()
         {
-            return Err(Error::invalid(
-                "config.llm.api_key_ref",
-                "names no secret this service holds (see CHATBOT_SECRETS_DIR)",
-            ));
+            match self
+                .secrets
+                .resolve(workspace_id, &llm.api_key_ref, &llm.base_url)
+                .await
+            {
+                Ok(_) => {}
+                Err(Refusal::Unavailable(reason)) => return Err(Error::Unavailable(reason)),
+                Err(refusal) => return Err(Error::invalid("config.llm.api_key_ref", refusal.to_string())),
+            }
         }
         Ok(config)
     }
@@ -65,7 +69,7 @@ fn bot_id(value: &str) -> Result<BotId> {
 #[tonic::async_trait]
 impl BotService for Bots {
     async fn list_bots(&self, request: Request<ListBotsRequest>) -> Result<Response<ListBotsResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let page = NewestFirst::new(req.limit, &req.cursor)?;
         let rows = bots::list(&self.pool, &principal.workspace_id, &page).await?;
@@ -75,12 +79,12 @@ impl BotService for Bots {
     }
 
     async fn create_bot(&self, request: Request<CreateBotRequest>) -> Result<Response<Bot>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let name = required_text("name", &req.name, 100)?;
         let description = bounded_text("description", &req.description, 1000)?;
         let config = match req.config {
-            Some(config) => self.checked_config(config)?,
+            Some(config) => self.checked_config(&principal.workspace_id, config).await?,
             None => bot_config::default_config(),
         };
         let row = bots::insert(&self.pool, &principal.workspace_id, &name, &description, &config).await?;
@@ -88,17 +92,18 @@ impl BotService for Bots {
     }
 
     async fn get_bot(&self, request: Request<GetBotRequest>) -> Result<Response<Bot>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = bot_id(&request.get_ref().bot_id)?;
         let row = bots::get(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(row.try_into()?))
     }
 
     async fn configure_bot(&self, request: Request<ConfigureBotRequest>) -> Result<Response<Bot>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = bot_id(&req.bot_id)?;
-        let config = self.checked_config(req.config.ok_or_else(|| Error::invalid("config", "is required"))?)?;
+        let config = req.config.ok_or_else(|| Error::invalid("config", "is required"))?;
+        let config = self.checked_config(&principal.workspace_id, config).await?;
         let row = bots::configure(&self.pool, &principal.workspace_id, &id, &config).await?;
         Ok(Response::new(row.try_into()?))
     }
@@ -106,7 +111,7 @@ impl BotService for Bots {
     /// Queues a training job for the next version; the worker picks it up
     /// at once. The answer is the queued job (202 through the gateway).
     async fn train_bot(&self, request: Request<TrainBotRequest>) -> Result<Response<TrainingJob>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = bot_id(&req.bot_id)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
@@ -120,7 +125,7 @@ impl BotService for Bots {
         &self,
         request: Request<ListTrainingJobsRequest>,
     ) -> Result<Response<ListTrainingJobsResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = bot_id(&req.bot_id)?;
         let page = NewestFirst::new(req.limit, &req.cursor)?;
@@ -133,7 +138,7 @@ impl BotService for Bots {
     }
 
     async fn get_training_job(&self, request: Request<GetTrainingJobRequest>) -> Result<Response<TrainingJob>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = bot_id(&req.bot_id)?;
         let job_id = TrainingJobId::parse("job_id", &req.job_id).map_err(Error::from)?;
@@ -142,7 +147,7 @@ impl BotService for Bots {
     }
 
     async fn deploy_bot(&self, request: Request<DeployBotRequest>) -> Result<Response<Bot>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = bot_id(&req.bot_id)?;
         if req.version < 0 {

@@ -43,7 +43,7 @@ impl ConversationService for Conversations {
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let page = NewestFirst::new(req.limit, &req.cursor)?;
         let status = match req.status.as_str() {
@@ -62,7 +62,7 @@ impl ConversationService for Conversations {
         &self,
         request: Request<CreateConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
         let user_id = required_text("user_id", &req.user_id, MAX_USER_ID_CHARS)?;
@@ -96,7 +96,7 @@ impl ConversationService for Conversations {
         &self,
         request: Request<GetConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id).map_err(Error::from)?;
         let row = conversations::fetch(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(row.into()))
@@ -106,7 +106,7 @@ impl ConversationService for Conversations {
         &self,
         request: Request<UpdateConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
         let id = ConversationId::parse("conversation_id", &req.conversation_id).map_err(Error::from)?;
@@ -151,7 +151,7 @@ impl ConversationService for Conversations {
         &self,
         request: Request<DeleteConversationRequest>,
     ) -> Result<Response<DeleteConversationResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id).map_err(Error::from)?;
         conversations::delete(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(DeleteConversationResponse {

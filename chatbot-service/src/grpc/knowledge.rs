@@ -135,7 +135,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<CreateKnowledgeItemRequest>,
     ) -> Result<Response<KnowledgeItem>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id).map_err(Error::from)?;
         let item = parse_item(req.item)?;
@@ -147,7 +147,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<BatchCreateKnowledgeItemsRequest>,
     ) -> Result<Response<BatchCreateKnowledgeItemsResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id).map_err(Error::from)?;
         if req.items.is_empty() || req.items.len() > MAX_BATCH {
@@ -169,7 +169,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<ListKnowledgeItemsRequest>,
     ) -> Result<Response<ListKnowledgeItemsResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id).map_err(Error::from)?;
         let page = NewestFirst::new(req.limit, &req.cursor)?;
@@ -185,7 +185,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<GetKnowledgeItemRequest>,
     ) -> Result<Response<KnowledgeItem>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let (bot_id, id) = ids_of(&req.bot_id, &req.item_id)?;
         let row = knowledge::get(&self.pool, &principal.workspace_id, &bot_id, &id).await?;
@@ -196,7 +196,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<UpdateKnowledgeItemRequest>,
     ) -> Result<Response<KnowledgeItem>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let (bot_id, id) = ids_of(&req.bot_id, &req.item_id)?;
         let item = parse_item(req.item)?;
@@ -208,7 +208,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<DeleteKnowledgeItemRequest>,
     ) -> Result<Response<DeleteKnowledgeItemResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let (bot_id, id) = ids_of(&req.bot_id, &req.item_id)?;
         knowledge::delete(&self.pool, &principal.workspace_id, &bot_id, &id).await?;
@@ -219,7 +219,7 @@ impl KnowledgeService for Knowledge {
         &self,
         request: Request<SyncKnowledgeSourceRequest>,
     ) -> Result<Response<SyncKnowledgeSourceResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let bot_id = BotId::parse("bot_id", &req.bot_id).map_err(Error::from)?;
         let sync = parse_sync(req)?;

@@ -57,7 +57,7 @@ struct Send {
 
 impl Send {
     fn parse(request: Request<SendMessageRequest>) -> Result<Self, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let key = idempotency_key(request.metadata())
             .map(|k| bounded_text("idempotency_key", &k, MAX_IDEMPOTENCY_KEY_CHARS))
             .transpose()?;
@@ -145,7 +145,7 @@ impl MessageService for Messages {
         &self,
         request: Request<ListMessagesRequest>,
     ) -> Result<Response<ListMessagesResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
         let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id).map_err(Error::from)?;
@@ -166,7 +166,7 @@ impl MessageService for Messages {
     }
 
     async fn get_message(&self, request: Request<GetMessageRequest>) -> Result<Response<Message>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let conversation_id = ConversationId::parse("conversation_id", &req.conversation_id).map_err(Error::from)?;
         let message_id = MessageId::parse("message_id", &req.message_id).map_err(Error::from)?;
@@ -178,7 +178,7 @@ impl MessageService for Messages {
         &self,
         request: Request<NotifyCustomerRequest>,
     ) -> Result<Response<NotifyCustomerResponse>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let present = |text: &str| Some(text.trim()).filter(|t| !t.is_empty()).map(str::to_owned);
         let (email, customer_id) = (present(&req.customer_email), present(&req.shopify_customer_id));

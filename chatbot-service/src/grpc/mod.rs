@@ -5,3 +5,4 @@ pub mod bots;
 pub mod conversations;
 pub mod knowledge;
 pub mod messages;
+pub mod secrets;

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod knowledge;
 pub mod messages;
 pub mod passages;
+pub mod secrets;
 pub mod training_jobs;
 
 use service_runtime::telemetry::spans;

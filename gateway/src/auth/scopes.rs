@@ -8,6 +8,7 @@ pub const ALL: &[&str] = &[
     "write:messages",
     "read:bots",
     "write:bots",
+    "manage:secrets",
     "read:analytics",
     "manage:integrations",
     "manage:webhooks",

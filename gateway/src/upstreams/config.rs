@@ -16,7 +16,7 @@ pub struct UpstreamConfig {
 }
 
 pub const DEFAULT_ROUTES: &str = "/api/v1/conversations=chatbot,/api/v1/bots=chatbot,\
-/api/v1/integrations=integration,/hooks=integration,/api/v1/analytics=analytics,\
+/api/v1/secrets=chatbot,/api/v1/integrations=integration,/hooks=integration,/api/v1/analytics=analytics,\
 /api/v1/analytics/webhooks=webhooks,/api/v1/webhooks=webhooks";
 
 /// Each upstream: its name, the variables naming its replicas and

@@ -17,8 +17,10 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use outbound_http::breaker::{Breaker, BreakerSettings};
 use service_runtime::{
+    calls::{CallKeys, CallKeysError, Party, Signed},
     error::is_dependency_failure,
     exposition::LatencyHistogram,
+    grpc_client::CallChannel,
     telemetry::{propagation, spans},
 };
 use tracing::Instrument;
@@ -28,10 +30,13 @@ pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
 use replicas::Replicas;
 
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {name}: invalid URL {url:?}")]
-pub struct UpstreamError {
-    name: String,
-    url: String,
+pub enum UpstreamError {
+    #[error("upstream {name}: invalid URL {url:?}")]
+    Url { name: String, url: String },
+    #[error("upstream {0} is none of the platform's services")]
+    Unknown(String),
+    #[error(transparent)]
+    Keys(#[from] CallKeysError),
 }
 
 /// Why a call produced no reply.
@@ -45,6 +50,8 @@ pub enum CallError {
 pub struct Upstream {
     pub name: String,
     replicas: Replicas,
+    /// The balanced channel, every call signed for this upstream.
+    calls: CallChannel,
     breaker: Breaker,
     budget: TpsBudget,
     timeout: Duration,
@@ -65,6 +72,7 @@ impl Upstreams {
         routes: &[(String, String)],
         default_timeout: Duration,
         breaker: BreakerSettings,
+        keys: &CallKeys,
         shutdown: &CancellationToken,
     ) -> Result<Self, UpstreamError> {
         let list = configs
@@ -76,15 +84,21 @@ impl Upstreams {
                     .map(|url| {
                         Endpoint::from_shared(url.clone())
                             .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
-                            .map_err(|_| UpstreamError {
+                            .map_err(|_| UpstreamError::Url {
                                 name: config.name.clone(),
                                 url: url.clone(),
                             })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let party: Party = config
+                    .name
+                    .parse()
+                    .map_err(|()| UpstreamError::Unknown(config.name.clone()))?;
+                let replicas = Replicas::start(endpoints, shutdown.clone());
                 Ok(Upstream {
                     name: config.name.clone(),
-                    replicas: Replicas::start(endpoints, shutdown.clone()),
+                    calls: Signed::new(replicas.channel.clone(), keys, party)?,
+                    replicas,
                     breaker: Breaker::new(breaker),
                     // Retries may add at most 20% on top of calls, with a
                     // floor of 10 a second so a quiet upstream can retry too.
@@ -113,13 +127,10 @@ impl Upstreams {
             .map(|(_, i)| *i)
     }
 
-    /// The balanced channel of the upstream called `name`, for the
+    /// The signed, balanced channel of the upstream called `name`, for the
     /// gateway's own typed calls.
-    pub fn channel_named(&self, name: &str) -> Option<tonic::transport::Channel> {
-        self.list
-            .iter()
-            .find(|u| u.name == name)
-            .map(|u| u.replicas.channel.clone())
+    pub fn channel_named(&self, name: &str) -> Option<CallChannel> {
+        self.list.iter().find(|u| u.name == name).map(|u| u.calls.clone())
     }
 
     pub fn all(&self) -> &[Upstream] {
@@ -261,19 +272,13 @@ impl Upstream {
         message: DynamicMessage,
         metadata: MetadataMap,
         deadline: Duration,
-    ) -> Result<
-        (
-            tonic::client::Grpc<tonic::transport::Channel>,
-            tonic::Request<DynamicMessage>,
-        ),
-        Status,
-    > {
+    ) -> Result<(tonic::client::Grpc<CallChannel>, tonic::Request<DynamicMessage>), Status> {
         if self.replicas.healthy() == 0 {
             return Err(Status::unavailable("no healthy replica"));
         }
         let mut request = tonic::Request::from_parts(metadata, Default::default(), message);
         request.set_timeout(deadline);
-        Ok((tonic::client::Grpc::new(self.replicas.channel.clone()), request))
+        Ok((tonic::client::Grpc::new(self.calls.clone()), request))
     }
 
     /// One attempt with the upstream's deadline, also sent as `grpc-timeout`
@@ -305,7 +310,7 @@ impl Upstream {
     }
 }
 
-async fn ready(client: &mut tonic::client::Grpc<tonic::transport::Channel>) -> Result<(), Status> {
+async fn ready(client: &mut tonic::client::Grpc<CallChannel>) -> Result<(), Status> {
     client
         .ready()
         .await

@@ -17,8 +17,8 @@ pub use recorder::{RecordLayer, RouteLabel, UsageRecorder, WorkspaceLabel};
 
 use std::{sync::Arc, time::Duration};
 
+use service_runtime::grpc_client::CallChannel as Channel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// How the gateway records usage.
 #[derive(Debug, Clone)]

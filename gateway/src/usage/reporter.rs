@@ -6,9 +6,9 @@
 use std::{collections::VecDeque, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use proto::analytics::v1::{RecordApiUsageRequest, analytics_service_client::AnalyticsServiceClient};
+use service_runtime::grpc_client::CallChannel as Channel;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::Prometheus;
 

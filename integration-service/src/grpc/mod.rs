@@ -54,7 +54,7 @@ type Answer<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl IntegrationService for Integrations {
     async fn create_integration(&self, request: Request<CreateIntegrationRequest>) -> Answer<Integration> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let name = name(&req.name)?;
         let connection = Connection::parse(&req.kind, req.settings, req.credentials)?;
@@ -66,7 +66,7 @@ impl IntegrationService for Integrations {
     }
 
     async fn list_integrations(&self, request: Request<ListIntegrationsRequest>) -> Answer<ListIntegrationsResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let page = NewestFirst::new(req.limit, &req.cursor)?;
         let rows = integrations::list(&self.pool, &principal.workspace_id, &page).await?;
@@ -78,21 +78,21 @@ impl IntegrationService for Integrations {
     }
 
     async fn get_integration(&self, request: Request<GetIntegrationRequest>) -> Answer<Integration> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = integration_id(&request.get_ref().integration_id)?;
         let row = integrations::get(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(row.into()))
     }
 
     async fn check_integration(&self, request: Request<CheckIntegrationRequest>) -> Answer<Integration> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = integration_id(&request.get_ref().integration_id)?;
         let row = self.checker.check(&principal.workspace_id, &id).await?;
         Ok(Response::new(row.into()))
     }
 
     async fn update_integration(&self, request: Request<UpdateIntegrationRequest>) -> Answer<Integration> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = integration_id(&req.integration_id)?;
         let change = Change {
@@ -108,7 +108,7 @@ impl IntegrationService for Integrations {
         &self,
         request: Request<DeleteIntegrationRequest>,
     ) -> Answer<DeleteIntegrationResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = integration_id(&request.get_ref().integration_id)?;
         self.connector.disconnect(&principal.workspace_id, &id).await?;
         Ok(Response::new(DeleteIntegrationResponse {
@@ -118,7 +118,7 @@ impl IntegrationService for Integrations {
     }
 
     async fn sync_integration(&self, request: Request<SyncIntegrationRequest>) -> Answer<SyncRun> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = integration_id(&request.get_ref().integration_id)?;
         let run = self.reconciler.request(&principal.workspace_id, &id).await?;
         Ok(Response::new(convert::sync_run(run)))
@@ -151,7 +151,7 @@ impl IntegrationService for Integrations {
     }
 
     async fn lookup_customer(&self, request: Request<LookupCustomerRequest>) -> Answer<LookupCustomerResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = integration_id(&req.integration_id)?;
         let found = self
@@ -203,7 +203,7 @@ impl IntegrationService for Integrations {
     }
 
     async fn customer_orders(&self, request: Request<CustomerOrdersRequest>) -> Answer<ListOrdersResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let email = Some(req.customer_email.trim()).filter(|e| !e.is_empty());
         let customer_id = match req.shopify_customer_id.trim() {
@@ -236,7 +236,7 @@ impl IntegrationService for Integrations {
     }
 
     async fn find_products(&self, request: Request<FindProductsRequest>) -> Answer<ListProductsResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let words: Vec<String> = req
             .query
@@ -313,7 +313,7 @@ impl IntegrationService for Integrations {
 }
 
 fn synced_request(request: Request<ListSyncedRequest>) -> Result<(String, ListSyncedRequest), Status> {
-    let principal = Principal::from_metadata(request.metadata())?;
+    let principal = Principal::of(&request)?;
     Ok((principal.workspace_id, request.into_inner()))
 }
 

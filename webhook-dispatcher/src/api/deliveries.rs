@@ -26,7 +26,7 @@ impl Deliveries {
     }
 
     pub async fn list(&self, request: Request<ListDeliveriesRequest>) -> Answer<ListDeliveriesResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let endpoint_id = endpoint_id(&req.endpoint_id)?;
         let page = NewestFirst::new(req.limit, &req.cursor)?;
@@ -40,7 +40,7 @@ impl Deliveries {
     }
 
     pub async fn get(&self, request: Request<GetDeliveryRequest>) -> Answer<Delivery> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let endpoint_id = endpoint_id(&req.endpoint_id)?;
         let id = delivery_id(&req.delivery_id)?;
@@ -52,7 +52,7 @@ impl Deliveries {
     }
 
     pub async fn retry(&self, request: Request<RetryDeliveryRequest>) -> Answer<Delivery> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let endpoint_id = endpoint_id(&req.endpoint_id)?;
         let id = delivery_id(&req.delivery_id)?;

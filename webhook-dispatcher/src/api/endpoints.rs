@@ -35,7 +35,7 @@ impl Endpoints {
     }
 
     pub async fn create(&self, request: Request<CreateEndpointRequest>) -> Answer<EndpointWithSecret> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let secret = signing::generate_secret();
         let new = NewEndpoint {
@@ -52,7 +52,7 @@ impl Endpoints {
     }
 
     pub async fn list(&self, request: Request<ListEndpointsRequest>) -> Answer<ListEndpointsResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let page = NewestFirst::new(req.limit, &req.cursor)?;
         let rows = endpoints::list(&self.pool, &principal.workspace_id, &page).await?;
@@ -64,14 +64,14 @@ impl Endpoints {
     }
 
     pub async fn get(&self, request: Request<GetEndpointRequest>) -> Answer<Endpoint> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = endpoint_id(&request.get_ref().endpoint_id)?;
         let row = endpoints::get(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(row.into()))
     }
 
     pub async fn update(&self, request: Request<UpdateEndpointRequest>) -> Answer<Endpoint> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let id = endpoint_id(&req.endpoint_id)?;
         let changes = Changes {
@@ -94,7 +94,7 @@ impl Endpoints {
     }
 
     pub async fn delete(&self, request: Request<DeleteEndpointRequest>) -> Answer<DeleteEndpointResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = endpoint_id(&request.get_ref().endpoint_id)?;
         endpoints::delete(&self.pool, &principal.workspace_id, &id).await?;
         Ok(Response::new(DeleteEndpointResponse {
@@ -106,7 +106,7 @@ impl Endpoints {
     /// A new secret signs from now on; the old one signs alongside it for
     /// the grace period, so receivers can switch without losing a webhook.
     pub async fn rotate_secret(&self, request: Request<RotateSecretRequest>) -> Answer<EndpointWithSecret> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let id = endpoint_id(&request.get_ref().endpoint_id)?;
         let secret = signing::generate_secret();
         let sealed = self.secrets.seal(&secret);

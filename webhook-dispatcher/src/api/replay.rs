@@ -26,7 +26,7 @@ impl Replay {
     }
 
     pub async fn send_test_event(&self, request: Request<SendTestEventRequest>) -> Answer<Delivery> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let endpoint_id = endpoint_id(&request.get_ref().endpoint_id)?;
         endpoints::ensure(&self.pool, workspace_id, &endpoint_id).await?;
@@ -46,7 +46,7 @@ impl Replay {
     /// Earlier deliveries of the same events are reused, so receivers see
     /// the same idempotency keys again.
     pub async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ReplayEventsResponse> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
         let endpoint_id = endpoint_id(&req.endpoint_id)?;

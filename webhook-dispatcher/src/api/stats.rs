@@ -38,7 +38,7 @@ impl Stats {
     }
 
     pub async fn read(&self, request: Request<GetWebhookStatsRequest>) -> Result<Response<WebhookStats>, Status> {
-        let principal = Principal::from_metadata(request.metadata())?;
+        let principal = Principal::of(&request)?;
         let req = request.into_inner();
         let window = Window::of(req.since.as_ref(), req.until.as_ref())?;
         let limit = page_limit(req.limit)?;
