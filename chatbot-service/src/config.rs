@@ -38,7 +38,13 @@ pub struct Config {
     /// integration-service's gRPC address, where bots look up the
     /// verified customer's orders.
     pub integration_url: String,
+    /// `CHATBOT_RETENTION_DAYS` (30): finished training jobs and messages'
+    /// idempotency keys are forgotten after this long.
+    pub retention: std::time::Duration,
 }
+
+const DEFAULT_RETENTION_DAYS: u64 = 30;
+const DAY: u64 = 86_400;
 
 const DEFAULT_INTEGRATION_URL: &str = "http://127.0.0.1:50052";
 
@@ -60,6 +66,9 @@ impl Config {
                 .filter(|dir| !dir.is_empty())
                 .map(PathBuf::from),
             integration_url: config::string("CHATBOT_INTEGRATION_URL", DEFAULT_INTEGRATION_URL),
+            retention: std::time::Duration::from_secs(
+                DAY * config::parsed("CHATBOT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?,
+            ),
         })
     }
 
@@ -75,6 +84,7 @@ impl Config {
             secret_keys: Keyring::single("development", &DEVELOPMENT_KEY),
             embedding_model_dir: None,
             integration_url: DEFAULT_INTEGRATION_URL.into(),
+            retention: std::time::Duration::from_secs(DAY * DEFAULT_RETENTION_DAYS),
         }
     }
 }

@@ -14,6 +14,7 @@ mod grpc;
 mod model;
 mod proto_convert;
 mod replying;
+pub mod retention;
 mod retrieval;
 pub mod secrets;
 mod sending;
@@ -51,6 +52,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let pool = config.service.connect(SCHEMA, &MIGRATIONS).await?;
     let outbox = Outbox::new(SCHEMA);
     relay::spawn(pool.clone(), outbox.clone(), config.events, shutdown.clone());
+    retention::spawn(pool.clone(), config.retention, shutdown.clone());
     let grpc = Arc::new(GrpcMetrics::default());
     let scrape = event_pipeline::outbox::producer_scrape(&grpc, &pool, config.service.max_db_connections);
     config.service.serve_admin(scrape, shutdown.clone()).await?;

@@ -152,6 +152,13 @@ prefixed_id!(
     "delivery",
     SUFFIX_LEN
 );
+prefixed_id!(
+    /// A replay of an endpoint's events, running in the background.
+    ReplayId,
+    "rpl_",
+    "replay",
+    SUFFIX_LEN
+);
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@ pub mod listener;
 pub mod pagination;
 pub mod principal;
 pub mod proto_json;
+pub mod retention;
 pub mod rows;
 pub mod shutdown;
 pub mod telemetry;

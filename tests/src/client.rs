@@ -183,4 +183,16 @@ impl Client {
         assert_eq!(reply.status, 200, "sending a message: {}", reply.text);
         reply.json["message"].clone()
     }
+
+    /// Sends a user message with an `Idempotency-Key`; the whole answer.
+    pub async fn send_with_key(&self, conversation_id: &str, key: &str, content: &str) -> Reply {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/conversations/{conversation_id}/messages"),
+            )
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"role": "user", "content": content}));
+        Self::send(request).await
+    }
 }

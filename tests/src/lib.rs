@@ -89,6 +89,8 @@ pub struct Options {
     pub webhook_disable_after: Option<Duration>,
     /// Webhook requests in flight to one endpoint (default 16).
     pub webhook_concurrency: Option<usize>,
+    /// Events one replay examines at most (default 100000).
+    pub webhook_replay_max_events: Option<i64>,
     /// Database connections per service; default 5, so many test stacks
     /// fit one PostgreSQL. Benchmarks use the production default, 10.
     pub db_connections: Option<u32>,
@@ -182,6 +184,7 @@ pub struct TestStack {
     vendor_breaker_open: Option<Duration>,
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
+    webhook_replay_max_events: Option<i64>,
     db_connections: u32,
     admin_ports: bool,
     /// Each service replica's admin address, when `Options::admin_ports`.
@@ -221,6 +224,7 @@ impl TestStack {
             vendor_breaker_open: options.vendor_breaker_open,
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
+            webhook_replay_max_events: options.webhook_replay_max_events,
             db_connections: options.db_connections.unwrap_or(5),
             admin_ports: options.admin_ports,
             admin_addrs: Vec::new(),
@@ -432,6 +436,9 @@ impl TestStack {
         }
         if let Some(concurrency) = self.webhook_concurrency {
             config.delivery.per_endpoint = concurrency;
+        }
+        if let Some(max) = self.webhook_replay_max_events {
+            config.replay_max_events = max;
         }
         config
     }

@@ -1,7 +1,7 @@
 //! Messages through the gateway: ordering, pagination by sequence,
 //! idempotent send, and the ended-conversation rule.
 
-use e2e::{Client, TestStack};
+use e2e::TestStack;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,24 +127,16 @@ async fn concurrent_sends_to_one_conversation_are_each_stored_once_in_sequence()
     stack.stop().await;
 }
 
-async fn send_with_key(api: &Client, conv: &str, key: &str, content: &str) -> e2e::Reply {
-    let request = api
-        .request(reqwest::Method::POST, &format!("/api/v1/conversations/{conv}/messages"))
-        .header("Idempotency-Key", key)
-        .json(&json!({"role": "user", "content": content}));
-    Client::send(request).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_send_with_the_same_idempotency_key_creates_nothing() {
     let stack = TestStack::start().await;
     let api = &stack.client;
     let conv = api.create_conversation("u").await;
 
-    let first = send_with_key(api, &conv, "order-7-msg", "where is my order?").await;
+    let first = api.send_with_key(&conv, "order-7-msg", "where is my order?").await;
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.json["replayed"], false);
-    let retry = send_with_key(api, &conv, "order-7-msg", "where is my order?").await;
+    let retry = api.send_with_key(&conv, "order-7-msg", "where is my order?").await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.json["replayed"], true);
     assert_eq!(
@@ -153,7 +145,7 @@ async fn a_retried_send_with_the_same_idempotency_key_creates_nothing() {
     );
 
     // Concurrent retries also converge on one message.
-    let racers = (0..5).map(|_| send_with_key(api, &conv, "burst-key", "same"));
+    let racers = (0..5).map(|_| api.send_with_key(&conv, "burst-key", "same"));
     let replies = futures_util::future::join_all(racers).await;
     let ids: std::collections::HashSet<_> = replies
         .iter()
@@ -161,7 +153,7 @@ async fn a_retried_send_with_the_same_idempotency_key_creates_nothing() {
         .collect();
     assert_eq!(ids.len(), 1, "five concurrent sends with one key store one message");
 
-    let reuse = send_with_key(api, &conv, "order-7-msg", "something else").await;
+    let reuse = api.send_with_key(&conv, "order-7-msg", "something else").await;
     reuse.assert_problem(409, "already-exists");
 
     let listed = api.get(&format!("/api/v1/conversations/{conv}/messages")).await;
@@ -174,7 +166,7 @@ async fn sending_to_an_ended_conversation_is_rejected() {
     let stack = TestStack::start().await;
     let api = &stack.client;
     let conv = api.create_conversation("u").await;
-    let before = send_with_key(api, &conv, "k1", "hello").await;
+    let before = api.send_with_key(&conv, "k1", "hello").await;
     api.patch(&format!("/api/v1/conversations/{conv}"), json!({"status": "ended"}))
         .await;
 
@@ -187,7 +179,7 @@ async fn sending_to_an_ended_conversation_is_rejected() {
     after.assert_problem(400, "failed-precondition");
     assert!(after.json["detail"].as_str().unwrap().contains("ended"));
 
-    let retry = send_with_key(api, &conv, "k1", "hello").await;
+    let retry = api.send_with_key(&conv, "k1", "hello").await;
     assert_eq!(
         retry.status, 200,
         "a retry of a message sent before the end still gets its answer"

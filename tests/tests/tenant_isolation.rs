@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::json;
 
 /// Every kind of resource a public route names, by its path variable.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "bot_id",
     "item_id",
     "job_id",
@@ -25,6 +25,7 @@ const KINDS: [&str; 9] = [
     "delivery_id",
     "integration_id",
     "name",
+    "replay_id",
 ];
 
 /// A route as the gateway serves it.
@@ -75,6 +76,13 @@ async fn resources_of(api: &Client) -> (HashMap<&'static str, String>, CustomerD
             |page| page["deliveries"].as_array().is_some_and(|d| !d.is_empty()),
         )
         .await;
+    let replay = api
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{endpoint_id}/replay"),
+            json!({"since": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(replay.status, 202, "{}", replay.text);
     let db = CustomerDb::create(Engine::Postgres).await;
     let integration = api.post("/api/v1/integrations", db.connect_request(&db.password)).await;
     assert_eq!(integration.status, 200, "{}", integration.text);
@@ -98,6 +106,7 @@ async fn resources_of(api: &Client) -> (HashMap<&'static str, String>, CustomerD
     );
     ids.insert("integration_id", integration.json["id"].as_str().unwrap().to_owned());
     ids.insert("name", "secret_model1".to_owned());
+    ids.insert("replay_id", replay.json["id"].as_str().unwrap().to_owned());
     (ids, db)
 }
 

@@ -382,8 +382,21 @@ async fn failed_deliveries_can_be_retried_now_and_events_replayed_with_the_same_
             json!({"since": since.to_rfc3339()}),
         )
         .await;
-    assert_eq!(replay.status, 200, "{}", replay.text);
-    assert_eq!(replay.json["replayed"], "1");
+    assert_eq!(replay.status, 202, "{}", replay.text);
+    assert_eq!(replay.json["status"], "running");
+    let progress = format!(
+        "/api/v1/webhooks/endpoints/{endpoint}/replays/{}",
+        replay.json["id"].as_str().unwrap()
+    );
+    let done = stack
+        .client
+        .get_until(&progress, Duration::from_secs(10), |r| r["status"] == "done")
+        .await;
+    assert_eq!(
+        (done["examined"].as_str(), done["replayed"].as_str()),
+        (Some("1"), Some("1")),
+        "{done}"
+    );
     let replayed = receiver.wait_for(6, Duration::from_secs(10)).await;
     assert_eq!(
         replayed[5].header("x-idempotency-key"),
@@ -610,6 +623,79 @@ async fn history_older_than_the_retention_is_pruned_and_recent_history_stays() {
         .await
         .unwrap();
     assert_eq!(again, Default::default(), "nothing recent goes");
+    pool.close().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_replay_runs_in_pages_stops_at_its_cap_and_resumes() {
+    let stack = TestStack::start_with(Options {
+        webhook_replay_max_events: Some(700),
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = subscribe(&stack.client, &receiver.url, json!(["conversation.started"])).await;
+    let options: sqlx::postgres::PgConnectOptions = stack.database_url().parse().unwrap();
+    let pool = sqlx::PgPool::connect_with(options.options([("search_path", webhook_dispatcher::SCHEMA)]))
+        .await
+        .unwrap();
+    // 1200 events an hour ago, one a second; every fourth is not wanted.
+    sqlx::query(
+        "INSERT INTO events (id, workspace_id, event_type, body, received_at)
+         SELECT 'evt_replay' || lpad(n::text, 6, '0'), $1,
+                CASE WHEN n % 4 = 0 THEN 'message.sent' ELSE 'conversation.started' END,
+                convert_to('{}', 'UTF8'), now() - interval '1 hour' + n * interval '1 second'
+         FROM generate_series(1, 1200) AS n",
+    )
+    .bind(&stack.workspace_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(2);
+    let replay_path = format!("/api/v1/webhooks/endpoints/{endpoint}/replay");
+    let first = stack
+        .client
+        .post(&replay_path, json!({"since": since.to_rfc3339()}))
+        .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let progress = |id: &str| format!("/api/v1/webhooks/endpoints/{endpoint}/replays/{id}");
+    let capped = stack
+        .client
+        .get_until(
+            &progress(first.json["id"].as_str().unwrap()),
+            Duration::from_secs(30),
+            |r| r["status"] != "running",
+        )
+        .await;
+    assert_eq!(capped["status"], "capped", "{capped}");
+    assert_eq!(capped["examined"], "700");
+    assert_eq!(capped["replayed"], "525", "three in four of the first 700");
+    let resume = capped["resume_since"].as_str().expect("where to resume").to_owned();
+
+    let second = stack.client.post(&replay_path, json!({"since": resume})).await;
+    assert_eq!(second.status, 202, "{}", second.text);
+    let done = stack
+        .client
+        .get_until(
+            &progress(second.json["id"].as_str().unwrap()),
+            Duration::from_secs(30),
+            |r| r["status"] != "running",
+        )
+        .await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["examined"], "501", "from the 700th event, again, to the last");
+
+    let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE endpoint_id = $1")
+        .bind(&endpoint)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliveries, 900,
+        "each wanted event once, the one replayed twice included"
+    );
+    receiver.wait_for(900, Duration::from_secs(60)).await;
     pool.close().await;
     stack.stop().await;
 }

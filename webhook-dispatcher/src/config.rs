@@ -34,7 +34,12 @@ pub struct Config {
     /// `WEBHOOKS_RETENTION_DAYS` (30): finished deliveries, their attempts
     /// and the events they carried are removed after this long.
     pub retention: Duration,
+    /// `WEBHOOKS_REPLAY_MAX_EVENTS` (100000): the most events one replay
+    /// examines; a longer range is replayed by resuming where it stopped.
+    pub replay_max_events: i64,
 }
+
+const DEFAULT_REPLAY_MAX_EVENTS: i64 = 100_000;
 
 /// Used only outside production, so local runs need no setup; production
 /// refuses to start without a real key.
@@ -73,6 +78,7 @@ impl Config {
             secret_grace: config::seconds("WEBHOOKS_SECRET_GRACE_SECONDS", DEFAULT_GRACE)?,
             delivery: delivery_from_env()?,
             retention: Duration::from_secs(86_400 * config::parsed("WEBHOOKS_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?),
+            replay_max_events: config::parsed("WEBHOOKS_REPLAY_MAX_EVENTS", DEFAULT_REPLAY_MAX_EVENTS)?.max(1),
         })
     }
 
@@ -86,6 +92,7 @@ impl Config {
             secret_grace: DEFAULT_GRACE,
             delivery: DeliverySettings::default(),
             retention: Duration::from_secs(86_400 * DEFAULT_RETENTION_DAYS),
+            replay_max_events: DEFAULT_REPLAY_MAX_EVENTS,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod delivery;
 mod endpoint_rules;
 mod error;
 mod metrics;
+pub mod replaying;
 pub mod retention;
 mod secrets;
 mod store;
@@ -60,7 +61,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         .with_gauges(move |pool| metrics::render(pool, counts.clone(), queue.clone()));
     service.serve_admin(scrape, shutdown.clone()).await?;
     consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
-    let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace));
+    let replays = std::sync::Arc::new(tokio::sync::Notify::new());
+    replaying::spawn(
+        pool.clone(),
+        config.replay_max_events,
+        replays.clone(),
+        shutdown.clone(),
+    );
+    let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace, replays));
     tracing::info!(addr = %listener.local_addr()?, exchange = %config.events.exchange, "webhook-dispatcher listening");
     grpc_server::serve_one(api, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
     Ok(())

@@ -7,16 +7,17 @@ mod endpoints;
 mod replay;
 mod stats;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use proto::webhooks::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Delivery, Endpoint, EndpointWithSecret,
-    GetDeliveryRequest, GetEndpointRequest, GetWebhookStatsRequest, ListDeliveriesRequest, ListDeliveriesResponse,
-    ListEndpointsRequest, ListEndpointsResponse, ReplayEventsRequest, ReplayEventsResponse, RetryDeliveryRequest,
-    RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest, WebhookStats,
+    GetDeliveryRequest, GetEndpointRequest, GetReplayRequest, GetWebhookStatsRequest, ListDeliveriesRequest,
+    ListDeliveriesResponse, ListEndpointsRequest, ListEndpointsResponse, Replay as ProtoReplay, ReplayEventsRequest,
+    RetryDeliveryRequest, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest, WebhookStats,
     webhook_service_server::WebhookService,
 };
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::secrets::SecretBox;
@@ -33,11 +34,11 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(pool: PgPool, secrets: SecretBox, secret_grace: Duration) -> Self {
+    pub fn new(pool: PgPool, secrets: SecretBox, secret_grace: Duration, replays: Arc<Notify>) -> Self {
         Self {
             endpoints: Endpoints::new(pool.clone(), secrets, secret_grace),
             deliveries: Deliveries::new(pool.clone()),
-            replay: Replay::new(pool.clone()),
+            replay: Replay::new(pool.clone(), replays),
             stats: Stats::new(pool),
         }
     }
@@ -91,7 +92,11 @@ impl WebhookService for Api {
         self.replay.send_test_event(request).await
     }
 
-    async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ReplayEventsResponse> {
+    async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ProtoReplay> {
         self.replay.replay_events(request).await
+    }
+
+    async fn get_replay(&self, request: Request<GetReplayRequest>) -> Answer<ProtoReplay> {
+        self.replay.get_replay(request).await
     }
 }

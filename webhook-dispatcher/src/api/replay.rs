@@ -1,28 +1,36 @@
 //! Deliveries made on request: a `webhook.test` event to one endpoint, and
-//! a replay of every event since a time that the endpoint's filters take.
+//! a replay of every event since a time that the endpoint's filters take,
+//! started here and run by [`crate::replaying`].
 
 use event_pipeline::{Envelope, catalog};
-use proto::webhooks::v1::{Delivery, ReplayEventsRequest, ReplayEventsResponse, SendTestEventRequest};
+use std::sync::Arc;
+
+use ids::ReplayId;
+use proto::webhooks::v1::{
+    Delivery, GetReplayRequest, Replay as ProtoReplay, ReplayEventsRequest, SendTestEventRequest,
+};
 use service_runtime::{field_error::invalid_argument, principal::Principal, time::from_timestamp};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use super::endpoints::endpoint_id;
 use crate::{
-    endpoint_rules,
     error::Error,
-    store::{deliveries, endpoints, events},
+    store::{deliveries, endpoints, events, replays},
 };
 
 pub struct Replay {
     pool: PgPool,
+    /// Tells this replica's replay worker a replay was started.
+    wake: Arc<Notify>,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
 
 impl Replay {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, wake: Arc<Notify>) -> Self {
+        Self { pool, wake }
     }
 
     pub async fn send_test_event(&self, request: Request<SendTestEventRequest>) -> Answer<Delivery> {
@@ -43,9 +51,10 @@ impl Replay {
         Ok(Response::new(row.into_delivery(Vec::new())))
     }
 
-    /// Earlier deliveries of the same events are reused, so receivers see
+    /// Starts a replay in the background (see [`crate::replaying`]);
+    /// earlier deliveries of the same events are reused, so receivers see
     /// the same idempotency keys again.
-    pub async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ReplayEventsResponse> {
+    pub async fn replay_events(&self, request: Request<ReplayEventsRequest>) -> Answer<ProtoReplay> {
         let principal = Principal::of(&request)?;
         let workspace_id = principal.workspace_id.as_str();
         let req = request.into_inner();
@@ -55,18 +64,18 @@ impl Replay {
             .as_ref()
             .and_then(from_timestamp)
             .ok_or_else(|| invalid_argument("since", "is required"))?;
-        let filters = endpoints::event_filters(&self.pool, workspace_id, &endpoint_id).await?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let received = events::since(&mut *tx, workspace_id, since).await?;
-        let wanted: Vec<_> = received
-            .iter()
-            .filter(|(_, event_type)| endpoint_rules::wants(&filters, event_type))
-            .collect();
-        let replayed = deliveries::replay(&mut tx, workspace_id, &endpoint_id, &wanted).await?;
-        deliveries::wake(&mut *tx).await?;
-        tx.commit().await.map_err(Error::from)?;
-        Ok(Response::new(ReplayEventsResponse {
-            replayed: replayed as i64,
-        }))
+        endpoints::ensure(&self.pool, workspace_id, &endpoint_id).await?;
+        let row = replays::start(&self.pool, workspace_id, &endpoint_id, since).await?;
+        self.wake.notify_one();
+        Ok(Response::new(row.into()))
+    }
+
+    pub async fn get_replay(&self, request: Request<GetReplayRequest>) -> Answer<ProtoReplay> {
+        let principal = Principal::of(&request)?;
+        let req = request.into_inner();
+        let endpoint_id = endpoint_id(&req.endpoint_id)?;
+        let replay_id = ReplayId::parse("replay_id", &req.replay_id).map_err(Error::from)?;
+        let row = replays::get(&self.pool, &principal.workspace_id, &endpoint_id, &replay_id).await?;
+        Ok(Response::new(row.into()))
     }
 }

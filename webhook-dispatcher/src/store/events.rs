@@ -2,9 +2,7 @@
 //! test), kept as the exact bytes that are signed and sent, so deliveries
 //! can be retried and replayed long after the broker forgot them.
 
-use chrono::{DateTime, Utc};
 use event_pipeline::Envelope;
-use ids::EventId;
 use sqlx::PgExecutor;
 
 use crate::error::Result;
@@ -19,20 +17,4 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, envelope: &Envelope) -> Result<
         .execute(db)
         .await?;
     Ok(())
-}
-
-/// The workspace's events received since `since`, oldest first: id and
-/// type.
-pub async fn since<'e>(
-    db: impl PgExecutor<'e>,
-    workspace_id: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<(EventId, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, event_type FROM events WHERE workspace_id = $1 AND received_at >= $2 ORDER BY received_at",
-    )
-    .bind(workspace_id)
-    .bind(since)
-    .fetch_all(db)
-    .await?)
 }

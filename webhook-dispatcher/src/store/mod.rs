@@ -6,3 +6,4 @@
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod replays;
