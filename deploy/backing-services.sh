@@ -164,6 +164,13 @@ ensure_promtool() {
   apt_install --no-install-recommends prometheus
 }
 
+# The TLS-between-services test makes its certificates with openssl.
+ensure_openssl() {
+  command -v openssl >/dev/null && return
+  is_root || die "openssl is missing: sudo apt-get install -y openssl"
+  apt_install openssl
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
 # standardwebhooks);
 # it lives in a venv so the system Python stays untouched.

@@ -11,6 +11,7 @@ ensure_stack_prerequisites
 ensure_mariadb
 ensure_redis_binary
 ensure_promtool
+ensure_openssl
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"
 ensure_test_python "$target_dir"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use proto::chatbot::v1::{GetBotRequest, bot_service_client::BotServiceClient};
 use service_runtime::{
     calls::{CallKeys, Party},
+    config::ServiceSettings,
     grpc_client::{self, CallChannel},
 };
 use tonic::{Code, Status};
@@ -21,8 +22,9 @@ pub struct Bots {
 
 impl Bots {
     /// Connects on first use; `url` is chatbot-service's `http://host:port`.
-    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Chatbot)?;
+    pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
+        let keys = &settings.call_keys;
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Chatbot)?;
         Ok(Self {
             channel,
             keys: keys.clone(),

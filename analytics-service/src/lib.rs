@@ -106,7 +106,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let scrape = Scrape::new(grpc.clone(), pool.clone(), config.service.max_db_connections);
     config.service.serve_admin(scrape, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
-    let bots = bots::Bots::new(&config.chatbot_url, &config.service.call_keys)?;
+    let bots = bots::Bots::new(&config.chatbot_url, &config.service)?;
     let service = AnalyticsServiceServer::new(service::Analytics::new(pool, bots));
     grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
     Ok(())

@@ -65,7 +65,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         indexes.clone(),
         ModelClient::new(config.model),
         secrets.clone(),
-        OrderDesk::new(&config.integration_url, &config.service.call_keys)?,
+        OrderDesk::new(&config.integration_url, &config.service)?,
     );
     let parts = Parts {
         serving: config.service.grpc_serving(&grpc),
@@ -125,7 +125,7 @@ async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: Cancellation
         drafter,
         secrets,
     } = parts;
-    let (router, health) = grpc_server::base_router(&serving);
+    let (router, health) = grpc_server::base_router(&serving)?;
     let sending = Sending::new(pool.clone(), outbox.clone());
     let replying = Replying::new(pool.clone(), outbox.clone(), drafter);
     let conversations = ConversationServiceServer::new(Conversations::new(pool.clone(), outbox.clone()));

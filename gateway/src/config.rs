@@ -57,6 +57,8 @@ pub struct Config {
     /// `PLATFORM_CALL_KEYS`: the keys the gateway signs its calls to each
     /// service with.
     pub call_keys: service_runtime::calls::CallKeys,
+    /// `GRPC_TLS_*_FILE`: TLS for upstreams with `https://` URLs.
+    pub grpc_tls: service_runtime::grpc_tls::GrpcTls,
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -97,6 +99,7 @@ impl Config {
             },
             oauth: OAuthConfig::from_env()?,
             call_keys: config::call_keys(service_runtime::calls::Party::Gateway)?,
+            grpc_tls: service_runtime::grpc_tls::GrpcTls::from_env()?,
             usage: UsageSettings {
                 recording: match config::string("GATEWAY_USAGE_RECORDING", "on").as_str() {
                     "on" => true,
@@ -136,6 +139,7 @@ impl Config {
             oauth: OAuthConfig::default(),
             usage: UsageSettings::default(),
             call_keys,
+            grpc_tls: Default::default(),
         }
     }
 }

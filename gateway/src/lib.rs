@@ -117,6 +117,7 @@ impl AppState {
             config.upstream_timeout,
             config.breaker,
             &config.call_keys,
+            &config.grpc_tls,
             shutdown,
         )?;
         let analytics = upstreams.channel_named(ANALYTICS);

@@ -13,6 +13,7 @@ use proto::chatbot::v1::{
 };
 use service_runtime::{
     calls::{CallKeys, Party},
+    config::ServiceSettings,
     grpc_client::{self, CallChannel},
 };
 use tonic::{Code, Request};
@@ -38,8 +39,9 @@ pub struct Chatbot {
 
 impl Chatbot {
     /// Connects on first use; `url` is `http://host:port`.
-    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Chatbot)?;
+    pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
+        let keys = &settings.call_keys;
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Chatbot)?;
         Ok(Self {
             channel,
             keys: keys.clone(),

@@ -84,7 +84,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     });
     let vault = vault::Vault::new(config.secret_keys);
     let access = shopify_access::ShopifyAccess::new(pool.clone(), vault.clone(), reach.clone());
-    let chatbot = chatbot::Chatbot::new(&config.chatbot_url, &config.service.call_keys)?;
+    let chatbot = chatbot::Chatbot::new(&config.chatbot_url, &config.service)?;
     let knowledge = product_knowledge::ProductKnowledge::new(pool.clone(), chatbot.clone());
     let polling = db_polling::DbPolling::new(pool.clone(), outbox.clone(), vault.clone(), reach.clone());
     polling.spawn(knowledge.wake(), shutdown.clone());

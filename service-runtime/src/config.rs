@@ -6,6 +6,7 @@ use std::{fmt::Display, str::FromStr, time::Duration};
 use crate::{
     calls::{CallKeys, Party},
     grpc_server::GrpcServing,
+    grpc_tls::GrpcTls,
 };
 
 const CALL_KEYS: &str = "PLATFORM_CALL_KEYS";
@@ -127,6 +128,8 @@ pub struct ServiceSettings {
     /// `PLATFORM_CALL_KEYS`: whom the service accepts calls from, and how
     /// it signs the calls it makes.
     pub call_keys: CallKeys,
+    /// `GRPC_TLS_*_FILE`: TLS for what it serves and the calls it makes.
+    pub tls: GrpcTls,
 }
 
 impl ServiceSettings {
@@ -138,6 +141,7 @@ impl ServiceSettings {
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             call_keys: call_keys(me)?,
+            tls: GrpcTls::from_env()?,
             database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
             listen_addr: string(addr_var, default_addr),
             max_db_connections: parsed(pool_var, 10)?,
@@ -159,6 +163,7 @@ impl ServiceSettings {
             metrics: metrics.clone(),
             keys: self.call_keys.clone(),
             reflection: self.reflection,
+            tls: self.tls.clone(),
         }
     }
 

@@ -3,10 +3,15 @@
 
 use std::time::Duration;
 
-use tonic::{Request, Status, codegen::http::uri::InvalidUri, metadata::MetadataValue, transport::Channel};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
 
 use crate::{
     calls::{CallKeys, CallKeysError, Party, Signed},
+    grpc_tls::GrpcTls,
     principal,
 };
 
@@ -15,25 +20,32 @@ pub type CallChannel = Signed<Channel>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    #[error("invalid service URL: {0}")]
-    Url(#[from] InvalidUri),
+    #[error("invalid service URL {0:?}")]
+    Url(String),
+    #[error("{0}")]
+    Tls(String),
     #[error(transparent)]
     Keys(#[from] CallKeysError),
 }
 
-/// A channel to `url` (`http://host:port`) that connects on first use, so
-/// services start in any order; each call and each connection attempt
-/// gives up after `timeout`.
-pub fn lazy_channel(url: &str, timeout: Duration) -> Result<Channel, InvalidUri> {
-    Ok(Channel::from_shared(url.to_owned())?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect_lazy())
+/// A channel to `url` (`http://host:port`, or `https://` with `tls`) that
+/// connects on first use, so services start in any order; each call and
+/// each connection attempt gives up after `timeout`.
+pub fn lazy_channel(url: &str, timeout: Duration, tls: &GrpcTls) -> Result<Channel, ChannelError> {
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| ChannelError::Url(url.to_owned()))?;
+    let endpoint = tls.endpoint(endpoint).map_err(|e| ChannelError::Tls(e.to_string()))?;
+    Ok(endpoint.connect_timeout(timeout).timeout(timeout).connect_lazy())
 }
 
 /// [`lazy_channel`] to `callee`, every call signed with `keys`.
-pub fn call_channel(url: &str, timeout: Duration, keys: &CallKeys, callee: Party) -> Result<CallChannel, ChannelError> {
-    Ok(Signed::new(lazy_channel(url, timeout)?, keys, callee)?)
+pub fn call_channel(
+    url: &str,
+    timeout: Duration,
+    keys: &CallKeys,
+    tls: &GrpcTls,
+    callee: Party,
+) -> Result<CallChannel, ChannelError> {
+    Ok(Signed::new(lazy_channel(url, timeout, tls)?, keys, callee)?)
 }
 
 /// `message` as a call made by `keys`' owner for `workspace_id`, holding

@@ -18,6 +18,7 @@ use tower::layer::util::{Identity, Stack};
 use crate::{
     calls::{CallCheckLayer, CallKeys},
     grpc_metrics::{GrpcMetrics, GrpcMetricsLayer},
+    grpc_tls::GrpcTls,
 };
 
 /// A service's router: calls counted, then checked.
@@ -30,13 +31,15 @@ pub struct GrpcServing {
     pub metrics: Arc<GrpcMetrics>,
     pub keys: CallKeys,
     pub reflection: bool,
+    /// TLS (mutual) when configured.
+    pub tls: GrpcTls,
 }
 
 /// A router pre-loaded with gRPC health and, when `reflection`, server
 /// reflection (over the shared descriptor set), every call counted in
 /// `metrics` and checked against `keys`, plus the health reporter to mark
 /// services SERVING.
-pub fn base_router(serving: &GrpcServing) -> (BaseRouter, HealthReporter) {
+pub fn base_router(serving: &GrpcServing) -> Result<(BaseRouter, HealthReporter), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = serving.reflection.then(|| {
         tonic_reflection::server::Builder::configure()
@@ -45,12 +48,16 @@ pub fn base_router(serving: &GrpcServing) -> (BaseRouter, HealthReporter) {
             .build_v1()
             .expect("the compiled descriptor set is valid")
     });
-    let router = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = serving.tls.server() {
+        server = server.tls_config(tls)?;
+    }
+    let router = server
         .layer(GrpcMetricsLayer(serving.metrics.clone()))
         .layer(CallCheckLayer::new(serving.keys.clone()))
         .add_service(health)
         .add_optional_service(reflection);
-    (router, reporter)
+    Ok((router, reporter))
 }
 
 /// Marks `S` SERVING in the health service.
@@ -76,7 +83,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (router, health) = base_router(serving);
+    let (router, health) = base_router(serving)?;
     mark_serving::<S>(&health).await;
     serve(router.add_service(service), health, listener, shutdown).await
 }

@@ -18,6 +18,7 @@ pub mod field_error;
 pub mod grpc_client;
 pub mod grpc_metrics;
 pub mod grpc_server;
+pub mod grpc_tls;
 pub mod listener;
 pub mod pagination;
 pub mod principal;

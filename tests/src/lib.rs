@@ -9,6 +9,7 @@
 
 pub mod bench_clock;
 pub mod bots;
+pub mod certs;
 mod client;
 pub mod customer_db;
 pub mod event_tap;
@@ -91,6 +92,8 @@ pub struct Options {
     pub webhook_concurrency: Option<usize>,
     /// Events one replay examines at most (default 100000).
     pub webhook_replay_max_events: Option<i64>,
+    /// Services speak mutual TLS, with certificates from a fresh authority.
+    pub grpc_tls: bool,
     /// Database connections per service; default 5, so many test stacks
     /// fit one PostgreSQL. Benchmarks use the production default, 10.
     pub db_connections: Option<u32>,
@@ -185,6 +188,8 @@ pub struct TestStack {
     webhook_disable_after: Option<Duration>,
     webhook_concurrency: Option<usize>,
     webhook_replay_max_events: Option<i64>,
+    /// TLS between the stack's components, when `Options::grpc_tls`.
+    pub tls: service_runtime::grpc_tls::GrpcTls,
     db_connections: u32,
     admin_ports: bool,
     /// Each service replica's admin address, when `Options::admin_ports`.
@@ -225,6 +230,10 @@ impl TestStack {
             webhook_disable_after: options.webhook_disable_after,
             webhook_concurrency: options.webhook_concurrency,
             webhook_replay_max_events: options.webhook_replay_max_events,
+            tls: match options.grpc_tls {
+                true => certs::platform_tls(),
+                false => Default::default(),
+            },
             db_connections: options.db_connections.unwrap_or(5),
             admin_ports: options.admin_ports,
             admin_addrs: Vec::new(),
@@ -320,10 +329,20 @@ impl TestStack {
             .find(|(name, _)| *name == upstream)
             .map(|(_, addr)| addr)
             .expect("a service of the stack");
-        let url = format!("http://{addr}");
+        let url = self.grpc_url(addr);
         let callee = upstream.parse().expect("a service of the platform");
-        service_runtime::grpc_client::call_channel(&url, Duration::from_secs(10), &self.keys_of(Party::Gateway), callee)
+        let keys = self.keys_of(Party::Gateway);
+        service_runtime::grpc_client::call_channel(&url, Duration::from_secs(10), &keys, &self.tls, callee)
             .expect("a signed channel")
+    }
+
+    /// The URL of a service listening on `addr`: `https://` when the stack
+    /// speaks TLS.
+    pub fn grpc_url(&self, addr: &str) -> String {
+        match self.tls.is_on() {
+            true => format!("https://{addr}"),
+            false => format!("http://{addr}"),
+        }
     }
 
     /// The first replica of `upstream`'s address.
@@ -349,6 +368,7 @@ impl TestStack {
         let me = upstream.parse().expect("every upstream is a party to calls");
         let settings = ServiceSettings {
             call_keys: self.keys_of(me),
+            tls: self.tls.clone(),
             admin_addr,
             database_url: infra.database_url.clone(),
             listen_addr: addr.clone(),
@@ -368,7 +388,7 @@ impl TestStack {
                 config.model.timeout = Duration::from_millis(1500);
                 config.model.backoff = Duration::from_millis(50);
                 config.model.guard = loopback();
-                config.integration_url = format!("http://{}", self.planned_addr("integration"));
+                config.integration_url = self.grpc_url(self.planned_addr("integration"));
                 config.secrets = chatbot_service::secrets::operator::Secrets::from_values([(
                     MODEL_KEY_REF.to_owned(),
                     MODEL_KEY.to_owned(),
@@ -389,7 +409,7 @@ impl TestStack {
                     config.shopify_url = url.clone();
                 }
                 config.public_url = self.gateway_urls[0].clone();
-                config.chatbot_url = format!("http://{}", self.planned_addr("chatbot"));
+                config.chatbot_url = self.grpc_url(self.planned_addr("chatbot"));
                 // Vendors in tests run on loopback; retries come fast.
                 config.vendor_retries = RetrySchedule::exponential(Duration::from_millis(50), 4)
                     .with_max_retry_after(Duration::from_secs(2));
@@ -404,7 +424,7 @@ impl TestStack {
             "analytics" => {
                 let events = BrokerSettings::development(&infra.exchange);
                 let mut config = analytics_service::Config::development(settings, events);
-                config.chatbot_url = format!("http://{}", self.planned_addr("chatbot"));
+                config.chatbot_url = self.grpc_url(self.planned_addr("chatbot"));
                 tokio::spawn(analytics_service::serve(config, listener, token))
             }
             _ => {
@@ -478,7 +498,7 @@ impl TestStack {
             let url = if options.dead_upstreams.contains(&service.upstream) {
                 "http://127.0.0.1:1".to_owned()
             } else {
-                format!("http://{}", service.addr)
+                self.grpc_url(&service.addr)
             };
             match upstreams.iter_mut().find(|u| u.name == service.upstream) {
                 Some(existing) => existing.urls.push(url),
@@ -490,6 +510,7 @@ impl TestStack {
             }
         }
         let mut config = gateway::Config::development(&self.infra().database_url, self.keys_of(Party::Gateway));
+        config.grpc_tls = self.tls.clone();
         config.admin_token = Some(ADMIN_TOKEN.into());
         config.upstreams = upstreams;
         config.upstream_timeout = Duration::from_secs(5);

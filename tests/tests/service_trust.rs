@@ -237,3 +237,71 @@ impl<T> WithPrincipal for T {
         request
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_the_stack_serves_and_refuses_callers_without_a_certificate() {
+    let stack = TestStack::start_with(e2e::Options {
+        grpc_tls: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    let api = &stack.client;
+    // The gateway to every service, and analytics-service to chatbot-service.
+    let bot = api.post("/api/v1/bots", serde_json::json!({"name": "Over TLS"})).await;
+    assert_eq!(bot.status, 200, "{}", bot.text);
+    let bot_id = bot.json["id"].as_str().unwrap();
+    let conversation = api.create_conversation("u").await;
+    api.send_message(&conversation, "hello over TLS").await;
+    let stats = api.get(&format!("/api/v1/analytics/bots/{bot_id}")).await;
+    assert_eq!(stats.status, 200, "{}", stats.text);
+    for path in ["/api/v1/webhooks/endpoints", "/api/v1/integrations"] {
+        let listed = api.get(path).await;
+        assert_eq!(listed.status, 200, "{path}: {}", listed.text);
+    }
+
+    let addr = addr_of(&stack, "chatbot");
+    // Plaintext gRPC to a TLS port gets nowhere.
+    let plain = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await;
+    if let Ok(channel) = plain {
+        let status = call(
+            channel,
+            "/chatbot.v1.BotService/ListBots",
+            &stack.workspace_id,
+            "read:bots",
+            None,
+        )
+        .await;
+        assert_ne!(status.code(), Code::Ok, "{status:?}");
+    }
+    // A client that trusts the authority but has no certificate of its own.
+    let ca = tonic::transport::Certificate::from_pem(stack.tls.authority().unwrap());
+    let anonymous = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(anonymous)
+        .unwrap()
+        .connect()
+        .await;
+    match channel {
+        Err(_) => {}
+        Ok(channel) => {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let answer = health.check(tonic_health::pb::HealthCheckRequest::default()).await;
+            assert!(answer.is_err(), "a caller without a certificate is refused: {answer:?}");
+        }
+    }
+    // The signed channel the stack's gateway would use works.
+    let mut bots = proto::chatbot::v1::bot_service_client::BotServiceClient::new(stack.gateway_channel("chatbot"));
+    let found = bots
+        .get_bot(
+            proto::chatbot::v1::GetBotRequest {
+                bot_id: bot_id.to_owned(),
+            }
+            .with_principal(&stack.workspace_id),
+        )
+        .await;
+    assert!(found.is_ok(), "{found:?}");
+    stack.stop().await;
+}

@@ -12,6 +12,7 @@ use proto::integration::v1::{
 use serde_json::{Value, json};
 use service_runtime::{
     calls::{CallKeys, Party},
+    config::ServiceSettings,
     grpc_client::{self, CallChannel},
 };
 use tonic::Request;
@@ -75,8 +76,9 @@ pub struct OrderDesk {
 impl OrderDesk {
     /// integration-service at `url` (`http://host:port`), connected on
     /// first use.
-    pub fn new(url: &str, keys: &CallKeys) -> anyhow::Result<Self> {
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, Party::Integration)?;
+    pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
+        let keys = &settings.call_keys;
+        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Integration)?;
         Ok(Self {
             channel,
             keys: keys.clone(),

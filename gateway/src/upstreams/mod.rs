@@ -21,6 +21,7 @@ use service_runtime::{
     error::is_dependency_failure,
     exposition::LatencyHistogram,
     grpc_client::CallChannel,
+    grpc_tls::GrpcTls,
     telemetry::{propagation, spans},
 };
 use tracing::Instrument;
@@ -33,6 +34,8 @@ use replicas::Replicas;
 pub enum UpstreamError {
     #[error("upstream {name}: invalid URL {url:?}")]
     Url { name: String, url: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("upstream {0} is none of the platform's services")]
     Unknown(String),
     #[error(transparent)]
@@ -73,6 +76,7 @@ impl Upstreams {
         default_timeout: Duration,
         breaker: BreakerSettings,
         keys: &CallKeys,
+        tls: &GrpcTls,
         shutdown: &CancellationToken,
     ) -> Result<Self, UpstreamError> {
         let list = configs
@@ -82,14 +86,14 @@ impl Upstreams {
                     .urls
                     .iter()
                     .map(|url| {
-                        Endpoint::from_shared(url.clone())
-                            .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
-                            .map_err(|_| UpstreamError::Url {
-                                name: config.name.clone(),
-                                url: url.clone(),
-                            })
+                        let endpoint = Endpoint::from_shared(url.clone()).map_err(|_| UpstreamError::Url {
+                            name: config.name.clone(),
+                            url: url.clone(),
+                        })?;
+                        let endpoint = tls.endpoint(endpoint).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                        Ok(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, UpstreamError>>()?;
                 let party: Party = config
                     .name
                     .parse()

@@ -1,0 +1,100 @@
+//! TLS between the platform's components (rustls through tonic), from
+//! mounted PEM files:
+//! - `GRPC_TLS_CERT_FILE` and `GRPC_TLS_KEY_FILE`: this component's
+//!   certificate, which a service serves and every component presents
+//!   when it calls over `https://`;
+//! - `GRPC_TLS_CA_FILE`: the authority that signs the platform's
+//!   certificates: callers check services against it, and services
+//!   accept only callers presenting a certificate it signed (mutual TLS).
+//!
+//! None set: plaintext gRPC, for local runs and clusters whose mesh
+//! encrypts. A service URL with `https://` needs the three.
+
+use std::path::Path;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+use crate::config::{self, ConfigError};
+
+const CERT: &str = "GRPC_TLS_CERT_FILE";
+const KEY: &str = "GRPC_TLS_KEY_FILE";
+const CA: &str = "GRPC_TLS_CA_FILE";
+
+#[derive(Clone, Default)]
+pub struct GrpcTls(Option<Pems>);
+
+#[derive(Clone)]
+struct Pems {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    ca: Vec<u8>,
+}
+
+impl std::fmt::Debug for GrpcTls {
+    /// Whether TLS is on, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GrpcTls").field(&self.0.is_some()).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is an https:// URL, but GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE are not set")]
+pub struct TlsUnconfigured(pub String);
+
+impl GrpcTls {
+    /// The three files, all or none.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let paths = [CERT, KEY, CA].map(|name| (name, config::optional(name)));
+        if paths.iter().all(|(_, path)| path.is_none()) {
+            return Ok(Self(None));
+        }
+        let read = |(name, path): &(&'static str, Option<String>)| -> Result<Vec<u8>, ConfigError> {
+            let path = path.as_deref().ok_or_else(|| ConfigError::Missing {
+                name,
+                hint: " (TLS between services needs GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE)".into(),
+            })?;
+            std::fs::read(Path::new(path)).map_err(|e| ConfigError::invalid(name, path, e.to_string()))
+        };
+        Ok(Self::from_pem(read(&paths[0])?, read(&paths[1])?, read(&paths[2])?))
+    }
+
+    /// A certificate, its key and the platform's authority, as PEM.
+    pub fn from_pem(cert: Vec<u8>, key: Vec<u8>, ca: Vec<u8>) -> Self {
+        Self(Some(Pems { cert, key, ca }))
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The authority's certificate (PEM), when TLS is on.
+    pub fn authority(&self) -> Option<&[u8]> {
+        self.0.as_ref().map(|pems| pems.ca.as_slice())
+    }
+
+    /// What a service serves with: its certificate, and only callers with
+    /// one the authority signed.
+    pub fn server(&self) -> Option<ServerTlsConfig> {
+        self.0.as_ref().map(|pems| {
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(&pems.cert, &pems.key))
+                .client_ca_root(Certificate::from_pem(&pems.ca))
+        })
+    }
+
+    /// `endpoint`, speaking TLS with this component's certificate when its
+    /// URL is `https://`.
+    pub fn endpoint(&self, endpoint: Endpoint) -> Result<Endpoint, Box<dyn std::error::Error + Send + Sync>> {
+        if endpoint.uri().scheme_str() != Some("https") {
+            return Ok(endpoint);
+        }
+        let pems = self
+            .0
+            .as_ref()
+            .ok_or_else(|| TlsUnconfigured(endpoint.uri().to_string()))?;
+        let client = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&pems.ca))
+            .identity(Identity::from_pem(&pems.cert, &pems.key));
+        Ok(endpoint.tls_config(client)?)
+    }
+}
