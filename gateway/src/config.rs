@@ -99,7 +99,7 @@ impl Config {
             },
             oauth: OAuthConfig::from_env()?,
             call_keys: config::call_keys(service_runtime::calls::Party::Gateway)?,
-            grpc_tls: service_runtime::grpc_tls::GrpcTls::from_env()?,
+            grpc_tls: config::grpc_tls()?,
             usage: UsageSettings {
                 recording: match config::string("GATEWAY_USAGE_RECORDING", "on").as_str() {
                     "on" => true,

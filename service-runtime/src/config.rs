@@ -141,7 +141,7 @@ impl ServiceSettings {
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             call_keys: call_keys(me)?,
-            tls: GrpcTls::from_env()?,
+            tls: grpc_tls()?,
             database_url: string("DATABASE_URL", DEFAULT_DATABASE_URL),
             listen_addr: string(addr_var, default_addr),
             max_db_connections: parsed(pool_var, 10)?,
@@ -220,4 +220,22 @@ pub fn keyring(var: &'static str, development: &[u8; 32]) -> Result<sealing::Key
         name: var,
         reason: reason.to_string(),
     })
+}
+
+/// `GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE` and `GRPC_TLS_CA_FILE`: all
+/// three (mutual TLS between components) or none (plaintext).
+pub fn grpc_tls() -> Result<GrpcTls, ConfigError> {
+    const FILES: [&str; 3] = ["GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE", "GRPC_TLS_CA_FILE"];
+    let paths = FILES.map(|name| (name, optional(name)));
+    if paths.iter().all(|(_, path)| path.is_none()) {
+        return Ok(GrpcTls::default());
+    }
+    let read = |(name, path): &(&'static str, Option<String>)| -> Result<Vec<u8>, ConfigError> {
+        let path = path.as_deref().ok_or_else(|| ConfigError::Missing {
+            name,
+            hint: " (TLS between services needs GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE)".into(),
+        })?;
+        std::fs::read(path).map_err(|e| ConfigError::invalid(name, path, e.to_string()))
+    };
+    Ok(GrpcTls::from_pem(read(&paths[0])?, read(&paths[1])?, read(&paths[2])?))
 }

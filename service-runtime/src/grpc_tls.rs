@@ -10,15 +10,7 @@
 //! None set: plaintext gRPC, for local runs and clusters whose mesh
 //! encrypts. A service URL with `https://` needs the three.
 
-use std::path::Path;
-
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
-
-use crate::config::{self, ConfigError};
-
-const CERT: &str = "GRPC_TLS_CERT_FILE";
-const KEY: &str = "GRPC_TLS_KEY_FILE";
-const CA: &str = "GRPC_TLS_CA_FILE";
 
 #[derive(Clone, Default)]
 pub struct GrpcTls(Option<Pems>);
@@ -42,22 +34,6 @@ impl std::fmt::Debug for GrpcTls {
 pub struct TlsUnconfigured(pub String);
 
 impl GrpcTls {
-    /// The three files, all or none.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let paths = [CERT, KEY, CA].map(|name| (name, config::optional(name)));
-        if paths.iter().all(|(_, path)| path.is_none()) {
-            return Ok(Self(None));
-        }
-        let read = |(name, path): &(&'static str, Option<String>)| -> Result<Vec<u8>, ConfigError> {
-            let path = path.as_deref().ok_or_else(|| ConfigError::Missing {
-                name,
-                hint: " (TLS between services needs GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE)".into(),
-            })?;
-            std::fs::read(Path::new(path)).map_err(|e| ConfigError::invalid(name, path, e.to_string()))
-        };
-        Ok(Self::from_pem(read(&paths[0])?, read(&paths[1])?, read(&paths[2])?))
-    }
-
     /// A certificate, its key and the platform's authority, as PEM.
     pub fn from_pem(cert: Vec<u8>, key: Vec<u8>, ca: Vec<u8>) -> Self {
         Self(Some(Pems { cert, key, ca }))
