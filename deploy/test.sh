@@ -15,6 +15,7 @@ ensure_openssl
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$target_dir"
 ensure_test_python "$target_dir"
+ensure_kubectl "$target_dir"
 ensure_embedding_model "$target_dir/models"
 
 say "cargo fmt --check"

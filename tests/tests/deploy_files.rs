@@ -87,3 +87,97 @@ fn every_listener_is_on_all_interfaces_in_the_image() {
         );
     }
 }
+
+/// `kubectl kustomize` of one overlay, with the kubectl deploy/test.sh
+/// fetches (Debian's is too old for kustomize components).
+fn kustomize(overlay: &str) -> String {
+    let kubectl = std::env::var("E2E_KUBECTL")
+        .expect("E2E_KUBECTL is unset: run the suite with deploy/test.sh, which fetches kubectl 1.33");
+    let output = Command::new(&kubectl)
+        .args(["kustomize", &format!("k8s/overlays/{overlay}")])
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("running {kubectl}: {e}"));
+    assert!(
+        output.status.success(),
+        "kustomize {overlay}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn every_overlay_builds_and_validates_strictly_against_kubernetes_1_33() {
+    let python = std::env::var("E2E_PYTHON").expect("E2E_PYTHON is unset: run the suite with deploy/test.sh");
+    let validate = PathBuf::from(python).with_file_name("kubernetes-validate");
+    for overlay in ["dev", "prod"] {
+        let manifests = kustomize(overlay);
+        let file = std::env::temp_dir().join(format!("e2e-k8s-{overlay}-{:016x}.yaml", rand::random::<u64>()));
+        std::fs::write(&file, &manifests).unwrap();
+        let output = Command::new(&validate)
+            .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", validate.display()));
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            output.status.success(),
+            "{overlay} does not validate:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn production_runs_every_component_hardened_redundant_and_fenced_in() {
+    let manifests = kustomize("prod");
+    let documents: Vec<&str> = manifests.split("\n---\n").collect();
+    let of_kind = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d.contains(&format!("kind: {kind}\n")) && d.contains(&format!("\n  name: {name}\n")))
+            .copied()
+    };
+    for component in workspace_binaries() {
+        let deployment = of_kind("Deployment", &component).unwrap_or_else(|| panic!("{component} has a Deployment"));
+        for expected in [
+            "replicas: 2",
+            "runAsNonRoot: true",
+            "allowPrivilegeEscalation: false",
+            "readOnlyRootFilesystem: true",
+            "type: RuntimeDefault",
+            "- ALL",
+            "mountPath: /tmp",
+            "readinessProbe:",
+            "livenessProbe:",
+            "startupProbe:",
+            "limits:",
+            "topologySpreadConstraints:",
+            "fieldPath: metadata.labels['app.kubernetes.io/name']",
+            &format!("name: {component}-secrets"),
+        ] {
+            assert!(
+                deployment.contains(expected),
+                "{component}'s Deployment lacks {expected:?}"
+            );
+        }
+        if component != "gateway" {
+            assert!(
+                deployment.contains("grpc:"),
+                "{component} is probed over native gRPC health"
+            );
+        }
+        for kind in [
+            "PodDisruptionBudget",
+            "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "Service",
+            "ServiceAccount",
+        ] {
+            assert!(of_kind(kind, &component).is_some(), "{component} has a {kind}");
+        }
+    }
+    let deny = of_kind("NetworkPolicy", "default-deny").expect("a default-deny NetworkPolicy");
+    assert!(deny.contains("podSelector: {}"), "{deny}");
+}
