@@ -5,29 +5,21 @@
 use std::time::Duration;
 
 use proto::chatbot::v1::{GetBotRequest, bot_service_client::BotServiceClient};
-use service_runtime::{
-    calls::{CallKeys, Party},
-    config::ServiceSettings,
-    grpc_client::{self, CallChannel},
-};
+use service_runtime::{calls::Party, config::ServiceSettings, grpc_client::ServiceClient};
 use tonic::{Code, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Bots {
-    channel: CallChannel,
-    keys: CallKeys,
+    client: ServiceClient,
 }
 
 impl Bots {
     /// Connects on first use; `url` is chatbot-service's `http://host:port`.
     pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
-        let keys = &settings.call_keys;
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Chatbot)?;
         Ok(Self {
-            channel,
-            keys: keys.clone(),
+            client: ServiceClient::new(url, TIMEOUT, settings, Party::Chatbot)?,
         })
     }
 
@@ -37,8 +29,8 @@ impl Bots {
         let get = GetBotRequest {
             bot_id: bot_id.to_owned(),
         };
-        let request = grpc_client::acting_for(&self.keys, workspace_id, "read:bots", get)?;
-        match BotServiceClient::new(self.channel.clone()).get_bot(request).await {
+        let request = self.client.acting_for(workspace_id, "read:bots", get)?;
+        match BotServiceClient::new(self.client.channel()).get_bot(request).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => Err(Status::not_found(format!("bot {bot_id} not found"))),
             Err(status) => Err(Status::unavailable(format!(

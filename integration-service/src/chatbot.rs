@@ -11,11 +11,7 @@ use proto::chatbot::v1::{
     conversation_service_client::ConversationServiceClient, knowledge_service_client::KnowledgeServiceClient,
     message_service_client::MessageServiceClient,
 };
-use service_runtime::{
-    calls::{CallKeys, Party},
-    config::ServiceSettings,
-    grpc_client::{self, CallChannel},
-};
+use service_runtime::{calls::Party, config::ServiceSettings, grpc_client::ServiceClient};
 use tonic::{Code, Request};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,30 +29,26 @@ pub enum ChatbotError {
 
 #[derive(Clone)]
 pub struct Chatbot {
-    channel: CallChannel,
-    keys: CallKeys,
+    client: ServiceClient,
 }
 
 impl Chatbot {
     /// Connects on first use; `url` is `http://host:port`.
     pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
-        let keys = &settings.call_keys;
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Chatbot)?;
         Ok(Self {
-            channel,
-            keys: keys.clone(),
+            client: ServiceClient::new(url, TIMEOUT, settings, Party::Chatbot)?,
         })
     }
 
     /// `message` for chatbot-service on behalf of `workspace_id`.
     fn acting_for<T>(&self, workspace_id: &str, message: T) -> Result<Request<T>, ChatbotError> {
-        grpc_client::acting_for(
-            &self.keys,
-            workspace_id,
-            "read:bots write:bots write:messages read:conversations",
-            message,
-        )
-        .map_err(|status| ChatbotError::Refused(status.message().to_owned()))
+        self.client
+            .acting_for(
+                workspace_id,
+                "read:bots write:bots write:messages read:conversations",
+                message,
+            )
+            .map_err(|status| ChatbotError::Refused(status.message().to_owned()))
     }
 
     pub async fn bot_exists(&self, workspace_id: &str, bot_id: &str) -> Result<bool, ChatbotError> {
@@ -66,7 +58,7 @@ impl Chatbot {
                 bot_id: bot_id.to_owned(),
             },
         )?;
-        match BotServiceClient::new(self.channel.clone()).get_bot(request).await {
+        match BotServiceClient::new(self.client.channel()).get_bot(request).await {
             Ok(_) => Ok(true),
             Err(status) => match failure(status) {
                 ChatbotError::BotGone => Ok(false),
@@ -81,7 +73,7 @@ impl Chatbot {
         change: SyncKnowledgeSourceRequest,
     ) -> Result<SyncKnowledgeSourceResponse, ChatbotError> {
         let request = self.acting_for(workspace_id, change)?;
-        KnowledgeServiceClient::new(self.channel.clone())
+        KnowledgeServiceClient::new(self.client.channel())
             .sync_knowledge_source(request)
             .await
             .map(tonic::Response::into_inner)
@@ -94,7 +86,7 @@ impl Chatbot {
             bot_id: bot_id.to_owned(),
             deploy_when_trained: true,
         };
-        BotServiceClient::new(self.channel.clone())
+        BotServiceClient::new(self.client.channel())
             .train_bot(self.acting_for(workspace_id, train)?)
             .await
             .map(|_| ())
@@ -108,7 +100,7 @@ impl Chatbot {
         let request = GetConversationRequest {
             conversation_id: id.to_owned(),
         };
-        match ConversationServiceClient::new(self.channel.clone())
+        match ConversationServiceClient::new(self.client.channel())
             .get_conversation(self.acting_for(workspace_id, request)?)
             .await
         {
@@ -125,7 +117,7 @@ impl Chatbot {
         workspace_id: &str,
         notice: NotifyCustomerRequest,
     ) -> Result<bool, ChatbotError> {
-        MessageServiceClient::new(self.channel.clone())
+        MessageServiceClient::new(self.client.channel())
             .notify_customer(self.acting_for(workspace_id, notice)?)
             .await
             .map(|answer| answer.into_inner().delivered)

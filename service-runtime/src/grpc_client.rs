@@ -11,6 +11,7 @@ use tonic::{
 
 use crate::{
     calls::{CallKeys, CallKeysError, Party, Signed},
+    config::ServiceSettings,
     grpc_tls::GrpcTls,
     principal,
 };
@@ -48,20 +49,40 @@ pub fn call_channel(
     Ok(Signed::new(lazy_channel(url, timeout, tls)?, keys, callee)?)
 }
 
-/// `message` as a call made by `keys`' owner for `workspace_id`, holding
-/// only `scopes` (space-separated).
-pub fn acting_for<T>(
-    keys: &CallKeys,
-    workspace_id: &str,
-    scopes: &'static str,
-    message: T,
-) -> Result<Request<T>, Status> {
-    let workspace = MetadataValue::try_from(workspace_id)
-        .map_err(|_| Status::invalid_argument("the workspace id is not valid metadata"))?;
-    let mut request = Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(principal::WORKSPACE_ID, workspace);
-    metadata.insert(principal::PRINCIPAL_ID, MetadataValue::from_static(keys.me().name()));
-    metadata.insert(principal::SCOPES, MetadataValue::from_static(scopes));
-    Ok(request)
+/// Another service as one service calls it for workspaces: a signed
+/// channel, and who is calling.
+#[derive(Clone)]
+pub struct ServiceClient {
+    channel: CallChannel,
+    me: Party,
+}
+
+impl ServiceClient {
+    /// `callee` at `url`, connected on first use, with `settings`' keys and
+    /// TLS; each call gives up after `timeout`.
+    pub fn new(url: &str, timeout: Duration, settings: &ServiceSettings, callee: Party) -> Result<Self, ChannelError> {
+        let keys = &settings.call_keys;
+        Ok(Self {
+            channel: call_channel(url, timeout, keys, &settings.tls, callee)?,
+            me: keys.me(),
+        })
+    }
+
+    /// The channel, for a generated client.
+    pub fn channel(&self) -> CallChannel {
+        self.channel.clone()
+    }
+
+    /// `message` as a call made for `workspace_id`, holding only `scopes`
+    /// (space-separated).
+    pub fn acting_for<T>(&self, workspace_id: &str, scopes: &'static str, message: T) -> Result<Request<T>, Status> {
+        let workspace = MetadataValue::try_from(workspace_id)
+            .map_err(|_| Status::invalid_argument("the workspace id is not valid metadata"))?;
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert(principal::WORKSPACE_ID, workspace);
+        metadata.insert(principal::PRINCIPAL_ID, MetadataValue::from_static(self.me.name()));
+        metadata.insert(principal::SCOPES, MetadataValue::from_static(scopes));
+        Ok(request)
+    }
 }

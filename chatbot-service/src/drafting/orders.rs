@@ -10,11 +10,7 @@ use proto::integration::v1::{
     CustomerOrdersRequest, FindProductsRequest, Order, Product, integration_service_client::IntegrationServiceClient,
 };
 use serde_json::{Value, json};
-use service_runtime::{
-    calls::{CallKeys, Party},
-    config::ServiceSettings,
-    grpc_client::{self, CallChannel},
-};
+use service_runtime::{calls::Party, config::ServiceSettings, grpc_client::ServiceClient};
 use tonic::Request;
 
 use super::Draft;
@@ -69,25 +65,22 @@ pub fn is_order_question(question: &str) -> bool {
 
 #[derive(Clone)]
 pub struct OrderDesk {
-    channel: CallChannel,
-    keys: CallKeys,
+    client: ServiceClient,
 }
 
 impl OrderDesk {
     /// integration-service at `url` (`http://host:port`), connected on
     /// first use.
     pub fn new(url: &str, settings: &ServiceSettings) -> anyhow::Result<Self> {
-        let keys = &settings.call_keys;
-        let channel = grpc_client::call_channel(url, TIMEOUT, keys, &settings.tls, Party::Integration)?;
         Ok(Self {
-            channel,
-            keys: keys.clone(),
+            client: ServiceClient::new(url, TIMEOUT, settings, Party::Integration)?,
         })
     }
 
     /// A request to integration-service for the workspace, as this service.
     fn acting_for<T>(&self, workspace_id: &str, message: T) -> Result<Request<T>, String> {
-        grpc_client::acting_for(&self.keys, workspace_id, "manage:integrations", message)
+        self.client
+            .acting_for(workspace_id, "manage:integrations", message)
             .map_err(|status| status.message().to_owned())
     }
 
@@ -101,7 +94,7 @@ impl OrderDesk {
                 limit,
             },
         )?;
-        IntegrationServiceClient::new(self.channel.clone())
+        IntegrationServiceClient::new(self.client.channel())
             .customer_orders(request)
             .await
             .map(|answer| answer.into_inner().orders)
@@ -117,7 +110,7 @@ impl OrderDesk {
                 limit: SHOWN,
             },
         )?;
-        IntegrationServiceClient::new(self.channel.clone())
+        IntegrationServiceClient::new(self.client.channel())
             .find_products(request)
             .await
             .map(|answer| answer.into_inner().products)
