@@ -57,15 +57,18 @@ pub async fn serve(
         let service = router
             .clone()
             .map_request(move |request: http::Request<Incoming>| with_peer(request, remote));
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), shutdown.clone());
         tokio::spawn(async move {
             // hyper's timer starts once it knows the HTTP version, which
-            // takes a first byte: a client that sends none is cut off here.
+            // takes a first byte: a client that sends none is cut off here,
+            // and at shutdown at once (clients' pools open connections they
+            // may never use, which would otherwise hold the drain up).
             let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(header_read_timeout, tcp.peek(&mut first)).await,
-                Ok(Ok(1))
-            ) {
+            let first_byte = tokio::select! {
+                _ = stop.cancelled() => return,
+                peeked = tokio::time::timeout(header_read_timeout, tcp.peek(&mut first)) => peeked,
+            };
+            if !matches!(first_byte, Ok(Ok(1))) {
                 return;
             }
             let connection =

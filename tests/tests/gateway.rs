@@ -403,3 +403,20 @@ async fn clients_that_trickle_or_withhold_their_headers_are_cut_off() {
     assert_eq!(Client::anonymous(&stack.base_url).get("/healthz").await.status, 200);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
+    let stack = TestStack::start_with(e2e::Options {
+        header_read_timeout: Some(Duration::from_secs(60)),
+        ..e2e::Options::default()
+    })
+    .await;
+    // As an HTTP client's pool does when it opened a connection it then
+    // did not need.
+    let addr = stack.base_url.trim_start_matches("http://").to_owned();
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // stop() fails unless the gateway is done within 10 s; the connection
+    // alone would hold it for the 60 s header timeout.
+    stack.stop().await;
+}
