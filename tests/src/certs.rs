@@ -2,7 +2,7 @@
 //! localhost, made with the `openssl` command, for stacks that speak TLS
 //! between services.
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use service_runtime::grpc_tls::GrpcTls;
 
@@ -69,10 +69,6 @@ pub fn platform_tls() -> GrpcTls {
     ]);
     let read = |name: &str| std::fs::read(dir.join(name)).expect("a certificate file");
     let tls = GrpcTls::from_pem(read("node.pem"), read("node.key"), read("ca.pem"));
-    remove(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     tls
-}
-
-fn remove(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
 }

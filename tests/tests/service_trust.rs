@@ -78,11 +78,8 @@ where
             .insert(key, MetadataValue::try_from(value.to_str().unwrap()).unwrap());
     }
     let mut client = tonic::client::Grpc::new(channel);
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(e.into().to_string()))
-        .unwrap();
+    let ready: Result<(), StdError> = client.ready().await.map_err(Into::into);
+    ready.expect("the channel is ready");
     let path = PathAndQuery::try_from(path.to_owned()).unwrap();
     match client.unary(request, path, ProstCodec::<(), ()>::default()).await {
         Ok(_) => Status::ok(""),
@@ -275,9 +272,9 @@ async fn over_mutual_tls_the_stack_serves_and_refuses_callers_without_a_certific
     }
     // A client that trusts the authority but has no certificate of its own.
     let ca = tonic::transport::Certificate::from_pem(stack.tls.authority().unwrap());
-    let anonymous = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(ca)
-        .domain_name("localhost");
+    // Everything as the stack's own (working) channels have it, but the
+    // client certificate.
+    let anonymous = tonic::transport::ClientTlsConfig::new().ca_certificate(ca);
     let channel = Channel::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(anonymous)

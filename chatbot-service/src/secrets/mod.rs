@@ -66,17 +66,19 @@ impl Secrets {
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         if let Some((sealed, origin)) = own {
-            let value = self
+            // The origin is checked first: a key bound elsewhere is not
+            // even opened.
+            bound(origin.clone())?;
+            return self
                 .keys
                 .open(&sealed, &[workspace_id, name, &origin])
-                .map_err(|_| Refusal::Unopenable(name.to_owned()))?;
-            bound(origin)?;
-            return String::from_utf8(value).map_err(|_| Refusal::Unopenable(name.to_owned()));
+                .ok()
+                .and_then(|value| String::from_utf8(value).ok())
+                .ok_or_else(|| Refusal::Unopenable(name.to_owned()));
         }
         let origin = self.operator.granted(name, workspace_id).ok_or(Refusal::Unknown)?;
-        let value = self.operator.get(name).ok_or(Refusal::Unknown)?;
         bound(origin_of(&origin).unwrap_or(origin))?;
-        Ok(value)
+        self.operator.get(name).ok_or(Refusal::Unknown)
     }
 
     /// `value` sealed for the workspace's secret `name` bound to `origin`.

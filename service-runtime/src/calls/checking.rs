@@ -28,8 +28,8 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 const OPEN_PREFIXES: [&str; 2] = ["/grpc.health.v1.Health/", "/grpc.reflection."];
 
-/// Who made a call, once its token checked out: put in the request's
-/// extensions for the handlers.
+/// Who made a call, once its token checked out. The principal goes into
+/// the request's extensions, where [`Principal::of`] finds it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub party: Party,
@@ -88,10 +88,9 @@ where
         }
         match check(&self.keys, path, request.headers()) {
             Ok(caller) => {
-                if let Some(principal) = caller.principal.clone() {
+                if let Some(principal) = caller.principal {
                     request.extensions_mut().insert(principal);
                 }
-                request.extensions_mut().insert(caller);
                 Box::pin(self.inner.call(request))
             }
             Err(status) => {

@@ -67,10 +67,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        self.signer.sign(&path, request.headers_mut());
-        self.inner.call(request)
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        self.signer.sign(parts.uri.path(), &mut parts.headers);
+        self.inner.call(http::Request::from_parts(parts, body))
     }
 }
 
