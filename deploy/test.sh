@@ -16,6 +16,8 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_d
 mkdir -p "$target_dir"
 ensure_test_python "$target_dir"
 ensure_kubectl "$target_dir"
+ensure_checkov "$target_dir"
+ensure_schemathesis "$target_dir"
 ensure_embedding_model "$target_dir/models"
 
 say "cargo fmt --check"

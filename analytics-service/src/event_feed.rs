@@ -98,7 +98,9 @@ async fn lead_while_locked(
     let reading = shutdown.child_token();
     let queue = queue(broker, max_age);
     let stream = queue.name.clone();
-    subscriber::spawn(
+    // Ready or not, the stream keeps its events for this replica or the
+    // next reader: nothing waits on it being bound.
+    let _bound = subscriber::spawn(
         broker.clone(),
         queue,
         Reader {

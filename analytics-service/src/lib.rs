@@ -24,7 +24,8 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-static MIGRATIONS: Migrator = sqlx::migrate!();
+/// The schema's migrations, applied at start or by `<binary> migrate`.
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "analytics";
 
 #[derive(Debug, Clone)]
@@ -108,7 +109,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     tracing::info!(addr = %listener.local_addr()?, "analytics-service listening");
     let bots = bots::Bots::new(&config.chatbot_url, &config.service)?;
     let service = AnalyticsServiceServer::new(service::Analytics::new(pool, bots));
-    grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
+    let ready = std::future::ready(());
+    grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), ready, shutdown).await?;
     Ok(())
 }
 

@@ -43,7 +43,8 @@ use secrets::Secrets;
 use sending::Sending;
 use training::Trainer;
 
-static MIGRATIONS: Migrator = sqlx::migrate!();
+/// The schema's migrations, applied at start or by `<binary> migrate`.
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "chatbot";
 
 /// Connects to PostgreSQL, migrates schema `chatbot`, and serves gRPC on
@@ -145,6 +146,8 @@ async fn serve_parts(parts: Parts, listener: TcpListener, shutdown: Cancellation
         .add_service(knowledge)
         .add_service(secrets);
     tracing::info!(addr = %listener.local_addr()?, "chatbot-service listening");
-    grpc_server::serve(router, health, listener, shutdown).await?;
+    // The model loaded before this: nothing else to wait for.
+    let ready = std::future::ready(());
+    grpc_server::serve(router, health, listener, &serving, ready, shutdown).await?;
     Ok(())
 }

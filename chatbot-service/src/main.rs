@@ -9,6 +9,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if service_runtime::database::migrate_requested() {
+        return Ok(
+            service_runtime::database::migrate_from_env(chatbot_service::SCHEMA, &chatbot_service::MIGRATIONS).await?,
+        );
+    }
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("CHATBOT_GRPC_ADDR", &config.service.listen_addr).await?;
     chatbot_service::serve(config, listener, service_runtime::shutdown::on_signal()).await

@@ -75,12 +75,13 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Consumes `queue` with `handler` until `shutdown`, reconnecting whenever
 /// the broker connection is lost.
-pub fn spawn<H: Handler>(broker: BrokerSettings, queue: Queue, handler: H, shutdown: CancellationToken) {
+pub fn spawn<H: Handler>(broker: BrokerSettings, queue: Queue, handler: H, shutdown: CancellationToken) -> Bound {
+    let (bound, watching) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                outcome = consume(&broker, &queue, &handler) => {
+                outcome = consume(&broker, &queue, &handler, &bound) => {
                     if let Err(error) = outcome {
                         tracing::warn!(%error, queue = queue.name, "event consumer stopped; reconnecting");
                     }
@@ -91,9 +92,28 @@ pub fn spawn<H: Handler>(broker: BrokerSettings, queue: Queue, handler: H, shutd
             }
         }
     });
+    Bound(watching)
 }
 
-async fn consume<H: Handler>(broker: &BrokerSettings, queue: &Queue, handler: &H) -> Result<(), AmqpError> {
+/// Whether a subscriber's queue has been declared and bound. Once it has,
+/// the broker keeps the queue's events whether or not a consumer is
+/// connected, so a service can say it is ready: nothing published from
+/// then on is lost.
+pub struct Bound(tokio::sync::watch::Receiver<bool>);
+
+impl Bound {
+    /// Resolves once the queue is bound (or the subscriber has stopped).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|bound| *bound).await;
+    }
+}
+
+async fn consume<H: Handler>(
+    broker: &BrokerSettings,
+    queue: &Queue,
+    handler: &H,
+    bound: &tokio::sync::watch::Sender<bool>,
+) -> Result<(), AmqpError> {
     let start = match queue.kind {
         QueueKind::Quorum => None,
         QueueKind::Stream { .. } => Some(
@@ -110,6 +130,7 @@ async fn consume<H: Handler>(broker: &BrokerSettings, queue: &Queue, handler: &H
             target: broker::redact(&broker.amqp_url),
             seconds: SETUP_TIMEOUT.as_secs(),
         })??;
+    bound.send_replace(true);
     while let Some(first) = messages.next().await {
         // Whatever else has already arrived joins this batch: one commit
         // for many events, never a wait for more.

@@ -22,9 +22,11 @@ pub struct Config {
     /// `GATEWAY_ADMIN_ADDR` (`127.0.0.1:9100`, `off` for none): `/metrics`,
     /// `/readyz` and `/healthz` apart from the public API, for Prometheus
     /// and Kubernetes probes.
-    pub admin_addr: Option<String>,
+    pub admin_addr: Option<service_runtime::listener::Address>,
     /// `DATABASE_URL` (schema `gateway`: workspaces and API keys).
     pub database_url: String,
+    /// `DATABASE_MIGRATIONS` (`apply`; `verify` where a Job migrates).
+    pub migrations: service_runtime::config::Migrations,
     /// `GATEWAY_ADMIN_TOKEN`: the platform operator's token for `/admin/v1`.
     /// Required in production; unset elsewhere disables the admin API.
     pub admin_token: Option<String>,
@@ -80,8 +82,11 @@ impl Config {
         let breaker = BreakerSettings::default();
         Ok(Self {
             listen_addr: config::string("GATEWAY_ADDR", DEFAULT_ADDR),
-            admin_addr: Some(config::string("GATEWAY_ADMIN_ADDR", DEFAULT_ADMIN_ADDR)).filter(|a| a != "off"),
+            admin_addr: Some(config::string("GATEWAY_ADMIN_ADDR", DEFAULT_ADMIN_ADDR))
+                .filter(|a| a != "off")
+                .map(service_runtime::listener::Address::Bind),
             database_url: config::string("DATABASE_URL", config::DEFAULT_DATABASE_URL),
+            migrations: config::migrations()?,
             admin_token,
             upstreams: UpstreamConfig::all_from_env()?,
             routes: parse_routes(&config::string("GATEWAY_ROUTES", DEFAULT_ROUTES))?,
@@ -126,6 +131,7 @@ impl Config {
             listen_addr: DEFAULT_ADDR.into(),
             admin_addr: None,
             database_url: database_url.into(),
+            migrations: Default::default(),
             admin_token: None,
             upstreams: UpstreamConfig::all_local(),
             routes: parse_routes(DEFAULT_ROUTES).expect("the default routes parse"),

@@ -51,7 +51,8 @@ use rate_limit::RateLimits;
 use routes::RouteTable;
 use upstreams::Upstreams;
 
-static MIGRATIONS: Migrator = sqlx::migrate!();
+/// The schema's migrations, applied at start or by `<binary> migrate`.
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "gateway";
 /// The upstream that keeps the API usage report.
 const ANALYTICS: &str = "analytics";
@@ -82,7 +83,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let state = Arc::new(AppState::build(config, &shutdown).await?);
     usage::spawn_sampler(state.clone(), shutdown.clone());
     if let Some(addr) = &state.config.admin_addr {
-        let admin = service_runtime::listener::bind("GATEWAY_ADMIN_ADDR", addr).await?;
+        let admin = addr.listen("GATEWAY_ADMIN_ADDR").await?;
         tracing::info!(addr = %admin.local_addr()?, "serving /metrics");
         health::spawn_admin(admin, state.clone(), shutdown.clone());
     }
@@ -96,8 +97,14 @@ impl AppState {
     /// Every part of the request path, built from `config`; background
     /// refreshes run until `shutdown`.
     async fn build(config: Config, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let pool =
-            service_runtime::database::connect_and_migrate(&config.database_url, SCHEMA, 10, &MIGRATIONS).await?;
+        let pool = service_runtime::database::connect_and_migrate(
+            &config.database_url,
+            SCHEMA,
+            10,
+            &MIGRATIONS,
+            config.migrations,
+        )
+        .await?;
         let signing_keys = SigningKeys::load(pool.clone(), config.oauth.access_ttl).await?;
         signing_keys.spawn_reload(Duration::from_secs(30), shutdown.clone());
         let own_tokens = OwnTokens {

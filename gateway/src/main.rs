@@ -14,6 +14,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if service_runtime::database::migrate_requested() {
+        return Ok(service_runtime::database::migrate_from_env(gateway::SCHEMA, &gateway::MIGRATIONS).await?);
+    }
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("GATEWAY_ADDR", &config.listen_addr).await?;
     gateway::serve(config, listener, service_runtime::shutdown::on_signal()).await

@@ -26,8 +26,15 @@ pub fn queue_name(exchange: &str) -> String {
     format!("integration-service.{exchange}")
 }
 
-/// Consumes ended conversations and visitors' messages until `shutdown`.
-pub fn consume(pool: PgPool, chatbot: Chatbot, broker: BrokerSettings, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// Consumes ended conversations and visitors' messages until `shutdown`;
+/// the service is ready once the queue is bound.
+pub fn consume(
+    pool: PgPool,
+    chatbot: Chatbot,
+    broker: BrokerSettings,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> subscriber::Bound {
     let queue = Queue {
         name: queue_name(&broker.exchange),
         bindings: vec![catalog::CONVERSATION_ENDED.into(), catalog::MESSAGE_RECEIVED.into()],
@@ -35,7 +42,7 @@ pub fn consume(pool: PgPool, chatbot: Chatbot, broker: BrokerSettings, wake: Arc
         batch: 100,
         kind: QueueKind::Quorum,
     };
-    subscriber::spawn(broker, queue, LeadQueue { pool, chatbot, wake }, shutdown);
+    subscriber::spawn(broker, queue, LeadQueue { pool, chatbot, wake }, shutdown)
 }
 
 struct LeadQueue {

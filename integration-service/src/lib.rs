@@ -44,7 +44,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use reconciling::Schedule as SyncSchedule;
 
-static MIGRATIONS: Migrator = sqlx::migrate!();
+/// The schema's migrations, applied at start or by `<binary> migrate`.
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "integration";
 
 /// The HTTP client every vendor is called with: only public addresses
@@ -111,7 +112,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         customer_lookup::CustomerLookup::new(pool.clone(), vault.clone(), salesforce.clone(), cache.clone());
     let leads = lead_sync::LeadPusher::new(pool.clone(), outbox.clone(), vault.clone(), salesforce, cache)
         .retrying_after(config.lead_retry);
-    lead_queue::consume(
+    let bound = lead_queue::consume(
         pool.clone(),
         chatbot.clone(),
         config.events.clone(),
@@ -133,6 +134,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         customers,
     };
     let service = IntegrationServiceServer::new(integrations);
-    grpc_server::serve_one(service, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
+    grpc_server::serve_one(
+        service,
+        listener,
+        &config.service.grpc_serving(&grpc),
+        bound.wait(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -9,6 +9,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if service_runtime::database::migrate_requested() {
+        return Ok(service_runtime::database::migrate_from_env(
+            integration_service::SCHEMA,
+            &integration_service::MIGRATIONS,
+        )
+        .await?);
+    }
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("INTEGRATION_GRPC_ADDR", &config.service.listen_addr).await?;
     integration_service::serve(config, listener, service_runtime::shutdown::on_signal()).await

@@ -51,10 +51,28 @@ pub fn string(name: &'static str, default: &str) -> String {
     optional(name).unwrap_or_else(|| default.to_owned())
 }
 
-/// The variable's value when set and non-empty.
+/// The variable's value when set and non-empty; otherwise, when
+/// `PLATFORM_SECRETS_DIR` names a directory, the content of its file
+/// called `name` (how Kubernetes mounts a Secret: secrets in files stay out
+/// of the environment, which child processes and crash reports inherit).
 pub fn optional(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    lookup(name, |var| std::env::var(var).ok())
 }
+
+/// [`optional`] over the variables `env` gives.
+fn lookup(name: &'static str, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    if let Some(value) = set(env(name)) {
+        return Some(value);
+    }
+    let dir = set(env(SECRETS_DIR))?;
+    let text = std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()?;
+    // Files written by editors and `echo` end with a newline; values never do.
+    set(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// The directory of one file per secret setting, named as its variable.
+pub const SECRETS_DIR: &str = "PLATFORM_SECRETS_DIR";
 
 /// A required variable; `hint` says how to obtain a value.
 pub fn required(name: &'static str, hint: &str) -> Result<String, ConfigError> {
@@ -121,7 +139,7 @@ pub struct ServiceSettings {
     pub max_db_connections: u32,
     /// Where `/metrics` and `/healthz` are served (`<PREFIX>_ADMIN_ADDR`;
     /// `off` for nowhere).
-    pub admin_addr: Option<String>,
+    pub admin_addr: Option<crate::listener::Address>,
     /// `GRPC_REFLECTION` (`off`; `on` to serve gRPC server reflection, for
     /// grpcurl and the like): off, a caller must know the API to call it.
     pub reflection: bool,
@@ -130,6 +148,12 @@ pub struct ServiceSettings {
     pub call_keys: CallKeys,
     /// `GRPC_TLS_*_FILE`: TLS for what it serves and the calls it makes.
     pub tls: GrpcTls,
+    /// `DATABASE_MIGRATIONS` (`apply`; `verify` where a Job migrates).
+    pub migrations: Migrations,
+    /// `GRPC_DRAIN_DELAY_MS` (2000): how long a stopping service reports
+    /// NOT_SERVING while still serving, before it stops accepting calls.
+    /// Two of the gateway's health-check intervals.
+    pub drain_delay: std::time::Duration,
 }
 
 impl ServiceSettings {
@@ -147,13 +171,17 @@ impl ServiceSettings {
             max_db_connections: parsed(pool_var, 10)?,
             admin_addr: None,
             reflection: switch("GRPC_REFLECTION", false)?,
+            drain_delay: millis("GRPC_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY)?,
+            migrations: migrations()?,
         })
     }
 
     /// Serves the admin endpoints where `var` says (`default` when unset,
     /// none when `off`).
     pub fn with_admin(mut self, var: &'static str, default: &str) -> Self {
-        self.admin_addr = Some(string(var, default)).filter(|addr| addr != "off");
+        self.admin_addr = Some(string(var, default))
+            .filter(|addr| addr != "off")
+            .map(crate::listener::Address::Bind);
         self
     }
 
@@ -164,6 +192,7 @@ impl ServiceSettings {
             keys: self.call_keys.clone(),
             reflection: self.reflection,
             tls: self.tls.clone(),
+            drain_delay: self.drain_delay,
         }
     }
 
@@ -174,11 +203,40 @@ impl ServiceSettings {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
         if let Some(addr) = &self.admin_addr {
-            let listener = crate::listener::bind("the admin address", addr).await?;
+            let listener = addr.listen("the admin address").await?;
             tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
             crate::admin::spawn(listener, scrape, shutdown);
         }
         Ok(())
+    }
+}
+
+const DEFAULT_DRAIN_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a service does about its schema's migrations when it starts
+/// (`DATABASE_MIGRATIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Migrations {
+    /// Create the schema and apply what is missing (`apply`, the default):
+    /// one process, or replicas that may all run DDL.
+    #[default]
+    Apply,
+    /// Refuse to start unless every migration this build knows is applied
+    /// (`verify`): a Job applies them first, with a role that may run DDL,
+    /// so a new version never serves on an old schema.
+    Verify,
+}
+
+/// `DATABASE_MIGRATIONS`: `apply` (the default) or `verify`.
+pub fn migrations() -> Result<Migrations, ConfigError> {
+    match optional("DATABASE_MIGRATIONS").as_deref().map(str::trim) {
+        None | Some("apply") => Ok(Migrations::Apply),
+        Some("verify") => Ok(Migrations::Verify),
+        Some(other) => Err(ConfigError::invalid(
+            "DATABASE_MIGRATIONS",
+            other,
+            "must be apply or verify",
+        )),
     }
 }
 
@@ -238,4 +296,36 @@ pub fn grpc_tls() -> Result<GrpcTls, ConfigError> {
         std::fs::read(path).map_err(|e| ConfigError::invalid(name, path, e.to_string()))
     };
     Ok(GrpcTls::from_pem(read(&paths[0])?, read(&paths[1])?, read(&paths[2])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_missing_from_the_environment_is_read_from_the_secrets_directory() {
+        let dir = std::env::temp_dir().join(format!("secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("DATABASE_URL"), "postgres://db/from-file\n").unwrap();
+        let dir_text = dir.to_str().unwrap().to_owned();
+        let env = |with: Option<&'static str>| {
+            let dir_text = dir_text.clone();
+            move |var: &str| match var {
+                SECRETS_DIR => Some(dir_text.clone()),
+                "DATABASE_URL" => with.map(str::to_owned),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            lookup("DATABASE_URL", env(None)).as_deref(),
+            Some("postgres://db/from-file")
+        );
+        assert_eq!(
+            lookup("DATABASE_URL", env(Some("postgres://db/from-env"))).as_deref(),
+            Some("postgres://db/from-env"),
+            "the environment wins"
+        );
+        assert_eq!(lookup("AMQP_URL", env(None)), None, "no file, no value");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

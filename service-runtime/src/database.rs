@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::config::Migrations;
 use sqlx::{
     PgPool,
     migrate::Migrator,
@@ -35,6 +36,11 @@ pub enum DatabaseError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "schema {schema} lacks migrations {missing:?}: run the migrations Job (`<binary> migrate`, \
+         k8s/base/migrations.yaml), or set DATABASE_MIGRATIONS=apply to migrate at start"
+    )]
+    Unmigrated { schema: String, missing: Vec<i64> },
     #[error("migrating schema {schema}: {source}")]
     Migrate {
         schema: String,
@@ -44,27 +50,89 @@ pub enum DatabaseError {
 }
 
 impl crate::config::ServiceSettings {
-    /// The service's pool on its own `schema`, created and migrated first.
+    /// The service's pool on its own `schema`, migrated (or checked) first.
     pub async fn connect(&self, schema: &str, migrator: &Migrator) -> Result<PgPool, DatabaseError> {
-        connect_and_migrate(&self.database_url, schema, self.max_db_connections, migrator).await
+        connect_and_migrate(
+            &self.database_url,
+            schema,
+            self.max_db_connections,
+            migrator,
+            self.migrations,
+        )
+        .await
     }
 }
 
 /// Opens a pool on `url` confined to `schema`, creating the schema and
-/// applying `migrator` first.
+/// applying `migrator` first, or with [`Migrations::Verify`] checking that
+/// it has been.
 pub async fn connect_and_migrate(
     url: &str,
     schema: &str,
     max_connections: u32,
     migrator: &Migrator,
+    migrations: Migrations,
 ) -> Result<PgPool, DatabaseError> {
     let pool = connect(url, schema, max_connections, &[]).await?;
-    create_schema(&pool, schema).await?;
-    migrator.run(&pool).await.map_err(|source| DatabaseError::Migrate {
+    match migrations {
+        Migrations::Apply => apply(&pool, schema, migrator).await?,
+        Migrations::Verify => verify(&pool, schema, migrator).await?,
+    }
+    Ok(pool)
+}
+
+/// Whether the process was started as `<binary> migrate`.
+pub fn migrate_requested() -> bool {
+    std::env::args().nth(1).as_deref() == Some("migrate")
+}
+
+/// `<binary> migrate`: applies `schema`'s migrations on `DATABASE_URL`,
+/// then returns, for the migrations Job.
+pub async fn migrate_from_env(schema: &str, migrator: &Migrator) -> Result<(), DatabaseError> {
+    let url = crate::config::string("DATABASE_URL", crate::config::DEFAULT_DATABASE_URL);
+    migrate(&url, schema, migrator).await
+}
+
+/// Creates `schema` on `url` and applies `migrator` to it.
+pub async fn migrate(url: &str, schema: &str, migrator: &Migrator) -> Result<(), DatabaseError> {
+    let pool = connect(url, schema, 1, &[]).await?;
+    apply(&pool, schema, migrator).await?;
+    tracing::info!(schema, "migrations applied");
+    pool.close().await;
+    Ok(())
+}
+
+async fn apply(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), DatabaseError> {
+    create_schema(pool, schema).await?;
+    migrator.run(pool).await.map_err(|source| DatabaseError::Migrate {
         schema: schema.to_owned(),
         source,
-    })?;
-    Ok(pool)
+    })
+}
+
+/// Fails with the versions `migrator` holds that the schema lacks.
+async fn verify(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), DatabaseError> {
+    let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(versions) => versions,
+        // SQLSTATE 42P01, undefined_table: nothing was ever applied here.
+        Err(error) if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("42P01") => Vec::new(),
+        Err(source) => return Err(schema_error(schema, source)),
+    };
+    let missing: Vec<i64> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(DatabaseError::Unmigrated {
+            schema: schema.to_owned(),
+            missing,
+        }),
+    }
 }
 
 /// A second pool on an already migrated `schema` whose commits do not wait

@@ -2,7 +2,7 @@
 //! standard health and reflection services alongside, every other call
 //! admitted only with a valid call token, until shutdown.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, future::Future, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +12,7 @@ use tonic::{
     server::NamedService,
     transport::{Server, server::Router},
 };
-use tonic_health::server::HealthReporter;
+use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::layer::util::{Identity, Stack};
 
 use crate::{
@@ -33,6 +33,9 @@ pub struct GrpcServing {
     pub reflection: bool,
     /// TLS (mutual) when configured.
     pub tls: GrpcTls,
+    /// How long a stopping service goes on serving while it reports
+    /// NOT_SERVING, so balancers take it out before it stops accepting.
+    pub drain_delay: std::time::Duration,
 }
 
 /// A router pre-loaded with gRPC health and, when `reflection`, server
@@ -65,13 +68,14 @@ pub async fn mark_serving<S: NamedService>(reporter: &HealthReporter) {
     reporter.set_serving::<S>().await;
 }
 
-/// Serves `service`, the one gRPC service of its binary, marked SERVING
-/// beside health (and reflection, when `reflection`), on `listener` until
-/// `shutdown`.
+/// Serves `service`, the one gRPC service of its binary, beside health
+/// (and reflection, when on), on `listener` until `shutdown`; SERVING once
+/// `ready` resolves.
 pub async fn serve_one<S>(
     service: S,
     listener: TcpListener,
     serving: &GrpcServing,
+    ready: impl Future<Output = ()> + Send + 'static,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -85,26 +89,53 @@ where
 {
     let (router, health) = base_router(serving)?;
     mark_serving::<S>(&health).await;
-    serve(router.add_service(service), health, listener, shutdown).await
+    serve(router.add_service(service), health, listener, serving, ready, shutdown).await
 }
 
 /// Runs `router` on `listener` until `shutdown` is cancelled, then lets
-/// in-flight calls finish. Health turns NOT_SERVING first so load balancers
-/// stop sending new calls while the server drains.
+/// in-flight calls finish. The server's health (`""`, what probes and the
+/// gateway ask) is NOT_SERVING until `ready` resolves, and again from the
+/// moment `shutdown` comes: the server goes on serving for the drain delay
+/// while balancers take it out, then stops accepting and drains.
 pub async fn serve(
     router: BaseRouter,
     reporter: HealthReporter,
     listener: TcpListener,
+    serving: &GrpcServing,
+    ready: impl Future<Output = ()> + Send + 'static,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    spawn_readiness(reporter.clone(), ready, shutdown.clone());
+    let delay = serving.drain_delay;
     let drain = async move {
         shutdown.cancelled().await;
-        reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "reporting NOT_SERVING before draining");
+            tokio::time::sleep(delay).await;
+        }
     };
     // No Nagle: a reply written in several frames must not wait for the
     // peer's delayed ACK.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     router.serve_with_incoming_shutdown(incoming, drain).await
+}
+
+/// Marks the server SERVING once `ready` resolves, unless it is stopping.
+fn spawn_readiness(
+    reporter: HealthReporter,
+    ready: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = ready => {}
+            () = stop.cancelled() => return,
+        }
+        if !stop.is_cancelled() {
+            reporter.set_service_status("", ServingStatus::Serving).await;
+            tracing::info!("ready: reporting SERVING");
+        }
+    });
 }

@@ -61,6 +61,24 @@ impl GrpcTls {
     /// `endpoint`, speaking TLS with this component's certificate when its
     /// URL is `https://`.
     pub fn endpoint(&self, endpoint: Endpoint) -> Result<Endpoint, Box<dyn std::error::Error + Send + Sync>> {
+        self.endpoint_with(endpoint, None)
+    }
+
+    /// [`Self::endpoint`] for a URL that names an address the host name
+    /// `server_name` resolved to: the certificate must be for the name.
+    pub fn endpoint_for(
+        &self,
+        endpoint: Endpoint,
+        server_name: &str,
+    ) -> Result<Endpoint, Box<dyn std::error::Error + Send + Sync>> {
+        self.endpoint_with(endpoint, Some(server_name))
+    }
+
+    fn endpoint_with(
+        &self,
+        endpoint: Endpoint,
+        server_name: Option<&str>,
+    ) -> Result<Endpoint, Box<dyn std::error::Error + Send + Sync>> {
         if endpoint.uri().scheme_str() != Some("https") {
             return Ok(endpoint);
         }
@@ -68,9 +86,12 @@ impl GrpcTls {
             .0
             .as_ref()
             .ok_or_else(|| TlsUnconfigured(endpoint.uri().to_string()))?;
-        let client = ClientTlsConfig::new()
+        let mut client = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&pems.ca))
             .identity(Identity::from_pem(&pems.cert, &pems.key));
+        if let Some(name) = server_name {
+            client = client.domain_name(name);
+        }
         Ok(endpoint.tls_config(client)?)
     }
 }

@@ -13,7 +13,7 @@ pub mod certs;
 mod client;
 pub mod customer_db;
 pub mod event_tap;
-mod infra;
+pub mod infra;
 pub mod jwt_issuer;
 pub mod local_server;
 pub mod model_server;
@@ -33,6 +33,7 @@ use service_runtime::{
     calls::{CallKeys, Party},
     config::ServiceSettings,
     grpc_client::CallChannel,
+    listener::Address,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,9 @@ pub struct Options {
     pub admin_ports: bool,
     /// Upstreams whose address points at a port nobody listens on.
     pub dead_upstreams: Vec<&'static str>,
+    /// Upstreams that get one more replica address, where a socket accepts
+    /// connections and never answers: a replica stuck starting up.
+    pub stuck_replicas: Vec<&'static str>,
     /// Gateway body limit; default 64 KiB.
     pub max_body_bytes: Option<usize>,
     /// How long a client may take over a request's headers; default 10 s.
@@ -72,6 +76,11 @@ pub struct Options {
     pub chatbot_replicas: usize,
     /// integration-service replicas behind the gateway (default 1).
     pub integration_replicas: usize,
+    /// Replicas of every service, when more than the per-service counts.
+    pub every_service_replicas: usize,
+    /// How long a stopping service reports NOT_SERVING before it stops
+    /// accepting (`GRPC_DRAIN_DELAY_MS`); default none, so stacks stop fast.
+    pub drain_delay: Option<Duration>,
     /// Where integration-service finds Shopify stores (`INTEGRATION_SHOPIFY_URL`).
     pub shopify_url: Option<String>,
     /// Circuit breaker settings; default opens after 3 failures for 1 s.
@@ -191,6 +200,7 @@ pub struct TestStack {
     /// TLS between the stack's components, when `Options::grpc_tls`.
     pub tls: service_runtime::grpc_tls::GrpcTls,
     db_connections: u32,
+    drain_delay: Duration,
     admin_ports: bool,
     /// Each service replica's admin address, when `Options::admin_ports`.
     pub admin_addrs: Vec<(&'static str, String)>,
@@ -198,6 +208,9 @@ pub struct TestStack {
     /// Each service replica's address, known before any starts.
     planned: Vec<(&'static str, String)>,
     services: Vec<Service>,
+    dispatcher_amqp_url: Option<String>,
+    /// Sockets standing in for replicas stuck starting (`Options::stuck_replicas`).
+    stuck: Vec<std::net::TcpListener>,
     gateways: Vec<JoinHandle<anyhow::Result<()>>>,
     infra: Option<Infra>,
 }
@@ -235,6 +248,7 @@ impl TestStack {
                 false => Default::default(),
             },
             db_connections: options.db_connections.unwrap_or(5),
+            drain_delay: options.drain_delay.unwrap_or_default(),
             admin_ports: options.admin_ports,
             admin_addrs: Vec::new(),
             exchange: infra.exchange.clone(),
@@ -253,6 +267,8 @@ impl TestStack {
             shutdown,
             planned: Vec::new(),
             services: Vec::new(),
+            stuck: Vec::new(),
+            dispatcher_amqp_url: None,
             gateways: Vec::new(),
             infra: Some(infra),
         };
@@ -272,7 +288,8 @@ impl TestStack {
                 "chatbot" => options.chatbot_replicas.max(1),
                 "integration" => options.integration_replicas.max(1),
                 _ => 1,
-            };
+            }
+            .max(options.every_service_replicas);
             for _ in 0..replicas {
                 let (listener, addr) = bind().await;
                 stack.planned.push((upstream, addr.clone()));
@@ -283,10 +300,19 @@ impl TestStack {
             stack.spawn_service(upstream, listener, addr);
         }
         stack.grpc_addrs = stack.services.iter().map(|s| (s.upstream, s.addr.clone())).collect();
-        let gateway_config = stack.gateway_config(&options);
+        let mut gateway_config = stack.gateway_config(&options);
+        for upstream in &options.stuck_replicas {
+            let stuck = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+            let url = format!("http://{}", stuck.local_addr().expect("an address"));
+            let config = gateway_config.upstreams.iter_mut().find(|u| u.name == *upstream);
+            config.expect("a service of the stack").urls.push(url);
+            stack.stuck.push(stuck);
+        }
         for listener in listeners {
-            let admin_addr = free_loopback_addr();
-            stack.gateway_admin_urls.push(format!("http://{admin_addr}"));
+            let admin_addr = Address::loopback().expect("a loopback port");
+            stack
+                .gateway_admin_urls
+                .push(format!("http://{}", admin_addr.describe()));
             let config = gateway::Config {
                 admin_addr: Some(admin_addr),
                 ..gateway_config.clone()
@@ -360,9 +386,9 @@ impl TestStack {
 
     fn spawn_service(&mut self, upstream: &'static str, listener: TcpListener, addr: String) {
         let stop = self.shutdown.child_token();
-        let admin_addr = self.admin_ports.then(free_loopback_addr);
+        let admin_addr = self.admin_ports.then(|| Address::loopback().expect("a loopback port"));
         if let Some(addr) = &admin_addr {
-            self.admin_addrs.push((upstream, addr.clone()));
+            self.admin_addrs.push((upstream, addr.describe()));
         }
         let infra = self.infra();
         let me = upstream.parse().expect("every upstream is a party to calls");
@@ -375,6 +401,8 @@ impl TestStack {
             max_db_connections: self.db_connections,
             // tests/services.rs lists each service's API through it.
             reflection: self.reflection,
+            drain_delay: self.drain_delay,
+            migrations: Default::default(),
         };
         let token = stop.clone();
         let task = match upstream {
@@ -442,8 +470,17 @@ impl TestStack {
         });
     }
 
+    /// Where dispatchers started from now on reach RabbitMQ (a
+    /// [`tcp_proxy::TcpProxy`], say).
+    pub fn set_dispatcher_amqp_url(&mut self, url: &str) {
+        self.dispatcher_amqp_url = Some(url.to_owned());
+    }
+
     fn dispatcher_config(&self, settings: ServiceSettings) -> webhook_dispatcher::Config {
-        let events = BrokerSettings::development(&self.infra().exchange);
+        let mut events = BrokerSettings::development(&self.infra().exchange);
+        if let Some(url) = &self.dispatcher_amqp_url {
+            events.amqp_url = url.clone();
+        }
         let mut config = webhook_dispatcher::Config::development(settings, events);
         // Receivers run on loopback; retries come fast.
         if !self.forbid_internal_webhook_targets {
@@ -599,6 +636,30 @@ impl TestStack {
         self.spawn_service(upstream, listener, addr);
     }
 
+    /// The address replica `index` of `upstream` listens on.
+    pub fn replica_addr(&mut self, upstream: &str, index: usize) -> String {
+        self.replica(upstream, index).addr.clone()
+    }
+
+    /// Waits until the replica at `addr` reports SERVING, then for the
+    /// gateway's next health check to put it in rotation.
+    pub async fn wait_until_in_rotation(&self, addr: &str) {
+        use gateway::upstreams::replicas;
+        let endpoint = tonic::transport::Endpoint::from_shared(self.grpc_url(addr)).expect("a replica URL");
+        let endpoint = self.tls.endpoint(endpoint).expect("the stack's TLS");
+        let channel = endpoint.connect_lazy();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while replicas::health(channel.clone()).await != replicas::Health::Serving {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replica at {addr} did not report SERVING within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A check round can run long by a silent replica's timeout.
+        tokio::time::sleep(replicas::CHECK_EVERY * 2).await;
+    }
+
     fn replica(&mut self, upstream: &str, index: usize) -> &mut Service {
         self.services
             .iter_mut()
@@ -702,11 +763,9 @@ impl TestStack {
                 if reply.status == 200 {
                     return;
                 }
+                // A replica joins the rotation only once it answers SERVING,
+                // so a dead one is never sent a call: nothing to wait out.
                 if !dead.is_empty() && live_serving {
-                    // Every replica starts in rotation; a dead one leaves it
-                    // after its failed checks, and until then calls to it
-                    // wait out their deadline instead of failing fast.
-                    tokio::time::sleep(gateway::upstreams::replicas::REMOVAL_DELAY + Duration::from_millis(500)).await;
                     return;
                 }
             }
@@ -776,10 +835,4 @@ async fn bind() -> (TcpListener, String) {
         .expect("bound listener has an address")
         .to_string();
     (listener, addr)
-}
-
-/// A loopback address nothing listens on just now.
-fn free_loopback_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address").to_string()
 }

@@ -10,16 +10,19 @@ use std::{
 pub struct RedisServer {
     pub url: String,
     child: Child,
+    /// Removed, socket and all, when the server is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
+    /// Starts a server on a Unix socket of its own: a TCP port chosen
+    /// before the server binds it could be taken by another test first.
     pub async fn start() -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            probe.local_addr().expect("bound").port()
-        };
+        let dir = tempfile::tempdir().expect("a directory for the socket");
+        let socket = dir.path().join("redis.sock");
+        let socket_text = socket.to_str().expect("a UTF-8 temporary path").to_owned();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket", &socket_text, "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -27,16 +30,17 @@ impl RedisServer {
                 panic!("cannot start redis-server ({e}); install it with `apt-get install redis-server` or run deploy/test.sh")
             });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "redis-server did not listen on {port} within 10 s"
+                "redis-server did not listen on {socket_text} within 10 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self {
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis+unix://{socket_text}"),
             child,
+            _dir: dir,
         }
     }
 

@@ -130,6 +130,36 @@ fn every_overlay_builds_and_validates_strictly_against_kubernetes_1_33() {
 }
 
 #[test]
+fn every_overlay_passes_checkov_but_for_its_written_down_exceptions() {
+    let checkov = std::env::var("E2E_CHECKOV")
+        .expect("E2E_CHECKOV is unset: run the suite with deploy/test.sh, which installs checkov");
+    for overlay in ["dev", "prod"] {
+        let file = std::env::temp_dir().join(format!("e2e-checkov-{overlay}-{:016x}.yaml", rand::random::<u64>()));
+        std::fs::write(&file, kustomize(overlay)).unwrap();
+        let config = root().join(format!("k8s/overlays/{overlay}/.checkov.yaml"));
+        let output = Command::new(&checkov)
+            .args(["--compact", "--quiet", "--framework", "kubernetes", "--config-file"])
+            .arg(&config)
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {checkov}: {e}"));
+        let _ = std::fs::remove_file(&file);
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && report.contains("Failed checks: 0"),
+            "checkov finds fault with {overlay}; fix it, or write the exception and its reason in {}:\n{report}{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            report.contains("Passed checks: "),
+            "checkov checked something: {report}"
+        );
+    }
+}
+
+#[test]
 fn production_runs_every_component_hardened_redundant_and_fenced_in() {
     let manifests = kustomize("prod");
     let documents: Vec<&str> = manifests.split("\n---\n").collect();
@@ -155,7 +185,8 @@ fn production_runs_every_component_hardened_redundant_and_fenced_in() {
             "limits:",
             "topologySpreadConstraints:",
             "fieldPath: metadata.labels['app.kubernetes.io/name']",
-            &format!("name: {component}-secrets"),
+            &format!("secretName: {component}-secrets"),
+            "name: PLATFORM_SECRETS_DIR",
         ] {
             assert!(
                 deployment.contains(expected),
@@ -166,6 +197,11 @@ fn production_runs_every_component_hardened_redundant_and_fenced_in() {
             assert!(
                 deployment.contains("grpc:"),
                 "{component} is probed over native gRPC health"
+            );
+            let service = of_kind("Service", &component).unwrap_or_else(|| panic!("{component} has a Service"));
+            assert!(
+                service.contains("clusterIP: None"),
+                "{component}'s Service is headless, so the gateway balances over its pods"
             );
         }
         for kind in [
@@ -178,6 +214,26 @@ fn production_runs_every_component_hardened_redundant_and_fenced_in() {
             assert!(of_kind(kind, &component).is_some(), "{component} has a {kind}");
         }
     }
+    let dispatcher_scaling = of_kind("HorizontalPodAutoscaler", "webhook-dispatcher").unwrap();
+    assert!(
+        dispatcher_scaling.contains("type: External")
+            && dispatcher_scaling.contains("name: webhook_deliveries_pending"),
+        "the dispatcher scales on its backlog: {dispatcher_scaling}"
+    );
+    let migrations = of_kind("Job", "platform-migrations").expect("a migrations Job");
+    let migrating = migrations.matches("- args:\n        - migrate\n").count();
+    assert_eq!(migrating, workspace_binaries().len(), "{migrations}");
+    for component in workspace_binaries() {
+        assert!(
+            migrations.contains(&format!("image: chatbot-platform/{component}:")),
+            "the migrations Job migrates {component}'s schema with its own image"
+        );
+    }
+    assert!(
+        manifests.contains("DATABASE_MIGRATIONS: verify"),
+        "components only verify what the Job migrated"
+    );
+    assert!(of_kind("NetworkPolicy", "platform-migrations").is_some());
     let deny = of_kind("NetworkPolicy", "default-deny").expect("a default-deny NetworkPolicy");
     assert!(deny.contains("podSelector: {}"), "{deny}");
 }

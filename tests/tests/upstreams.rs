@@ -1,10 +1,12 @@
 //! The gateway protecting its upstreams: a service that stops mid-run
 //! yields fast 503s behind an open circuit and traffic recovers when it
-//! returns; a failed replica leaves the rotation while the others serve.
+//! returns; a failed replica leaves the rotation while the others serve;
+//! one stuck from the start never joins it.
 
 use std::time::{Duration, Instant};
 
 use e2e::{Options, TestStack};
+use gateway::upstreams::replicas::Health;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,5 +88,67 @@ async fn a_failed_replica_leaves_the_rotation_while_the_others_serve() {
     }
     let ready = stack.gateway_admin().get("/readyz").await;
     assert_eq!(ready.status, 200, "one healthy replica keeps the upstream ready");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stuck_from_the_start_is_never_sent_a_call() {
+    let stack = TestStack::start_with(Options {
+        stuck_replicas: vec!["chatbot"],
+        ..Options::default()
+    })
+    .await;
+    // Right after the stack reports ready: a replica joins the rotation only
+    // once it answers SERVING, so none of these waits on the stuck one.
+    for i in 0..20 {
+        let started = Instant::now();
+        let reply = stack.client.get("/api/v1/conversations").await;
+        assert_eq!(reply.status, 200, "call {i}: {}", reply.text);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "call {i} took {:?}: it went to the stuck replica",
+            started.elapsed()
+        );
+    }
+    let ready = stack.gateway_admin().get("/readyz").await;
+    assert_eq!(ready.status, 200, "one serving replica makes the upstream ready");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_serves_only_once_its_queue_is_bound() {
+    let mut stack = TestStack::start().await;
+    let broker = e2e::tcp_proxy::TcpProxy::start("127.0.0.1:5672").await;
+    broker.cut();
+    stack.set_dispatcher_amqp_url(&format!("amqp://guest:guest@{}/%2f", broker.addr));
+    let addr = stack.replica_addr("webhooks", 0);
+    stack.stop_service("webhooks", 0).await;
+    stack.restart_service("webhooks", 0).await;
+
+    let health = || {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        gateway::upstreams::replicas::health(channel)
+    };
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(
+            health().await,
+            Health::NotServing,
+            "SERVING while its queue cannot be bound: events published now would be lost"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let endpoints = stack.client.get("/api/v1/webhooks/endpoints").await;
+    assert_eq!(
+        endpoints.status, 503,
+        "the gateway sends it nothing: {}",
+        endpoints.text
+    );
+
+    broker.restore();
+    stack.wait_until_in_rotation(&addr).await;
+    assert_eq!(stack.client.get("/api/v1/webhooks/endpoints").await.status, 200);
     stack.stop().await;
 }

@@ -27,8 +27,14 @@ pub fn queue_name(exchange: &str) -> String {
     event_pipeline::broker::dispatcher_queue(exchange)
 }
 
-/// Consumes every event of `broker`'s exchange until `shutdown`.
-pub fn spawn(pool: PgPool, dispatcher: Dispatcher, broker: BrokerSettings, shutdown: CancellationToken) {
+/// Consumes every event of `broker`'s exchange until `shutdown`; the
+/// dispatcher is ready once its queue is bound.
+pub fn spawn(
+    pool: PgPool,
+    dispatcher: Dispatcher,
+    broker: BrokerSettings,
+    shutdown: CancellationToken,
+) -> subscriber::Bound {
     let queue = Queue {
         name: queue_name(&broker.exchange),
         bindings: vec!["#".into()],
@@ -42,7 +48,7 @@ pub fn spawn(pool: PgPool, dispatcher: Dispatcher, broker: BrokerSettings, shutd
         dispatcher,
         queue: queue.name.clone(),
     };
-    subscriber::spawn(broker, queue, recorder, shutdown);
+    subscriber::spawn(broker, queue, recorder, shutdown)
 }
 
 struct Recorder {

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use consumer::queue_name;
 
-static MIGRATIONS: Migrator = sqlx::migrate!();
+/// The schema's migrations, applied at start or by `<binary> migrate`.
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 pub const SCHEMA: &str = "webhooks";
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -60,7 +61,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let scrape = service_runtime::admin::Scrape::new(grpc.clone(), pool.clone(), service.max_db_connections)
         .with_gauges(move |pool| metrics::render(pool, counts.clone(), queue.clone()));
     service.serve_admin(scrape, shutdown.clone()).await?;
-    consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
+    let bound = consumer::spawn(pool.clone(), dispatcher, config.events.clone(), shutdown.clone());
     let replays = std::sync::Arc::new(tokio::sync::Notify::new());
     replaying::spawn(
         pool.clone(),
@@ -70,6 +71,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     );
     let api = WebhookServiceServer::new(api::Api::new(pool, secrets, config.secret_grace, replays));
     tracing::info!(addr = %listener.local_addr()?, exchange = %config.events.exchange, "webhook-dispatcher listening");
-    grpc_server::serve_one(api, listener, &config.service.grpc_serving(&grpc), shutdown).await?;
+    grpc_server::serve_one(
+        api,
+        listener,
+        &config.service.grpc_serving(&grpc),
+        bound.wait(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

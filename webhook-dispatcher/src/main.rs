@@ -9,6 +9,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if service_runtime::database::migrate_requested() {
+        return Ok(service_runtime::database::migrate_from_env(
+            webhook_dispatcher::SCHEMA,
+            &webhook_dispatcher::MIGRATIONS,
+        )
+        .await?);
+    }
     let config = Config::from_env()?;
     let listener = service_runtime::listener::bind("WEBHOOKS_GRPC_ADDR", &config.service.listen_addr).await?;
     webhook_dispatcher::serve(config, listener, service_runtime::shutdown::on_signal()).await

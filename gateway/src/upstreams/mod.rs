@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::transcode::codec::DynamicCodec;
 pub use config::{DEFAULT_ROUTES, UpstreamConfig, parse_routes};
-use replicas::Replicas;
+use replicas::{Connector, Discovery, Replicas, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -82,23 +82,12 @@ impl Upstreams {
         let list = configs
             .iter()
             .map(|config| {
-                let endpoints = config
-                    .urls
-                    .iter()
-                    .map(|url| {
-                        let endpoint = Endpoint::from_shared(url.clone()).map_err(|_| UpstreamError::Url {
-                            name: config.name.clone(),
-                            url: url.clone(),
-                        })?;
-                        let endpoint = tls.endpoint(endpoint).map_err(|e| UpstreamError::Tls(e.to_string()))?;
-                        Ok(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
-                    })
-                    .collect::<Result<Vec<_>, UpstreamError>>()?;
+                let sources = sources(config, tls)?;
                 let party: Party = config
                     .name
                     .parse()
                     .map_err(|()| UpstreamError::Unknown(config.name.clone()))?;
-                let replicas = Replicas::start(endpoints, shutdown.clone());
+                let replicas = Replicas::start(sources, connector(tls.clone()), Discovery::dns(), shutdown.clone());
                 Ok(Upstream {
                     name: config.name.clone(),
                     calls: Signed::new(replicas.channel.clone(), keys, party)?,
@@ -208,6 +197,40 @@ impl Upstreams {
         let upstream = &self.list[upstream];
         upstream.replicas.healthy() > 0 && replicas::is_serving(upstream.replicas.channel.clone()).await
     }
+}
+
+/// Where `config`'s replicas are found. Each URL must parse, and an
+/// `https://` one needs TLS configured, or start-up stops here.
+fn sources(config: &UpstreamConfig, tls: &GrpcTls) -> Result<Vec<Source>, UpstreamError> {
+    config
+        .urls
+        .iter()
+        .map(|url| {
+            let invalid = || UpstreamError::Url {
+                name: config.name.clone(),
+                url: url.clone(),
+            };
+            let source = Source::parse(url).ok_or_else(invalid)?;
+            let endpoint = Endpoint::from_shared(url.clone()).map_err(|_| invalid())?;
+            tls.endpoint(endpoint).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+            Ok(source)
+        })
+        .collect()
+}
+
+/// Endpoints that connect to one resolved address and, over TLS, verify
+/// the certificate against the host name the URL gave.
+fn connector(tls: GrpcTls) -> Connector {
+    std::sync::Arc::new(move |source: &Source, address| {
+        let endpoint = Endpoint::from_shared(format!("{}://{address}", source.scheme)).ok()?;
+        match tls.endpoint_for(endpoint, &source.host) {
+            Ok(endpoint) => Some(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true)),
+            Err(error) => {
+                tracing::warn!(%address, %error, "cannot make an endpoint for a replica");
+                None
+            }
+        }
+    })
 }
 
 /// The RPC client span of a call to `upstream`, and the call's metadata
