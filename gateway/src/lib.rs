@@ -19,6 +19,7 @@ mod key_management;
 mod list_params;
 mod metrics;
 pub mod oauth;
+mod openapi;
 mod problem;
 mod public_listener;
 pub mod rate_limit;
@@ -75,6 +76,8 @@ pub struct AppState {
     /// analytics-service, for the platform usage report.
     analytics: Option<service_runtime::grpc_client::CallChannel>,
     descriptors: DescriptorPool,
+    /// The API's description, generated from `routes`.
+    openapi: openapi::OpenApi,
 }
 
 /// Connects, builds the route table from the descriptor set, and serves
@@ -135,6 +138,7 @@ impl AppState {
             routes = routes.routes().count(),
             "route table built from google.api.http annotations"
         );
+        let openapi = openapi::OpenApi::build(&routes, &descriptors, &config.oauth.issuer);
         Ok(Self {
             admin_token_hash: config
                 .admin_token
@@ -157,6 +161,7 @@ impl AppState {
             usage_series,
             analytics,
             descriptors,
+            openapi,
         })
     }
 }

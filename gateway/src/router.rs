@@ -16,6 +16,7 @@ use tower_http::{
 
 use crate::{
     AppState, admin, admin_usage, api, api_version, auth, health, http_trace, inbound_webhooks, key_management, oauth,
+    openapi,
     problem::{Problem, ProblemContext},
     rate_limit, request_id,
     request_limits::{self, BodyLimit},
@@ -78,6 +79,8 @@ pub fn build(state: Arc<AppState>) -> Router {
             get(oauth::metadata::authorization_server),
         )
         .route("/.well-known/jwks.json", get(oauth::metadata::jwks))
+        .route("/openapi.json", get(openapi::json))
+        .route("/openapi.yaml", get(openapi::yaml))
         .nest("/admin/v1", admin)
         .merge(api)
         .merge(consent)

@@ -4,6 +4,8 @@
 //! `google.api.http` annotations) and what each service serves through gRPC
 //! reflection, so there is exactly one description of the API.
 
+pub mod events;
+
 /// Encoded `google.protobuf.FileDescriptorSet` of all protos, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 

@@ -49,6 +49,11 @@ impl Reply {
 }
 
 impl Client {
+    /// The key this client sends, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     pub fn anonymous(base_url: &str) -> Self {
         outbound_http::tls::install();
         Self {
