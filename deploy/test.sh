@@ -19,6 +19,8 @@ ensure_kubectl "$target_dir"
 ensure_checkov "$target_dir"
 ensure_schemathesis "$target_dir"
 ensure_client_generator "$target_dir"
+ensure_swagger_ui "$target_dir"
+ensure_chromium
 ensure_embedding_model "$target_dir/models"
 
 say "cargo fmt --check"

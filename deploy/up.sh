@@ -23,6 +23,7 @@ cargo build --workspace --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/debug"
 ensure_embedding_model "$target_dir/models"
+ensure_swagger_ui "$target_dir"
 
 if ! psql -h "$PG_HOST" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1; then
   say "creating database $database"
@@ -102,6 +103,7 @@ cat <<INFO
   The chatbot platform is up.
 
   Gateway         http://127.0.0.1:$gateway_port
+  API reference   http://127.0.0.1:$gateway_port/docs (OpenAPI: /openapi.json; authorize with the API key below)
   Workspace       $workspace (demo)
   API key         $api_key
   Admin token     $admin_token

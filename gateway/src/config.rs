@@ -61,6 +61,8 @@ pub struct Config {
     pub call_keys: service_runtime::calls::CallKeys,
     /// `GRPC_TLS_*_FILE`: TLS for upstreams with `https://` URLs.
     pub grpc_tls: service_runtime::grpc_tls::GrpcTls,
+    /// `GATEWAY_DOCS_DIR`: swagger-ui-dist's files, for the `/docs` page.
+    pub docs_dir: Option<std::path::PathBuf>,
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -105,6 +107,7 @@ impl Config {
             oauth: OAuthConfig::from_env()?,
             call_keys: config::call_keys(service_runtime::calls::Party::Gateway)?,
             grpc_tls: config::grpc_tls()?,
+            docs_dir: config::optional("GATEWAY_DOCS_DIR").map(Into::into),
             usage: UsageSettings {
                 recording: match config::string("GATEWAY_USAGE_RECORDING", "on").as_str() {
                     "on" => true,
@@ -146,6 +149,7 @@ impl Config {
             usage: UsageSettings::default(),
             call_keys,
             grpc_tls: Default::default(),
+            docs_dir: None,
         }
     }
 }

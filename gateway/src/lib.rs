@@ -10,6 +10,7 @@ mod api;
 mod api_version;
 pub mod auth;
 pub mod config;
+mod docs;
 mod event_stream;
 mod health;
 mod http_trace;
@@ -78,6 +79,8 @@ pub struct AppState {
     descriptors: DescriptorPool,
     /// The API's description, generated from `routes`.
     openapi: openapi::OpenApi,
+    /// Swagger UI's files for `/docs`, when `GATEWAY_DOCS_DIR` is set.
+    docs: Option<Arc<docs::Docs>>,
 }
 
 /// Connects, builds the route table from the descriptor set, and serves
@@ -139,6 +142,12 @@ impl AppState {
             "route table built from google.api.http annotations"
         );
         let openapi = openapi::OpenApi::build(&routes, &descriptors, &config.oauth.issuer);
+        let docs = config
+            .docs_dir
+            .as_deref()
+            .map(docs::Docs::load)
+            .transpose()?
+            .map(Arc::new);
         Ok(Self {
             admin_token_hash: config
                 .admin_token
@@ -162,6 +171,7 @@ impl AppState {
             analytics,
             descriptors,
             openapi,
+            docs,
         })
     }
 }

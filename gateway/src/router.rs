@@ -15,8 +15,8 @@ use tower_http::{
 };
 
 use crate::{
-    AppState, admin, admin_usage, api, api_version, auth, health, http_trace, inbound_webhooks, key_management, oauth,
-    openapi,
+    AppState, admin, admin_usage, api, api_version, auth, docs, health, http_trace, inbound_webhooks, key_management,
+    oauth, openapi,
     problem::{Problem, ProblemContext},
     rate_limit, request_id,
     request_limits::{self, BodyLimit},
@@ -81,6 +81,10 @@ pub fn build(state: Arc<AppState>) -> Router {
         .route("/.well-known/jwks.json", get(oauth::metadata::jwks))
         .route("/openapi.json", get(openapi::json))
         .route("/openapi.yaml", get(openapi::yaml))
+        .route("/docs", get(docs::page))
+        .route("/docs/start.js", get(docs::start))
+        .route("/docs/swagger-ui-bundle.js", get(docs::bundle))
+        .route("/docs/swagger-ui.css", get(docs::stylesheet))
         .nest("/admin/v1", admin)
         .merge(api)
         .merge(consent)

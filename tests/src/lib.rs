@@ -577,6 +577,8 @@ impl TestStack {
             slow_threshold: Duration::ZERO,
         };
         config.oauth.issuer = self.gateway_urls[0].clone();
+        // deploy/test.sh fetches swagger-ui-dist for the /docs page.
+        config.docs_dir = std::env::var_os("E2E_DOCS_DIR").map(Into::into);
         config.oauth.refresh_ttl = Duration::from_secs(3600);
         config.breaker = options.breaker.unwrap_or(BreakerSettings {
             consecutive_failures: 3,

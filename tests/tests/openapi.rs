@@ -128,6 +128,43 @@ async fn a_client_generated_from_the_document_creates_a_bot_a_conversation_and_a
     stack.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_page_lists_every_operation_and_runs_a_request_in_a_browser() {
+    assert!(
+        std::env::var_os("E2E_DOCS_DIR").is_some(),
+        "E2E_DOCS_DIR is unset: run the suite with deploy/test.sh, which fetches swagger-ui-dist"
+    );
+    let stack = TestStack::start().await;
+    stack.client.create_conversation("docs-visitor").await;
+    let page = e2e::Client::anonymous(&stack.base_url).get("/docs").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/docs_page.py");
+    let key = stack.client.key().expect("the stack's client holds a key").to_owned();
+    let base = stack.base_url.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .args([&base, &key])
+            .output()
+            .expect("running the browser test")
+    })
+    .await
+    .unwrap();
+    assert!(
+        ran.status.success(),
+        "the docs page failed in chromium (deploy/test.sh installs chromium and chromium-driver):\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&ran.stdout));
+    stack.stop().await;
+}
+
 /// Schemathesis's verdict, its counts printed for the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_against_the_live_stack() {

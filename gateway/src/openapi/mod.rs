@@ -111,7 +111,10 @@ fn document(routes: &RouteTable, pool: &DescriptorPool, public_url: &str) -> Val
             "description": "Conversations, messages, bots and their knowledge, integrations, analytics and webhooks. \
                 Every error is an RFC 9457 problem document; every reply can be had as XML with `?format=xml`.",
         },
-        "servers": [{"url": public_url.trim_end_matches('/')}],
+        "servers": [
+            {"url": "/", "description": "The gateway serving this document"},
+            {"url": public_url.trim_end_matches('/'), "description": "GATEWAY_PUBLIC_URL"},
+        ],
         "tags": tags(routes, &comments),
         "paths": paths,
         "webhooks": common::webhooks(),
