@@ -121,6 +121,12 @@ pub async fn create_api_key(
     let input: CreateKey = json_body::read(request, &ctx).await?;
     let scopes = scopes::parse(&input.scopes)
         .map_err(|reason| ProblemResponse::new(Problem::invalid_argument("scopes", reason), ctx.clone()))?;
+    if WorkspaceId::parse("workspace_id", &workspace_id).is_err() {
+        return Err(ProblemResponse::new(
+            Problem::not_found(WorkspaceId::KIND, &workspace_id),
+            ctx,
+        ));
+    }
     let db_error = |e: sqlx::Error| ProblemResponse::new(Problem::database(e), ctx.clone());
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
         .bind(&workspace_id)

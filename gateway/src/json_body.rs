@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     problem::{Problem, ProblemContext, ProblemResponse},
     request_limits,
+    transcode::request,
 };
 
 /// The body as `T`; an empty body is `T::default()`.
@@ -19,7 +20,7 @@ pub async fn read<T: DeserializeOwned + Default>(request: Request, ctx: &Problem
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         let kind = if e.is_syntax() || e.is_eof() {
             "malformed-json"
         } else {
@@ -29,5 +30,11 @@ pub async fn read<T: DeserializeOwned + Default>(request: Request, ctx: &Problem
             Problem::bad_request(kind, "Invalid request body", e.to_string()),
             ctx.clone(),
         )
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+    if let Some(field) = value.as_object().and_then(request::field_with_nul) {
+        let problem = Problem::invalid_argument(field.to_owned(), request::NUL_REASON);
+        return Err(ProblemResponse::new(problem, ctx.clone()));
+    }
+    serde_json::from_value(value).map_err(invalid)
 }

@@ -101,6 +101,9 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     let ctx = ProblemContext::of_request(&request);
     let principal = require_scope(&request, &ctx, SCOPE)?;
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
+    if ids::ApiKeyId::parse("key_id", &id).is_err() {
+        return Err(fail(Problem::not_found("API key", &id)));
+    }
     // The NOTIFY is delivered on commit, so every gateway drops its cached
     // credentials the moment the revocation is durable.
     let revoked: Option<DateTime<Utc>> = sqlx::query_scalar(

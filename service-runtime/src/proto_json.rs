@@ -11,6 +11,9 @@ use crate::error::ServiceError;
 /// `{}`), refused when it serialises to more than `max_bytes`.
 pub fn struct_to_json(field: &'static str, object: Option<Struct>, max_bytes: usize) -> Result<Json, ServiceError> {
     let object = Json::Object(object.map(struct_to_map).unwrap_or_default());
+    if let Some(reason) = unstorable(&object) {
+        return Err(ServiceError::invalid(field, reason));
+    }
     let size = object.to_string().len();
     if size > max_bytes {
         return Err(ServiceError::invalid(
@@ -19,6 +22,24 @@ pub fn struct_to_json(field: &'static str, object: Option<Struct>, max_bytes: us
         ));
     }
     Ok(object)
+}
+
+/// Beyond this magnitude a number PostgreSQL stores exactly may not read
+/// back as a double: the stored object could no longer be read at all.
+const LARGEST_NUMBER: f64 = 1e300;
+
+/// Why `value` cannot be stored as `jsonb` and read back, if it cannot.
+fn unstorable(value: &Json) -> Option<&'static str> {
+    match value {
+        Json::String(text) if text.contains('\0') => Some("must not contain the character U+0000"),
+        Json::Number(n) if n.as_f64().is_some_and(|n| n.abs() > LARGEST_NUMBER) => Some("holds a number beyond ±1e300"),
+        Json::Array(items) => items.iter().find_map(unstorable),
+        Json::Object(map) => map.iter().find_map(|(key, value)| match key.contains('\0') {
+            true => Some("must not contain the character U+0000"),
+            false => unstorable(value),
+        }),
+        _ => None,
+    }
 }
 
 /// Stored metadata as a `Struct` (non-objects become an empty one).
@@ -72,6 +93,20 @@ fn json_to_value(value: Json) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_storage_cannot_give_back_is_refused() {
+        for unstorable in [
+            serde_json::json!({"a": 1.7976931348623157e308}),
+            serde_json::json!({"a": {"b": ["x\u{0}y"]}}),
+            serde_json::json!({"k\u{0}": 1}),
+        ] {
+            let refused = struct_to_json("metadata", Some(json_to_struct(unstorable.clone())), 1024);
+            assert!(refused.is_err(), "{unstorable} is refused");
+        }
+        let fine = serde_json::json!({"a": 1e300, "b": -3.5e16});
+        assert!(struct_to_json("metadata", Some(json_to_struct(fine)), 1024).is_ok());
+    }
 
     #[test]
     fn an_object_round_trips_through_storage() {

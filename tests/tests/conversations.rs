@@ -216,3 +216,26 @@ async fn invalid_conversation_fields_are_named() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_storage_could_not_give_back_is_refused_and_the_conversation_stays_readable() {
+    let stack = TestStack::start().await;
+    let conv = stack.client.create_conversation("u").await;
+    let path = format!("/api/v1/conversations/{conv}");
+    // Found by schemathesis: the first was stored and then every read of
+    // the conversation failed; the second failed in PostgreSQL.
+    for (metadata, field) in [
+        (json!({"score": 1.7976931348623157e308}), "metadata"),
+        (json!({"note": "a\u{0}b"}), "metadata"),
+    ] {
+        let refused = stack.client.patch(&path, json!({"metadata": metadata})).await;
+        refused.assert_problem(400, "invalid-argument");
+        assert_eq!(refused.json["field"], field, "{}", refused.text);
+    }
+    let nul_elsewhere = stack.client.patch(&path, json!({"channel": "we\u{0}b"})).await;
+    assert_eq!(nul_elsewhere.status, 400, "{}", nul_elsewhere.text);
+    assert_eq!(nul_elsewhere.json["field"], "channel");
+    let read = stack.client.get(&path).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    stack.stop().await;
+}

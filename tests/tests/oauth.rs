@@ -224,6 +224,14 @@ async fn token_endpoint_errors_follow_rfc_6749() {
     .await;
     expect(&bad_secret, 401, "invalid_client");
     assert_eq!(bad_secret.header("www-authenticate"), Some("Basic realm=\"oauth\""));
+    // A client id no client can have (schemathesis found this one a 500).
+    let impossible = anonymous
+        .post_form(
+            "/oauth/token",
+            &[("grant_type", "client_credentials"), ("client_id", "0(K\u{9c}\u{0}")],
+        )
+        .await;
+    expect(&impossible, 401, "invalid_client");
 
     let public_machine = anonymous
         .post_form(

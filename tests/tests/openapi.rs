@@ -199,7 +199,7 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
                 // The coverage phase of 4.32.5 stops on an internal KeyError
                 // walking these schemas; examples and fuzzing run in full.
                 .args(["--phases", "examples,fuzzing"])
-                .args(["--max-examples", "25", "--workers", "2", "--seed", "1"])
+                .args(["--max-examples", "100", "--workers", "2", "--seed", "1"])
                 .args(["--exclude-path-regex", "^/(admin|oauth/authorize)"])
                 .args(["--report", "junit", "--report-dir"])
                 .arg(&report_dir)

@@ -36,11 +36,19 @@ struct ClientRow {
 const CLIENT_COLUMNS: &str = "id, workspace_id, name, kind, redirect_uris, allowed_scopes, secret_hash";
 
 pub async fn find(pool: &PgPool, client_id: &str) -> Result<Option<Client>, sqlx::Error> {
-    let row: Option<ClientRow> = sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"))
+    Ok(find_row(pool, client_id).await?.map(|r| r.client))
+}
+
+async fn find_row(pool: &PgPool, client_id: &str) -> Result<Option<ClientRow>, sqlx::Error> {
+    // Text that cannot be one of our ids (one with a NUL, which PostgreSQL
+    // refuses outright) names no client.
+    if ids::OAuthClientId::parse("client_id", client_id).is_err() {
+        return Ok(None);
+    }
+    sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"))
         .bind(client_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| r.client))
+        .await
 }
 
 /// The authenticated client of a token or revocation request.
@@ -64,11 +72,7 @@ pub async fn authenticate(pool: &PgPool, headers: &HeaderMap, form: &Form) -> Re
         (None, Some(id), secret) => (id.to_owned(), secret.map(str::to_owned)),
         (None, None, _) => return Err(invalid_client("client authentication is required", false)),
     };
-    let row: Option<ClientRow> = sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"))
-        .bind(&id)
-        .fetch_optional(pool)
-        .await?;
-    let Some(row) = row else {
+    let Some(row) = find_row(pool, &id).await? else {
         return Err(invalid_client("unknown client", used_basic));
     };
     match (&row.secret_hash, secret) {

@@ -136,6 +136,9 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     let fail = |p: Problem| ProblemResponse::new(p, ctx.clone());
     // Deleting a client cascades to its codes and refresh tokens; its
     // access tokens lapse within their short lifetime.
+    if OAuthClientId::parse("client_id", &id).is_err() {
+        return Err(fail(Problem::not_found(OAuthClientId::KIND, &id)));
+    }
     let deleted = rows::delete_by_id(&state.pool, "oauth_clients", &principal.workspace_id, &id)
         .await
         .map_err(|e| fail(Problem::database(e)))?;

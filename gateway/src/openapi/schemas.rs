@@ -115,12 +115,26 @@ impl<'a> Schemas<'a> {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for field in message.fields().filter(|f| keep(f)) {
+            let behaviors = behaviors(&field);
+            if direction == Direction::Input && behaviors.contains(&Behavior::OutputOnly) {
+                // Set by the service; a client has nothing to send.
+                continue;
+            }
             let mut schema = self.field(&field, direction);
             if let Some(comment) = self.comments.of_field(&field) {
                 schema = described(schema, comment);
             }
-            if direction == Direction::Output && !field.supports_presence() {
+            let always_written = direction == Direction::Output && !field.supports_presence();
+            let must_send = direction == Direction::Input && behaviors.contains(&Behavior::Required);
+            if always_written || must_send {
                 required.push(json!(field.name()));
+            }
+            if must_send && field.kind() == Kind::String && !field.is_list() {
+                // Required text is refused when empty.
+                schema["minLength"] = json!(1);
+            }
+            if direction == Direction::Output && behaviors.contains(&Behavior::OutputOnly) {
+                schema = read_only(schema);
             }
             properties.insert(field.name().to_owned(), schema);
         }
@@ -129,8 +143,12 @@ impl<'a> Schemas<'a> {
             schema["required"] = Value::Array(required);
         }
         if direction == Direction::Input {
-            // The gateway refuses fields the message does not have.
+            // The gateway refuses fields the message does not have, and
+            // more than one field of a oneof.
             schema["additionalProperties"] = json!(false);
+            if let Some(exclusive) = one_of_each(message) {
+                schema["not"] = exclusive;
+            }
         }
         match self.comments.of_message(message) {
             Some(comment) => described(schema, comment),
@@ -180,6 +198,58 @@ impl<'a> Schemas<'a> {
             false => full.to_owned(),
         }
     }
+}
+
+/// The `google.api.field_behavior` values the document acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behavior {
+    Required,
+    OutputOnly,
+}
+
+/// A field's `google.api.field_behavior` annotations.
+fn behaviors(field: &FieldDescriptor) -> Vec<Behavior> {
+    let Some(extension) = field.parent_pool().get_extension_by_name("google.api.field_behavior") else {
+        return Vec::new();
+    };
+    let options = field.options();
+    if !options.has_extension(&extension) {
+        return Vec::new();
+    }
+    let values = options.get_extension(&extension);
+    let Some(list) = values.as_list() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|value| match value.as_enum_number()? {
+            2 => Some(Behavior::Required),
+            3 => Some(Behavior::OutputOnly),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A schema matching objects that set two fields of one oneof (the
+/// request's schema is its negation), if the message has a real oneof.
+fn one_of_each(message: &MessageDescriptor) -> Option<Value> {
+    let mut pairs = Vec::new();
+    for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
+        let names: Vec<String> = oneof.fields().map(|f| f.name().to_owned()).collect();
+        for (i, first) in names.iter().enumerate() {
+            for second in &names[i + 1..] {
+                pairs.push(json!({"required": [first, second]}));
+            }
+        }
+    }
+    (!pairs.is_empty()).then(|| json!({"anyOf": pairs}))
+}
+
+/// `schema` marked as set by the service alone.
+fn read_only(mut schema: Value) -> Value {
+    if let Value::Object(map) = &mut schema {
+        map.insert("readOnly".into(), json!(true));
+    }
+    schema
 }
 
 /// Every message `message` contains, itself included.
@@ -296,5 +366,34 @@ mod tests {
         let schema = &schemas.defined["chatbot.v1.Conversation.Input"];
         assert!(schema.get("required").is_none(), "{schema}");
         assert_eq!(schema["additionalProperties"], false);
+        assert!(
+            schema["properties"].get("id").is_none(),
+            "output-only fields are not sent"
+        );
+    }
+
+    #[test]
+    fn field_behavior_makes_request_fields_required_and_response_fields_read_only() {
+        let pool = pool();
+        let comments = Comments::of(&pool);
+        let create = pool
+            .get_message_by_name("chatbot.v1.CreateConversationRequest")
+            .unwrap();
+        let conversation = pool.get_message_by_name("chatbot.v1.Conversation").unwrap();
+        let mut schemas = Schemas::new(&comments, [conversation.clone()]);
+        let body = schemas.object(&create, Direction::Input, |_| true);
+        assert_eq!(body["required"], json!(["user_id", "channel"]), "{body}");
+        assert_eq!(body["properties"]["user_id"]["minLength"], 1);
+        let item = pool.get_message_by_name("chatbot.v1.KnowledgeItem").unwrap();
+        let input = schemas.object(&item, Direction::Input, |_| true);
+        assert_eq!(
+            input["not"],
+            json!({"anyOf": [{"required": ["document", "faq"]}]}),
+            "{input}"
+        );
+        schemas.message(&conversation, Direction::Output);
+        let output = &schemas.defined["chatbot.v1.Conversation"];
+        assert_eq!(output["properties"]["created_at"]["readOnly"], true);
+        assert!(output["properties"]["user_id"].get("readOnly").is_none());
     }
 }

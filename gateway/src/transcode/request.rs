@@ -59,7 +59,38 @@ pub fn build(
             reason: "path variable names no field".into(),
         })?;
     }
+    refuse_nul(&document)?;
     parse(&input, document)
+}
+
+/// No field of the API takes U+0000, and PostgreSQL text cannot hold it:
+/// refused here, naming the field, rather than failing deep in a service.
+fn refuse_nul(document: &Map<String, Value>) -> Result<(), RequestError> {
+    match field_with_nul(document) {
+        Some(field) => Err(RequestError::InvalidField {
+            field: field.to_owned(),
+            reason: NUL_REASON.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+pub const NUL_REASON: &str = "must not contain the character U+0000";
+
+/// The top-level field of `document` holding a U+0000 somewhere, if any.
+pub fn field_with_nul(document: &Map<String, Value>) -> Option<&str> {
+    fn holds_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(holds_nul),
+            Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || holds_nul(value)),
+            _ => false,
+        }
+    }
+    document
+        .iter()
+        .find(|(key, value)| key.contains('\0') || holds_nul(value))
+        .map(|(key, _)| key.as_str())
 }
 
 /// The request message of an inbound webhook: path variables as usual, the
@@ -233,6 +264,21 @@ mod tests {
             crate::routes::Resolution::Found(route, b) => (route, b),
             _ => panic!("no route for {method} {path}"),
         }
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused_with_its_field() {
+        let t = table();
+        let (route, bindings) = route(&t, http::Method::POST, "/api/v1/conversations/conv_1/messages");
+        let body = br#"{"content": "a\u0000b", "role": "user"}"#;
+        let refused = build(route, bindings, None, body).unwrap_err();
+        assert_eq!(
+            refused,
+            RequestError::InvalidField {
+                field: "content".into(),
+                reason: NUL_REASON.into()
+            }
+        );
     }
 
     #[test]
