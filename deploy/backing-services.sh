@@ -186,48 +186,29 @@ ensure_kubectl() {
   export E2E_KUBECTL="$dir/kubectl/kubectl"
 }
 
-# checkov, the Kubernetes best-practice checker, in a venv of its own: it
-# pins many libraries the test clients also use. Exports E2E_CHECKOV.
-ensure_checkov() {
-  local venv="$1/checkov-venv" version=3.3.30
-  if ! "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$version"; then
+# A command-line tool from PyPI at a pinned version, in a venv of its own
+# under $1 (each pins its libraries its own way): installs it unless it is
+# there, then sets the variable named $5 to its binary's path.
+ensure_pip_tool() {
+  local package="$2" version="$3" binary="$4"
+  local venv="$1/$package-venv"
+  if ! "$venv/bin/python3" -m pip show "$package" 2>/dev/null | grep -qx "Version: $version" ||
+    [ ! -x "$venv/bin/$binary" ]; then
     command -v python3 >/dev/null || { is_root && apt_install python3; }
     python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
       die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing checkov $version into $venv"
-    "$venv/bin/python3" -m pip install -q "checkov==$version" || die "pip could not install checkov"
+    say "installing $package $version into $venv"
+    "$venv/bin/python3" -m pip install -q "$package==$version" || die "pip could not install $package"
   fi
-  export E2E_CHECKOV="$venv/bin/checkov"
+  export "$5=$venv/bin/$binary"
 }
 
-# schemathesis, which fuzzes the live stack from its OpenAPI document, in a
-# venv of its own (its pins are its own). Exports E2E_SCHEMATHESIS.
-ensure_schemathesis() {
-  local venv="$1/schemathesis-venv" version=4.32.5
-  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "version $version\$"; then
-    command -v python3 >/dev/null || { is_root && apt_install python3; }
-    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
-      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing schemathesis $version into $venv"
-    "$venv/bin/python3" -m pip install -q "schemathesis==$version" || die "pip could not install schemathesis"
-  fi
-  export E2E_SCHEMATHESIS="$venv/bin/st"
-}
-
-# openapi-python-client, which the test suite generates a client with from
-# the gateway's OpenAPI document, in a venv of its own. Exports
-# E2E_CLIENT_GENERATOR.
-ensure_client_generator() {
-  local venv="$1/client-gen-venv" version=0.29.1
-  if ! "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q "version: $version\$"; then
-    command -v python3 >/dev/null || { is_root && apt_install python3; }
-    python3 -m venv "$venv" 2>/dev/null || { is_root && apt_install python3-venv && python3 -m venv "$venv"; } ||
-      die "cannot create a Python venv: sudo apt-get install -y python3-venv"
-    say "installing openapi-python-client $version into $venv"
-    "$venv/bin/python3" -m pip install -q "openapi-python-client==$version" || die "pip could not install openapi-python-client"
-  fi
-  export E2E_CLIENT_GENERATOR="$venv/bin/openapi-python-client"
-}
+# checkov checks the Kubernetes manifests; schemathesis fuzzes the live
+# stack from its OpenAPI document; openapi-python-client generates the
+# client the suite drives the stack with.
+ensure_checkov() { ensure_pip_tool "$1" checkov 3.3.30 checkov E2E_CHECKOV; }
+ensure_schemathesis() { ensure_pip_tool "$1" schemathesis 4.32.5 st E2E_SCHEMATHESIS; }
+ensure_client_generator() { ensure_pip_tool "$1" openapi-python-client 0.29.1 openapi-python-client E2E_CLIENT_GENERATOR; }
 
 # Swagger UI (npm swagger-ui-dist) for the gateway's /docs page: its script
 # and stylesheet, fetched once into $1. Exports GATEWAY_DOCS_DIR, and

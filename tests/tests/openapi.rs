@@ -41,9 +41,8 @@ async fn the_document_is_valid_openapi_3_1_and_its_yaml_is_the_same_document() {
         .expect("running openapi-spec-validator");
     assert!(
         validated.status.success(),
-        "openapi-spec-validator refuses the document:\n{}{}",
-        String::from_utf8_lossy(&validated.stdout),
-        String::from_utf8_lossy(&validated.stderr)
+        "openapi-spec-validator refuses the document:\n{}",
+        both(&validated)
     );
     let same = Command::new(python())
         .args([
@@ -97,35 +96,39 @@ async fn a_client_generated_from_the_document_creates_a_bot_a_conversation_and_a
         .expect("running openapi-python-client");
     assert!(
         generated.status.success(),
-        "openapi-python-client could not generate a client:\n{}{}",
-        String::from_utf8_lossy(&generated.stdout),
-        String::from_utf8_lossy(&generated.stderr)
+        "openapi-python-client could not generate a client:\n{}",
+        both(&generated)
     );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/generated_client.py");
-    let key = stack.client.key().expect("the stack's client holds a key").to_owned();
-    let base = stack.base_url.clone();
-    let python = bin.join("python3");
-    let package_dir = dir.clone();
-    let ran = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args([&base, &key])
-            .env("PYTHONPATH", &package_dir)
-            .output()
-            .expect("running the generated client")
-    })
-    .await
-    .unwrap();
+    let mut client = Command::new(bin.join("python3"));
+    client.env("PYTHONPATH", &dir);
+    let ran = run_script(client, "generated_client.py", &stack).await;
     let _ = std::fs::remove_file(schema);
     let _ = std::fs::remove_dir_all(dir);
-    assert!(
-        ran.status.success(),
-        "the generated client failed:\n{}{}",
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert!(ran.status.success(), "the generated client failed:\n{}", both(&ran));
     println!("{}", String::from_utf8_lossy(&ran.stdout));
     stack.stop().await;
+}
+
+/// `python` running `tests/python/<script>` with the stack's URL and key.
+async fn run_script(mut python: Command, script: &str, stack: &TestStack) -> std::process::Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let key = stack.client.key().expect("the stack's client holds a key");
+    python.arg(&script).args([stack.base_url.as_str(), key]);
+    tokio::task::spawn_blocking(move || python.output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()))
+}
+
+/// A process's output and errors.
+fn both(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,23 +146,11 @@ async fn the_docs_page_lists_every_operation_and_runs_a_request_in_a_browser() {
         policy.contains("script-src 'self'") && !policy.contains("unsafe-eval"),
         "{policy}"
     );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/docs_page.py");
-    let key = stack.client.key().expect("the stack's client holds a key").to_owned();
-    let base = stack.base_url.clone();
-    let ran = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .args([&base, &key])
-            .output()
-            .expect("running the browser test")
-    })
-    .await
-    .unwrap();
+    let ran = run_script(Command::new(python()), "docs_page.py", &stack).await;
     assert!(
         ran.status.success(),
-        "the docs page failed in chromium (deploy/test.sh installs chromium and chromium-driver):\n{}{}",
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
+        "the docs page failed in chromium (deploy/test.sh installs chromium and chromium-driver):\n{}",
+        both(&ran)
     );
     println!("{}", String::from_utf8_lossy(&ran.stdout));
     stack.stop().await;
@@ -218,10 +209,6 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
         .filter(|l| l.contains("passed") || l.contains("failed") || l.contains("cases") || l.contains("Operations"))
         .collect();
     println!("schemathesis:\n{}", summary.join("\n"));
-    assert!(
-        output.status.success(),
-        "schemathesis found faults:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "schemathesis found faults:\n{}", both(&output));
     stack.stop().await;
 }
